@@ -1,0 +1,20 @@
+"""Fine-tuning: ``python finetune.py agent=cic task=walker_run snapshot_ts=2000000``.
+
+Loads a pre-training snapshot (or starts from scratch with ``snapshot_ts=0``) and trains
+with the task reward.
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+import urlb.config  # noqa: F401  (registers the config resolvers)
+from urlb.run import run_phase
+
+
+@hydra.main(config_path="configs", config_name="finetune", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    run_phase(cfg)
+
+
+if __name__ == "__main__":
+    main()

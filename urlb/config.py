@@ -1,0 +1,107 @@
+"""Validation of a run's configuration before any work starts: one clear message per error."""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from agents import agent_names
+from urlb.tasks import ALL_TASKS, DOMAINS, OBS_TYPES, TASKS, domain_of
+
+
+def _by_obs_type(obs_type: str, states_value, pixels_value):
+    return pixels_value if obs_type == "pixels" else states_value
+
+
+def _domain_of(task: str) -> str:
+    # An unknown task keeps a placeholder domain so that validate() can name the bad task.
+    return domain_of(task) if task in ALL_TASKS else "unknown"
+
+
+def _default_snapshot_ts(agent: str, pretrain_frames: int) -> int:
+    # Plain DDPG has no pre-training: fine-tune from scratch unless told otherwise.
+    return 0 if agent == "ddpg" else pretrain_frames
+
+
+def register_resolvers() -> None:
+    """Resolvers the configs use; registered once, before Hydra composes a config."""
+    for name, fn in (("by_obs_type", _by_obs_type), ("domain_of", _domain_of),
+                     ("default_snapshot_ts", _default_snapshot_ts)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
+
+
+register_resolvers()
+
+
+class ConfigError(ValueError):
+    """A user error in the configuration; the entry points print it without a traceback."""
+
+
+def _choice(name: str, value, valid) -> None:
+    if value not in valid:
+        raise ConfigError(f"{name}={value!r} is not valid; choose one of: {', '.join(map(str, sorted(valid)))}")
+
+
+def _positive(cfg: DictConfig, *keys: str) -> None:
+    for key in keys:
+        value = cfg.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{key}={value!r} must be a positive number")
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; an unavailable device is a ConfigError."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise ConfigError(f"device={spec!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={spec!r} but CUDA is not available here; use device=cpu or device=auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device={spec!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device={spec!r} is not supported; use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check every user-facing key; raise ConfigError naming the bad value and valid choices."""
+    _choice("agent", cfg.agent.name, agent_names())
+    _choice("obs_type", cfg.obs_type, OBS_TYPES)
+    if cfg.phase == "pretrain":
+        _choice("domain", cfg.domain, DOMAINS)
+    else:
+        _choice("task", cfg.task, ALL_TASKS)
+        if cfg.domain != domain_of(cfg.task):
+            raise ConfigError(
+                f"task={cfg.task} belongs to domain {domain_of(cfg.task)}, not domain={cfg.domain}; "
+                f"tasks of {cfg.domain}: {', '.join(TASKS.get(cfg.domain, ()))}"
+            )
+        if cfg.snapshot_ts < 0:
+            raise ConfigError(f"snapshot_ts={cfg.snapshot_ts} must be 0 (from scratch) or a pre-training frame count")
+        _choice("skill_selection", cfg.skill_selection, ("fixed", "random", "grid"))
+    _positive(cfg, "num_train_frames", "eval_every_frames", "num_eval_episodes", "replay_buffer_size",
+              "batch_size", "nstep", "action_repeat", "frame_stack", "checkpoint_every_frames")
+    if cfg.num_seed_frames < 0:
+        raise ConfigError(f"num_seed_frames={cfg.num_seed_frames} must be >= 0")
+    if cfg.num_seed_frames > cfg.num_train_frames:
+        raise ConfigError(
+            f"num_seed_frames={cfg.num_seed_frames} exceeds num_train_frames={cfg.num_train_frames}: "
+            "the agent would never update"
+        )
+    if not 0.0 < cfg.discount <= 1.0:
+        raise ConfigError(f"discount={cfg.discount} must be in (0, 1]")
+    if cfg.agent.update_every_steps <= 0:
+        raise ConfigError(f"agent.update_every_steps={cfg.agent.update_every_steps} must be positive")
+    _choice("precision", cfg.precision, ("fp32", "bf16"))
+    if cfg.phase == "pretrain":
+        for frames in cfg.snapshots:
+            if not isinstance(frames, int) or frames <= 0 or frames > cfg.num_train_frames:
+                raise ConfigError(
+                    f"snapshots contains {frames!r}: each must be a positive frame count no larger than "
+                    f"num_train_frames={cfg.num_train_frames}"
+                )
+    resolve_device(cfg.device)

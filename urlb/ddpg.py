@@ -1,0 +1,219 @@
+"""DDPG as in URLB: the one update loop every method shares.
+
+A pre-training method is a :class:`urlb.plugin.Plugin`. In reward-free mode the backbone
+asks the plugin to train itself on the sampled batch and to relabel the batch with its
+intrinsic reward; otherwise the task reward stored in replay is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from urlb.nets import Actor, Critic, Encoder, RandomShiftsAug
+from urlb.plugin import Plugin
+from urlb.replay import Batch
+
+
+class NonFiniteError(RuntimeError):
+    """A loss, reward or parameter became NaN or infinite."""
+
+
+def schedule(spec: str | float, step: int) -> float:
+    """A constant (``0.2``) or ``linear(init,final,duration)`` in steps, as in DrQ-v2."""
+    try:
+        return float(spec)
+    except ValueError:
+        match = re.fullmatch(r"linear\((.+),(.+),(.+)\)", str(spec).replace(" ", ""))
+        if not match:
+            raise ValueError(f"bad schedule {spec!r}; use a number or linear(init,final,steps)") from None
+        init, final, duration = (float(g) for g in match.groups())
+        mix = min(max(step / duration, 0.0), 1.0)
+        return (1.0 - mix) * init + mix * final
+
+
+def clipped_noise_action(mean: torch.Tensor, std: float, clip: float) -> torch.Tensor:
+    """Mean plus clipped Gaussian noise, kept in [-1, 1] (URLB's TruncatedNormal sample)."""
+    noise = (torch.randn_like(mean) * std).clamp(-clip, clip)
+    return (mean + noise).clamp(-1.0, 1.0)
+
+
+def check_finite(name: str, value: torch.Tensor, step: int) -> None:
+    if not bool(torch.isfinite(value).all()):
+        raise NonFiniteError(f"non-finite {name} at update step {step}; the run stops here")
+
+
+class DDPGAgent(nn.Module):
+    """URLB DDPG: double-Q critic, deterministic actor with clipped Gaussian exploration."""
+
+    def __init__(
+        self,
+        obs_type: str,
+        obs_shape: tuple[int, ...],
+        action_dim: int,
+        device: str | torch.device = "cpu",
+        hidden_dim: int = 1024,
+        feature_dim: int = 50,
+        lr: float = 1e-4,
+        critic_target_tau: float = 0.01,
+        stddev_schedule: str | float = 0.2,
+        stddev_clip: float = 0.3,
+        plugin: Plugin | None = None,
+        reward_free: bool = False,
+        precision: str = "fp32",
+    ) -> None:
+        super().__init__()
+        self.obs_type, self.action_dim = obs_type, action_dim
+        self.device = torch.device(device)
+        self.tau, self.stddev_schedule, self.stddev_clip = critic_target_tau, stddev_schedule, stddev_clip
+        self.reward_free = reward_free
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"unknown precision {precision!r}; valid: bf16, fp32")
+        self.bf16 = precision == "bf16"
+        if obs_type == "pixels":
+            self.encoder: nn.Module = Encoder(obs_shape)
+            self.aug: nn.Module = RandomShiftsAug(pad=4)
+            feat_dim = self.encoder.repr_dim
+        else:
+            self.encoder, self.aug = nn.Identity(), nn.Identity()
+            feat_dim = int(np.prod(obs_shape))
+        self.feat_dim = feat_dim
+        self.plugin = plugin
+        self.skill_dim = plugin.skill_dim if plugin is not None else 0
+        in_dim = feat_dim + self.skill_dim
+        self.actor = Actor(obs_type, in_dim, action_dim, feature_dim, hidden_dim)
+        self.critic = Critic(obs_type, in_dim, action_dim, feature_dim, hidden_dim)
+        self.critic_target = Critic(obs_type, in_dim, action_dim, feature_dim, hidden_dim)
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        self.critic_target.requires_grad_(False)
+        self.to(self.device)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=lr)
+        # The encoder learns through the critic loss only (DrQ-v2/URLB).
+        critic_params = list(self.critic.parameters()) + list(self.encoder.parameters())
+        self.critic_opt = torch.optim.Adam(critic_params, lr=lr)
+        self.train()
+
+    # --- acting ---
+    def _autocast(self):
+        if not self.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+    def _policy_input(self, features: torch.Tensor, skill: torch.Tensor | None) -> torch.Tensor:
+        return features if skill is None else torch.cat([features, skill], dim=-1)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, skill: np.ndarray | None, step: int, eval_mode: bool) -> np.ndarray:
+        """Action for one observation: the mean in eval mode, else mean plus clipped noise."""
+        obs_t = torch.as_tensor(obs, device=self.device).unsqueeze(0)
+        skill_t = None if skill is None else torch.as_tensor(skill, dtype=torch.float32, device=self.device)[None]
+        with self._autocast():
+            mean = self.actor(self._policy_input(self.encoder(obs_t), skill_t)).float()
+        if not eval_mode:
+            mean = clipped_noise_action(mean, schedule(self.stddev_schedule, step), self.stddev_clip)
+        return mean[0].cpu().numpy().astype(np.float32)
+
+    # --- learning ---
+    def update(self, batch: Batch, step: int) -> dict[str, float]:
+        """One backbone update (plugin, critic, actor, target) on a sampled batch."""
+        metrics: dict[str, float] = {}
+        obs = self.encoder(self.aug(batch.obs.float())) if self.obs_type == "pixels" else batch.obs
+        with torch.no_grad():
+            next_obs = self.encoder(self.aug(batch.next_obs.float())) if self.obs_type == "pixels" else batch.next_obs
+        reward = batch.reward
+        if self.reward_free:
+            if self.plugin is None:
+                raise ValueError("reward-free training needs a plugin that defines the intrinsic reward")
+            plugin_batch = batch._replace(obs=obs.detach(), next_obs=next_obs) if self.obs_type == "pixels" else batch
+            if self.obs_type == "pixels":
+                with torch.no_grad():
+                    one_step = self.encoder(self.aug(batch.next_obs_1step.float()))
+                plugin_batch = plugin_batch._replace(next_obs_1step=one_step)
+            metrics.update(self.plugin.update(plugin_batch, step))
+            with torch.no_grad():
+                reward = self.plugin.intrinsic_reward(plugin_batch).float()
+            check_finite("intrinsic reward", reward, step)
+            metrics["intrinsic_reward"] = reward.mean().item()
+        metrics["batch_reward"] = reward.mean().item()
+        skill = batch.skill
+        metrics.update(self._update_critic(obs, batch.action, reward, batch.discount, next_obs, skill, step))
+        metrics.update(self._update_actor(obs.detach(), skill, step))
+        self._soft_update_target()
+        return metrics
+
+    def _update_critic(self, obs, action, reward, discount, next_obs, skill, step: int) -> dict[str, float]:
+        std = schedule(self.stddev_schedule, step)
+        with torch.no_grad(), self._autocast():
+            next_in = self._policy_input(next_obs, skill)
+            next_action = clipped_noise_action(self.actor(next_in).float(), std, self.stddev_clip)
+            target_q1, target_q2 = self.critic_target(next_in, next_action)
+            target_q = reward + discount * torch.min(target_q1, target_q2).float()
+        with self._autocast():
+            q1, q2 = self.critic(self._policy_input(obs, skill), action)
+        loss = F.mse_loss(q1.float(), target_q) + F.mse_loss(q2.float(), target_q)
+        check_finite("critic loss", loss, step)
+        self.critic_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.critic_opt.step()
+        return {"critic_loss": loss.item(), "critic_q1": q1.float().mean().item(), "critic_target_q": target_q.mean().item()}
+
+    def _update_actor(self, obs, skill, step: int) -> dict[str, float]:
+        std = schedule(self.stddev_schedule, step)
+        # The actor loss must not build gradients for the critic's weights.
+        self.critic.requires_grad_(False)
+        try:
+            with self._autocast():
+                policy_in = self._policy_input(obs, skill)
+                action = clipped_noise_action(self.actor(policy_in).float(), std, self.stddev_clip)
+                q1, q2 = self.critic(policy_in, action)
+            loss = -torch.min(q1, q2).float().mean()
+            check_finite("actor loss", loss, step)
+            self.actor_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.actor_opt.step()
+        finally:
+            self.critic.requires_grad_(True)
+        return {"actor_loss": loss.item()}
+
+    @torch.no_grad()
+    def _soft_update_target(self) -> None:
+        online = list(self.critic.parameters())
+        target = list(self.critic_target.parameters())
+        torch._foreach_lerp_(target, online, self.tau)
+
+    def parameters_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.parameters())
+
+    # --- persistence ---
+    def networks_state(self) -> dict[str, dict]:
+        """State dicts of every network and optimiser (a snapshot's payload)."""
+        state = {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "encoder": self.encoder.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+        }
+        if self.plugin is not None:
+            state["plugin"] = self.plugin.state_dict()
+            if getattr(self.plugin, "optimizer", None) is not None:
+                state["plugin_opt"] = self.plugin.optimizer.state_dict()
+        return state
+
+    def load_networks(self, state: dict[str, dict], parts: tuple[str, ...]) -> None:
+        """Load the named parts (e.g. actor, critic, encoder, plugin) from a snapshot payload."""
+        for part in parts:
+            if part not in state:
+                continue
+            if part == "plugin_opt":
+                self.plugin.optimizer.load_state_dict(state[part])
+            else:
+                getattr(self, part).load_state_dict(state[part])
+        if "critic" in parts and "critic_target" not in parts:
+            self.critic_target.load_state_dict(self.critic.state_dict())

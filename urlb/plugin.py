@@ -1,0 +1,74 @@
+"""The plugin contract: what a pre-training method adds to the shared DDPG backbone.
+
+A plugin owns its networks and optimiser, trains them in ``update`` and relabels sampled
+transitions with ``intrinsic_reward``; it never touches the actor or critic. Skill methods
+also declare a skill space: the backbone concatenates the skill to the observation features.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from urlb.replay import Batch
+
+
+class RunningMeanStd(nn.Module):
+    """Running mean and variance (parallel Welford update) kept as buffers, so they live in
+    ``state_dict`` and travel with snapshots."""
+
+    def __init__(self, shape: tuple[int, ...] = (), epsilon: float = 1e-4) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(shape))
+        self.register_buffer("var", torch.ones(shape))
+        self.register_buffer("count", torch.tensor(epsilon))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        x = x.reshape(-1, *self.mean.shape).float()
+        batch_mean, batch_var, n = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        delta = batch_mean - self.mean
+        total = self.count + n
+        self.mean += delta * n / total
+        self.var.copy_((self.var * self.count + batch_var * n + delta.pow(2) * self.count * n / total) / total)
+        self.count.copy_(total)
+
+    @property
+    def std(self) -> torch.Tensor:
+        return self.var.sqrt()
+
+
+class Plugin(nn.Module):
+    """Base class of pre-training methods. Subclasses set ``skill_dim`` (0: no skill)."""
+
+    name: str = "plugin"
+    skill_dim: int = 0
+    # Steps between skill resamples during pre-training (skill methods only).
+    update_skill_every_step: int = 50
+
+    def __init__(self, obs_dim: int, action_dim: int) -> None:
+        super().__init__()
+        self.obs_dim, self.action_dim = obs_dim, action_dim
+
+    # --- skills ---
+    def sample_skill(self, rng: np.random.Generator) -> np.ndarray | None:
+        """A skill drawn from the prior, or None for exploration methods."""
+        return None
+
+    def default_skill(self) -> np.ndarray | None:
+        """The skill used by ``skill_selection=fixed``."""
+        return None
+
+    def candidate_skills(self, num: int, rng: np.random.Generator) -> np.ndarray:
+        """Skills scored by ``skill_selection=grid`` (default: ``num`` prior samples)."""
+        return np.stack([self.sample_skill(rng) for _ in range(num)])
+
+    # --- learning ---
+    def update(self, batch: Batch, step: int) -> dict[str, float]:
+        """Train the plugin's own networks on a batch; return metrics."""
+        raise NotImplementedError
+
+    def intrinsic_reward(self, batch: Batch) -> torch.Tensor:
+        """Reward of shape (B, 1) for the batch's transitions, without gradients."""
+        raise NotImplementedError

@@ -1,0 +1,170 @@
+"""In-memory replay with vectorised n-step sampling.
+
+Storage follows DrQ-v2: position ``i`` holds the observation of one time step together with
+the action, reward and discount that *led to* it (and the skill that chose that action). A
+transition starting at ``i`` therefore uses ``action[i+1]``, ``reward[i+1..i+n]`` and
+``obs[i+n]``. Every observation is stored once; the next observation is found by index.
+Pixel observations store only the newest frame per step and rebuild the frame stack by index.
+
+The n-step target never crosses an episode boundary: near an episode's end it is shortened
+to the steps that exist. A time-limit end still bootstraps (the suite reports discount 1.0).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+
+class Batch(NamedTuple):
+    """A sampled batch of n-step transitions; every tensor has leading dimension B."""
+
+    obs: torch.Tensor  # (B, *obs_shape)
+    action: torch.Tensor  # (B, action_dim), the action taken at obs
+    reward: torch.Tensor  # (B, 1), discounted n-step sum of the task reward
+    discount: torch.Tensor  # (B, 1), gamma^m * product of env discounts (m <= n steps taken)
+    next_obs: torch.Tensor  # (B, *obs_shape), observation m steps after obs
+    next_obs_1step: torch.Tensor  # (B, *obs_shape), observation one step after obs
+    skill: torch.Tensor | None  # (B, skill_dim) or None for methods without skills
+
+
+class ReplayBuffer:
+    """Ring-buffer replay whose tensors live on the training device."""
+
+    def __init__(
+        self,
+        obs_shape: tuple[int, ...],
+        action_dim: int,
+        capacity: int = 1_000_000,
+        skill_dim: int = 0,
+        frame_stack: int = 1,
+        nstep: int = 3,
+        discount: float = 0.99,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if capacity <= 0 or nstep <= 0:
+            raise ValueError(f"capacity and nstep must be positive, got {capacity} and {nstep}")
+        self.capacity, self.nstep, self.gamma = capacity, nstep, discount
+        self.frame_stack, self.device = frame_stack, torch.device(device)
+        self.obs_shape = tuple(obs_shape)
+        self.pixels = len(self.obs_shape) == 3
+        # Pixels: store one frame (C/frame_stack channels) per step, never the whole stack.
+        if self.pixels:
+            frame_shape = (self.obs_shape[0] // frame_stack, *self.obs_shape[1:])
+            obs_dtype = torch.uint8
+        else:
+            frame_shape, obs_dtype = self.obs_shape, torch.float32
+        dev = self.device
+        self.frames = torch.zeros((capacity, *frame_shape), dtype=obs_dtype, device=dev)
+        self.action = torch.zeros((capacity, action_dim), dtype=torch.float32, device=dev)
+        self.reward = torch.zeros(capacity, dtype=torch.float32, device=dev)
+        self.env_discount = torch.ones(capacity, dtype=torch.float32, device=dev)
+        self.skill = torch.zeros((capacity, skill_dim), dtype=torch.float32, device=dev)
+        # Episode id (-1 = never written) and step index within the episode, for boundary checks.
+        self.episode_id = torch.full((capacity,), -1, dtype=torch.int64, device=dev)
+        self.step_in_episode = torch.zeros(capacity, dtype=torch.int64, device=dev)
+        self.skill_dim = skill_dim
+        self._next = 0
+        self._size = 0
+        self._episode = -1
+        self._episode_step = 0
+        self._gammas = discount ** torch.arange(nstep + 1, dtype=torch.float32, device=dev)
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def num_transitions(self) -> int:
+        """Number of stored steps that start a valid transition (approximately len - episodes)."""
+        return int((self._has_next(torch.arange(self._size, device=self.device))).sum())
+
+    def add(self, time_step, skill: np.ndarray | None = None) -> None:
+        """Store one time step; ``skill`` is the skill that chose ``time_step.action``."""
+        i = self._next
+        if time_step.first():
+            self._episode += 1
+            self._episode_step = 0
+        obs = np.asarray(time_step.observation)
+        if self.pixels:
+            obs = obs[-self.frames.shape[1] :]  # newest frame only
+        self.frames[i] = torch.as_tensor(obs, device=self.device)
+        self.action[i] = torch.as_tensor(np.asarray(time_step.action, dtype=np.float32), device=self.device)
+        self.reward[i] = float(time_step.reward or 0.0)
+        self.env_discount[i] = float(1.0 if time_step.discount is None else time_step.discount)
+        if self.skill_dim:
+            self.skill[i] = torch.as_tensor(np.asarray(skill, dtype=np.float32), device=self.device)
+        self.episode_id[i] = self._episode
+        self.step_in_episode[i] = self._episode_step
+        self._episode_step += 1
+        self._next = (i + 1) % self.capacity
+        self._size = min(self._size + 1, self.capacity)
+
+    def _has_next(self, idx: torch.Tensor) -> torch.Tensor:
+        nxt = (idx + 1) % self.capacity
+        return (self.episode_id[nxt] == self.episode_id[idx]) & (self.episode_id[idx] >= 0)
+
+    def _stacked_obs(self, idx: torch.Tensor) -> torch.Tensor:
+        if not self.pixels or self.frame_stack == 1:
+            return self.frames[idx]
+        # Frames before the episode's first step repeat the first frame, as the env wrapper does.
+        back = torch.arange(self.frame_stack - 1, -1, -1, device=self.device)  # S-1 .. 0
+        offsets = torch.minimum(back[None, :], self.step_in_episode[idx][:, None])
+        stacked = self.frames[(idx[:, None] - offsets) % self.capacity]  # (B, S, C, H, W)
+        return stacked.flatten(1, 2)
+
+    def _sample_starts(self, batch_size: int, generator: torch.Generator | None) -> torch.Tensor:
+        if self._size < 2:
+            raise RuntimeError("replay buffer holds no complete transition yet")
+        idx = torch.randint(self._size, (batch_size,), device=self.device, generator=generator)
+        bad = ~self._has_next(idx)
+        # Episode ends are rare (1 in episode length), so a few redraws settle it.
+        while bool(bad.any()):
+            idx[bad] = torch.randint(self._size, (int(bad.sum()),), device=self.device, generator=generator)
+            bad = ~self._has_next(idx)
+        return idx
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
+        """Sample ``batch_size`` n-step transitions uniformly over stored transitions."""
+        start = self._sample_starts(batch_size, generator)
+        ks = torch.arange(1, self.nstep + 1, device=self.device)
+        steps = (start[:, None] + ks[None, :]) % self.capacity  # (B, n)
+        in_episode = self.episode_id[steps] == self.episode_id[start][:, None]
+        in_episode = torch.cumprod(in_episode.to(torch.int64), dim=1).bool()  # stop at first break
+        num_steps = in_episode.sum(1)  # m >= 1, guaranteed by _sample_starts
+        valid = in_episode.float()
+        step_discount = self.env_discount[steps] * valid + (1.0 - valid)
+        # Discount applied to reward k: gamma^(k-1) * prod of env discounts before step k.
+        survive = torch.cumprod(torch.cat([torch.ones_like(step_discount[:, :1]), step_discount[:, :-1]], 1), 1)
+        reward = (self._gammas[:-1][None, :] * survive * self.reward[steps] * valid).sum(1, keepdim=True)
+        discount = self._gammas[num_steps][:, None] * step_discount.prod(1, keepdim=True)
+        last = (start + num_steps) % self.capacity
+        first = steps[:, 0]
+        return Batch(
+            obs=self._stacked_obs(start),
+            action=self.action[first],
+            reward=reward,
+            discount=discount,
+            next_obs=self._stacked_obs(last),
+            next_obs_1step=self._stacked_obs(first),
+            skill=self.skill[first] if self.skill_dim else None,
+        )
+
+    # --- checkpointing: the buffer's full state, so a resumed run continues where it stopped ---
+    def state_dict(self) -> dict:
+        n = self._size
+        keys = ("frames", "action", "reward", "env_discount", "skill", "episode_id", "step_in_episode")
+        return {
+            **{k: getattr(self, k)[:n].cpu().clone() for k in keys},
+            "next": self._next, "size": n, "episode": self._episode, "episode_step": self._episode_step,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        n = state["size"]
+        if n > self.capacity:
+            raise ValueError(f"checkpointed replay holds {n} steps, more than capacity {self.capacity}")
+        for k in ("frames", "action", "reward", "env_discount", "skill", "episode_id", "step_in_episode"):
+            getattr(self, k)[:n] = state[k].to(self.device)
+        self._next, self._size = state["next"], n
+        self._episode, self._episode_step = state["episode"], state["episode_step"]

@@ -1,0 +1,89 @@
+"""Snapshots (pre-training -> fine-tuning) and checkpoints (resume): paths, atomic writes,
+validated loads. One function computes the snapshot path for both scripts."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import urlb
+
+FORMAT_VERSION = 1
+
+
+class SnapshotError(RuntimeError):
+    """A snapshot or checkpoint is missing, unreadable or does not fit the run."""
+
+
+def snapshot_path(root: str | Path, obs_type: str, domain: str, agent: str, seed: int, frames: int) -> Path:
+    """``{root}/{obs_type}/{domain}/{agent}/{seed}/snapshot_{frames}.pt``."""
+    return Path(root) / obs_type / domain / agent / str(seed) / f"snapshot_{int(frames)}.pt"
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """Write to a temporary file in the same directory, fsync, then rename over ``path``:
+    a crash mid-write leaves the previous file intact and never half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_snapshot(path: str | Path, payload: dict[str, dict], metadata: dict[str, Any]) -> Path:
+    meta = {**metadata, "format_version": FORMAT_VERSION, "package_version": urlb.__version__}
+    atomic_torch_save({"metadata": meta, "state": payload}, path)
+    return Path(path)
+
+
+def read_torch_file(path: Path, what: str) -> dict:
+    """Load a file written by :func:`atomic_torch_save`, turning corruption into a clear error."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for truncated/corrupt files
+        raise SnapshotError(f"{what} {path} is unreadable (truncated or corrupt?): {type(exc).__name__}: {exc}") from exc
+    if not isinstance(data, dict) or "metadata" not in data or "state" not in data:
+        raise SnapshotError(f"{what} {path} is not a urlb {what} (no metadata/state)")
+    return data
+
+
+def _existing_snapshots(root: Path, obs_type: str, domain: str) -> list[str]:
+    base = root / obs_type / domain
+    if not base.is_dir():
+        return []
+    return sorted(str(p.relative_to(root)) for p in base.glob("*/*/snapshot_*.pt"))
+
+
+def load_snapshot(root: str | Path, obs_type: str, domain: str, agent: str, seed: int, frames: int,
+                  expected: dict[str, Any]) -> dict:
+    """Find, read and validate a snapshot; ``expected`` holds metadata that must match."""
+    root = Path(root)
+    path = snapshot_path(root, obs_type, domain, agent, seed, frames)
+    if not path.is_file():
+        existing = _existing_snapshots(root, obs_type, domain)
+        listing = "\n  ".join(existing) if existing else "(none)"
+        raise SnapshotError(
+            f"no snapshot at {path}\n"
+            f"snapshots under {root / obs_type / domain}:\n  {listing}\n"
+            f"create it with: python pretrain.py agent={agent} domain={domain} obs_type={obs_type} seed={seed} "
+            f"snapshot_dir={root}  (it must run to at least {frames} frames; snapshots=[{frames}])\n"
+            f"or fine-tune from scratch with snapshot_ts=0"
+        )
+    data = read_torch_file(path, "snapshot")
+    meta = data["metadata"]
+    mismatched = {k: (meta.get(k), v) for k, v in expected.items() if meta.get(k) != v}
+    if mismatched:
+        detail = "; ".join(f"{k}: snapshot has {a!r}, this run needs {b!r}" for k, (a, b) in mismatched.items())
+        raise SnapshotError(f"snapshot {path} does not fit this run: {detail}")
+    return data
