@@ -10,6 +10,10 @@ from urlb.plugin import Plugin
 REGISTRY: dict[str, str | None] = {
     "ddpg": None,
     "rnd": "agents.rnd:RND",
+    "apt": "agents.apt:APT",
+    "diayn": "agents.diayn:DIAYN",
+    "cic": "agents.cic:CIC",
+    "metra": "agents.metra:METRA",
 }
 
 

@@ -72,3 +72,35 @@ class Plugin(nn.Module):
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:
         """Reward of shape (B, 1) for the batch's transitions, without gradients."""
         raise NotImplementedError
+
+
+class ParticleEntropy(nn.Module):
+    """Particle-based entropy reward of APT (Liu & Abbeel, 2021), as used by APT and CIC.
+
+    reward_i = log(1 + mean_{j in kNN(i)} max(d_ij / running_std(d) - clip, 0)), with the k
+    nearest neighbours taken within the batch (the point itself included, as in URLB).
+    Neighbours come from ``torch.cdist`` + ``topk``: no B x B x D tensor is built.
+    """
+
+    def __init__(self, knn_k: int = 12, knn_avg: bool = True, knn_rms: bool = True, knn_clip: float = 0.0) -> None:
+        super().__init__()
+        self.knn_k, self.knn_avg, self.knn_rms, self.knn_clip = knn_k, knn_avg, knn_rms, knn_clip
+        self.distance_rms = RunningMeanStd(())
+
+    @torch.no_grad()
+    def knn_distances(self, rep: torch.Tensor) -> torch.Tensor:
+        """Distances to the k nearest particles in the batch, shape (B, k), ascending."""
+        k = min(self.knn_k, rep.shape[0])
+        dist = torch.cdist(rep.float(), rep.float())
+        return dist.topk(k, dim=1, largest=False, sorted=True).values
+
+    @torch.no_grad()
+    def forward(self, rep: torch.Tensor) -> torch.Tensor:
+        dist = self.knn_distances(rep)
+        if not self.knn_avg:
+            dist = dist[:, -1:]  # only the k-th neighbour
+        if self.knn_rms:
+            self.distance_rms.update(dist)
+            dist = dist / (self.distance_rms.std + 1e-8)
+        dist = (dist - self.knn_clip).clamp(min=0.0)
+        return torch.log(1.0 + dist.mean(dim=1, keepdim=True))

@@ -1,0 +1,65 @@
+"""APT: Liu & Abbeel, "Behavior From the Void: Unsupervised Active Pre-Training" (2021)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from urlb.nets import mlp, weight_init
+from urlb.plugin import ParticleEntropy, Plugin
+from urlb.replay import Batch
+
+REPRESENTATIONS = ("icm", "state")
+
+
+class ICM(nn.Module):
+    """Representation trained by forward and inverse dynamics (URLB's APT representation)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int, rep_dim: int) -> None:
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Linear(obs_dim, rep_dim), nn.LayerNorm(rep_dim), nn.Tanh())
+        self.forward_net = mlp(rep_dim + action_dim, hidden_dim, rep_dim, num_hidden=1)
+        self.inverse_net = nn.Sequential(mlp(2 * rep_dim, hidden_dim, action_dim, num_hidden=1), nn.Tanh())
+        self.apply(weight_init)
+
+    def loss(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor):
+        rep, next_rep = self.trunk(obs), self.trunk(next_obs)
+        forward_error = (self.forward_net(torch.cat([rep, action], -1)) - next_rep).norm(dim=-1)
+        inverse_error = (self.inverse_net(torch.cat([rep, next_rep], -1)) - action).norm(dim=-1)
+        return forward_error.mean(), inverse_error.mean()
+
+
+class APT(Plugin):
+    """APT (Liu & Abbeel, 2021): reward = log(1 + mean distance to the k nearest neighbours
+    in the batch) in a representation space: ICM features (``rep=icm``) or raw states."""
+
+    name = "apt"
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int = 1024, lr: float = 1e-4,
+                 rep: str = "icm", rep_dim: int = 512, knn_k: int = 12, knn_avg: bool = True,
+                 knn_rms: bool = True, knn_clip: float = 0.0, scale: float = 1.0) -> None:
+        super().__init__(obs_dim, action_dim)
+        if rep not in REPRESENTATIONS:
+            raise ValueError(f"unknown APT representation rep={rep!r}; valid: {', '.join(REPRESENTATIONS)}")
+        self.rep, self.scale = rep, scale
+        self.icm = ICM(obs_dim, action_dim, hidden_dim, rep_dim) if rep == "icm" else None
+        self.entropy = ParticleEntropy(knn_k, knn_avg, knn_rms, knn_clip)
+        self.optimizer = torch.optim.Adam(self.icm.parameters(), lr=lr) if self.icm is not None else None
+
+    def represent(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.icm.trunk(obs) if self.icm is not None else obs.flatten(1).float()
+
+    def update(self, batch: Batch, step: int) -> dict[str, float]:
+        if self.icm is None:
+            return {}
+        # Dynamics models need one-step transitions: the first action leads to next_obs_1step.
+        forward_error, inverse_error = self.icm.loss(batch.obs, batch.action, batch.next_obs_1step)
+        loss = forward_error + inverse_error
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"icm_forward_error": forward_error.item(), "icm_inverse_error": inverse_error.item()}
+
+    @torch.no_grad()
+    def intrinsic_reward(self, batch: Batch) -> torch.Tensor:
+        return self.scale * self.entropy(self.represent(batch.next_obs))

@@ -1,0 +1,57 @@
+"""DIAYN: Eysenbach et al., "Diversity is All You Need: Learning Skills without a Reward
+Function" (2018)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from urlb.nets import mlp, weight_init
+from urlb.plugin import Plugin
+from urlb.replay import Batch
+
+
+class DIAYN(Plugin):
+    """DIAYN (Eysenbach et al., 2018): a discriminator q(z|s') over one-hot skills;
+    reward = log q(z|s') - log p(z) with a uniform prior p(z) = 1/skill_dim."""
+
+    name = "diayn"
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int = 1024, lr: float = 1e-4,
+                 skill_dim: int = 16, update_skill_every_step: int = 50, scale: float = 1.0) -> None:
+        super().__init__(obs_dim, action_dim)
+        self.skill_dim, self.update_skill_every_step, self.scale = skill_dim, update_skill_every_step, scale
+        self.discriminator = mlp(obs_dim, hidden_dim, skill_dim)
+        self.apply(weight_init)
+        self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=lr)
+
+    def sample_skill(self, rng: np.random.Generator) -> np.ndarray:
+        return np.eye(self.skill_dim, dtype=np.float32)[rng.integers(self.skill_dim)]
+
+    def default_skill(self) -> np.ndarray:
+        return np.eye(self.skill_dim, dtype=np.float32)[0]
+
+    def candidate_skills(self, num: int, rng: np.random.Generator) -> np.ndarray:
+        # Few discrete skills: score all of them, whatever num asks.
+        return np.eye(self.skill_dim, dtype=np.float32)
+
+    def _reward_from_logits(self, logits: torch.Tensor, skill: torch.Tensor) -> torch.Tensor:
+        log_q = F.log_softmax(logits, dim=-1).gather(1, skill.argmax(-1, keepdim=True))
+        return self.scale * (log_q - math.log(1.0 / self.skill_dim))
+
+    def update(self, batch: Batch, step: int) -> dict[str, float]:
+        logits = self.discriminator(batch.next_obs)
+        labels = batch.skill.argmax(-1)
+        loss = F.cross_entropy(logits, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        accuracy = (logits.argmax(-1) == labels).float().mean()
+        return {"diayn_loss": loss.item(), "diayn_accuracy": accuracy.item()}
+
+    @torch.no_grad()
+    def intrinsic_reward(self, batch: Batch) -> torch.Tensor:
+        return self._reward_from_logits(self.discriminator(batch.next_obs), batch.skill)
