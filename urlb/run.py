@@ -13,6 +13,7 @@ from omegaconf import DictConfig, open_dict
 from urlb.config import ConfigError, validate
 from urlb.ddpg import NonFiniteError
 from urlb.snapshot import SnapshotError
+from urlb.trainer import RunInterrupted, Trainer
 
 EXIT_USER_ERROR = 2
 EXIT_NON_FINITE = 3
@@ -23,13 +24,14 @@ def run_phase(cfg: DictConfig) -> None:
         validate(cfg)
         with open_dict(cfg):
             cfg.snapshot_dir = to_absolute_path(cfg.snapshot_dir)
-        from urlb.trainer import Trainer  # heavy imports after validation: errors come fast
 
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         Trainer(cfg, run_dir).train()
     except (ConfigError, SnapshotError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
+    except RunInterrupted as exc:
+        sys.exit(128 + exc.signum)
     except NonFiniteError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(EXIT_NON_FINITE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,15 @@ from urlb.snapshot import (SnapshotError, atomic_torch_save, load_snapshot, read
 from urlb.tasks import PRIMAL_TASKS
 
 CHECKPOINT_NAME = "checkpoint.pt"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class RunInterrupted(Exception):
+    """The run was stopped by a signal after saving a checkpoint."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by signal {signum}")
+        self.signum = signum
 # Agent-config keys that only the backbone or trainer reads. Every other key (hidden_dim and
 # lr included: plugins use the backbone's width and learning rate) goes to the plugin.
 BACKBONE_ONLY_KEYS = ("name", "feature_dim", "critic_target_tau", "update_every_steps",
@@ -188,15 +198,30 @@ class Trainer:
 
     # --- the loop ---
     def train(self) -> None:
-        cfg = self.cfg
         self._start_time = time.time()
+        self._stop_signal: int | None = None
+        previous = {sig: signal.signal(sig, self._request_stop) for sig in STOP_SIGNALS}
         try:
             self._loop()
         except NonFiniteError as exc:
             self.logger.message(f"stopped: {exc}. The last checkpoint in {self.run_dir} is kept.")
             raise
         finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             self.logger.close()
+
+    def _request_stop(self, signum, frame) -> None:
+        # Stop at the next step boundary, where a consistent checkpoint can be written.
+        self._stop_signal = signum
+
+    def _stop_if_requested(self) -> None:
+        if self._stop_signal is None:
+            return
+        self._maybe_checkpoint(force=True)
+        self.logger.message(f"stopped by signal {self._stop_signal} at frame {self.global_frame}; "
+                            f"checkpoint saved, the same command resumes")
+        raise RunInterrupted(self._stop_signal)
 
     def _start_episode(self):
         time_step = self.train_env.reset()
@@ -222,6 +247,7 @@ class Trainer:
         time_step = self._start_episode()
         episode_reward, episode_step, window_start, window_frame = 0.0, 0, time.time(), self.global_frame
         while self.global_step < total_steps:
+            self._stop_if_requested()
             if time_step.last():
                 self.global_episode += 1
                 fps = (self.global_frame - window_frame) / max(time.time() - window_start, 1e-9)
