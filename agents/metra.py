@@ -35,7 +35,7 @@ class METRA(Plugin):
         # lambda = exp(log_lambda) stays positive; METRA optimises its log.
         self.log_lambda = nn.Parameter(torch.tensor(math.log(dual_lambda_init)))
         self.optimizer = torch.optim.Adam(self.phi.parameters(), lr=lr)
-        self.dual_optimizer = torch.optim.Adam([self.log_lambda], lr=dual_lr or lr)
+        self.dual_optimizer = torch.optim.Adam([self.log_lambda], lr=lr if dual_lr is None else dual_lr)
 
     @property
     def dual_lambda(self) -> torch.Tensor:

@@ -202,8 +202,7 @@ class DDPGAgent(nn.Module):
         }
         if self.plugin is not None:
             state["plugin"] = self.plugin.state_dict()
-            if getattr(self.plugin, "optimizer", None) is not None:
-                state["plugin_opt"] = self.plugin.optimizer.state_dict()
+            state["plugin_opt"] = {k: opt.state_dict() for k, opt in self.plugin.optimizers().items()}
         return state
 
     def load_networks(self, state: dict[str, dict], parts: tuple[str, ...]) -> None:
@@ -212,7 +211,8 @@ class DDPGAgent(nn.Module):
             if part not in state:
                 continue
             if part == "plugin_opt":
-                self.plugin.optimizer.load_state_dict(state[part])
+                for name, opt in self.plugin.optimizers().items():
+                    opt.load_state_dict(state[part][name])
             else:
                 getattr(self, part).load_state_dict(state[part])
         if "critic" in parts and "critic_target" not in parts:

@@ -100,10 +100,12 @@ class Logger:
         self._scalars("train", row, row["frame"])
         self._print("train", row)
 
-    def evaluation(self, row: dict[str, Any]) -> None:
+    def evaluation(self, row: dict[str, Any], elapsed: float) -> None:
+        """One evaluation. Wall time is printed but kept out of eval.csv, so that two runs with
+        the same seed write identical files."""
         self.eval_csv.write(row)
         self._scalars("eval", row, row["frame"])
-        self._print("eval", row)
+        self._print("eval", {**row, "total_time": elapsed})
 
     def message(self, text: str) -> None:
         tqdm.write(text, file=sys.stdout)

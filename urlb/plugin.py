@@ -64,6 +64,10 @@ class Plugin(nn.Module):
         """Skills scored by ``skill_selection=grid`` (default: ``num`` prior samples)."""
         return np.stack([self.sample_skill(rng) for _ in range(num)])
 
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Every optimiser the plugin owns, by attribute name (saved in checkpoints)."""
+        return {k: v for k, v in vars(self).items() if isinstance(v, torch.optim.Optimizer)}
+
     # --- learning ---
     def update(self, batch: Batch, step: int) -> dict[str, float]:
         """Train the plugin's own networks on a batch; return metrics."""
@@ -91,7 +95,12 @@ class ParticleEntropy(nn.Module):
     def knn_distances(self, rep: torch.Tensor) -> torch.Tensor:
         """Distances to the k nearest particles in the batch, shape (B, k), ascending."""
         k = min(self.knn_k, rep.shape[0])
-        dist = torch.cdist(rep.float(), rep.float())
+        # cdist uses matrix products for large batches; centring the batch keeps their rounding
+        # error small (distances are shift-invariant) and the self-distance is exactly zero.
+        rep = rep.float()
+        rep = rep - rep.mean(0, keepdim=True)
+        dist = torch.cdist(rep, rep)
+        dist.fill_diagonal_(0.0)
         return dist.topk(k, dim=1, largest=False, sorted=True).values
 
     @torch.no_grad()

@@ -102,8 +102,16 @@ class ReplayBuffer:
         self._size = min(self._size + 1, self.capacity)
 
     def _has_next(self, idx: torch.Tensor) -> torch.Tensor:
+        """Whether ``idx`` starts a transition: its successor slot holds the next step of the same
+        episode (the step counter also rules out the write head of an episode longer than the
+        capacity) and, for pixels, the frames its stack needs are not yet overwritten."""
         nxt = (idx + 1) % self.capacity
-        return (self.episode_id[nxt] == self.episode_id[idx]) & (self.episode_id[idx] >= 0)
+        ok = (self.episode_id[nxt] == self.episode_id[idx]) & (self.episode_id[idx] >= 0)
+        ok &= self.step_in_episode[nxt] == self.step_in_episode[idx] + 1
+        if self.pixels and self._size == self.capacity:
+            age = (idx - self._next) % self.capacity  # slots between the oldest kept step and idx
+            ok &= age >= torch.clamp(self.step_in_episode[idx], max=self.frame_stack - 1)
+        return ok
 
     def _stacked_obs(self, idx: torch.Tensor) -> torch.Tensor:
         if not self.pixels or self.frame_stack == 1:
@@ -120,9 +128,19 @@ class ReplayBuffer:
         idx = torch.randint(self._size, (batch_size,), device=self.device, generator=generator)
         bad = ~self._has_next(idx)
         # Episode ends are rare (1 in episode length), so a few redraws settle it.
-        while bool(bad.any()):
+        for _ in range(8):
+            if not bool(bad.any()):
+                return idx
             idx[bad] = torch.randint(self._size, (int(bad.sum()),), device=self.device, generator=generator)
             bad = ~self._has_next(idx)
+        if not bool(bad.any()):
+            return idx
+        # Valid starts are scarce (tiny buffer, very short episodes): draw among them directly.
+        valid = torch.nonzero(self._has_next(torch.arange(self._size, device=self.device))).flatten()
+        if valid.numel() == 0:
+            raise RuntimeError("replay buffer holds no complete transition yet")
+        pick = torch.randint(valid.numel(), (int(bad.sum()),), device=self.device, generator=generator)
+        idx[bad] = valid[pick]
         return idx
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
@@ -130,7 +148,8 @@ class ReplayBuffer:
         start = self._sample_starts(batch_size, generator)
         ks = torch.arange(1, self.nstep + 1, device=self.device)
         steps = (start[:, None] + ks[None, :]) % self.capacity  # (B, n)
-        in_episode = self.episode_id[steps] == self.episode_id[start][:, None]
+        in_episode = (self.episode_id[steps] == self.episode_id[start][:, None]) & (
+            self.step_in_episode[steps] == self.step_in_episode[start][:, None] + ks[None, :])
         in_episode = torch.cumprod(in_episode.to(torch.int64), dim=1).bool()  # stop at first break
         num_steps = in_episode.sum(1)  # m >= 1, guaranteed by _sample_starts
         valid = in_episode.float()

@@ -180,8 +180,7 @@ class Trainer:
         self.logger.evaluation({
             "frame": self.global_frame, "step": self.global_step, "episode": self.global_episode,
             "episode_reward": float(np.mean(returns)), "episode_length": float(np.mean(lengths)),
-            "total_time": self.total_time(),
-        })
+        }, elapsed=self.total_time())
 
     def _eval_skill(self) -> np.ndarray | None:
         # Pre-training evaluates a fresh prior skill per episode; fine-tuning its chosen skill.
@@ -264,7 +263,8 @@ class Trainer:
             if grid is not None:
                 self.skill = grid.skill_for_step(self.global_step)
             action = self._explore_action(time_step, seed_steps, grid)
-            if self.global_step >= seed_steps and self.global_step % update_every == 0:
+            # step > 0: with no seed frames the buffer first needs one complete transition.
+            if self.global_step >= max(seed_steps, 1) and self.global_step % update_every == 0:
                 metrics = self.agent.update(self.replay.sample(cfg.batch_size), self.global_step)
                 self.logger.log_update(metrics)
             time_step = self.train_env.step(action)
