@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from urlb.nets import mlp, weight_init
+from urlb.nets import adam, mlp, weight_init
 from urlb.plugin import ParticleEntropy, Plugin
 from urlb.replay import Batch
 
@@ -24,8 +24,8 @@ class ICM(nn.Module):
 
     def loss(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor):
         rep, next_rep = self.trunk(obs), self.trunk(next_obs)
-        forward_error = (self.forward_net(torch.cat([rep, action], -1)) - next_rep).norm(dim=-1)
-        inverse_error = (self.inverse_net(torch.cat([rep, next_rep], -1)) - action).norm(dim=-1)
+        forward_error = (self.forward_net(torch.cat([rep, action], -1)).float() - next_rep.float()).norm(dim=-1)
+        inverse_error = (self.inverse_net(torch.cat([rep, next_rep], -1)).float() - action).norm(dim=-1)
         return forward_error.mean(), inverse_error.mean()
 
 
@@ -44,7 +44,7 @@ class APT(Plugin):
         self.rep, self.scale = rep, scale
         self.icm = ICM(obs_dim, action_dim, hidden_dim, rep_dim) if rep == "icm" else None
         self.entropy = ParticleEntropy(knn_k, knn_avg, knn_rms, knn_clip)
-        self.optimizer = torch.optim.Adam(self.icm.parameters(), lr=lr) if self.icm is not None else None
+        self.optimizer = adam(self.icm.parameters(), lr=lr) if self.icm is not None else None
 
     def represent(self, obs: torch.Tensor) -> torch.Tensor:
         return self.icm.trunk(obs) if self.icm is not None else obs.flatten(1).float()

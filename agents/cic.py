@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from urlb.nets import mlp, weight_init
+from urlb.nets import adam, mlp, weight_init
 from urlb.plugin import ParticleEntropy, Plugin
 from urlb.replay import Batch
 
@@ -32,7 +32,7 @@ class CIC(Plugin):
         self.skill_net = mlp(skill_dim, hidden_dim, skill_dim) if project_skill else nn.Identity()
         self.apply(weight_init)
         self.entropy = ParticleEntropy(knn_k, knn_avg, knn_rms, knn_clip)
-        self.optimizer = torch.optim.Adam(self.parameters(), lr=lr)
+        self.optimizer = adam(self.parameters(), lr=lr)
 
     def sample_skill(self, rng: np.random.Generator) -> np.ndarray:
         return rng.uniform(0.0, 1.0, self.skill_dim).astype(np.float32)
@@ -63,9 +63,13 @@ class CIC(Plugin):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        self.remember(batch, next_state=next_state)
         accuracy = (logits.argmax(1) == torch.arange(logits.shape[0], device=logits.device)).float().mean()
         return {"cic_contrastive_loss": loss.item(), "cic_logits_accuracy": accuracy.item()}
 
     @torch.no_grad()
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:
-        return self.scale * self.entropy(self.state_net(batch.next_obs))
+        next_state = self.recall(batch, "next_state")
+        if next_state is None:
+            next_state = self.state_net(batch.next_obs)
+        return self.scale * self.entropy(next_state)

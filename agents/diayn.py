@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from urlb.nets import mlp, weight_init
+from urlb.nets import adam, mlp, weight_init
 from urlb.plugin import Plugin
 from urlb.replay import Batch
 
@@ -26,7 +26,7 @@ class DIAYN(Plugin):
         self.skill_dim, self.update_skill_every_step, self.scale = skill_dim, update_skill_every_step, scale
         self.discriminator = mlp(obs_dim, hidden_dim, skill_dim)
         self.apply(weight_init)
-        self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=lr)
+        self.optimizer = adam(self.discriminator.parameters(), lr=lr)
 
     def sample_skill(self, rng: np.random.Generator) -> np.ndarray:
         return np.eye(self.skill_dim, dtype=np.float32)[rng.integers(self.skill_dim)]
@@ -49,9 +49,13 @@ class DIAYN(Plugin):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        self.remember(batch, logits=logits)
         accuracy = (logits.argmax(-1) == labels).float().mean()
         return {"diayn_loss": loss.item(), "diayn_accuracy": accuracy.item()}
 
     @torch.no_grad()
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:
-        return self._reward_from_logits(self.discriminator(batch.next_obs), batch.skill)
+        logits = self.recall(batch, "logits")
+        if logits is None:
+            logits = self.discriminator(batch.next_obs)
+        return self._reward_from_logits(logits.float(), batch.skill)

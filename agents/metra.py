@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from urlb.nets import mlp, weight_init
+from urlb.nets import adam, mlp, weight_init
 from urlb.plugin import Plugin
 from urlb.replay import Batch
 
@@ -34,8 +34,8 @@ class METRA(Plugin):
         self.apply(weight_init)
         # lambda = exp(log_lambda) stays positive; METRA optimises its log.
         self.log_lambda = nn.Parameter(torch.tensor(math.log(dual_lambda_init)))
-        self.optimizer = torch.optim.Adam(self.phi.parameters(), lr=lr)
-        self.dual_optimizer = torch.optim.Adam([self.log_lambda], lr=lr if dual_lr is None else dual_lr)
+        self.optimizer = adam(self.phi.parameters(), lr=lr)
+        self.dual_optimizer = adam([self.log_lambda], lr=lr if dual_lr is None else dual_lr)
 
     @property
     def dual_lambda(self) -> torch.Tensor:
@@ -59,15 +59,24 @@ class METRA(Plugin):
         return super().candidate_skills(num, rng)
 
     def objective_terms(self, obs: torch.Tensor, next_obs: torch.Tensor, skill: torch.Tensor):
-        """Per-sample displacement along z and the clipped constraint min(eps, 1 - ||dphi||^2)."""
-        delta = self.phi(next_obs) - self.phi(obs)
+        """Per-sample displacement along z, the clipped constraint min(eps, 1 - ||dphi||^2) and
+        the displacement phi(s') - phi(s) for adjacent states s, s'."""
+        delta = self.phi(next_obs).float() - self.phi(obs).float()
+        return (*self._terms(delta, skill), delta)
+
+    def _terms(self, delta: torch.Tensor, skill: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         along_z = (delta * skill).sum(-1)
         constraint = torch.clamp(1.0 - delta.pow(2).sum(-1), max=self.slack)
-        return along_z, constraint, delta
+        return along_z, constraint
 
     def update(self, batch: Batch, step: int) -> dict[str, float]:
-        # The constraint concerns adjacent states: train phi on one-step transitions.
-        along_z, constraint, delta = self.objective_terms(batch.obs, batch.next_obs_1step, batch.skill)
+        # One pass of phi over s, the next state and the n-step next state: the constraint
+        # concerns adjacent states (phi is trained on one-step pairs); the reward uses s_{t+n}.
+        phi_obs, phi_next, phi_next_n = self.phi(torch.cat([batch.obs, batch.next_obs_1step, batch.next_obs])
+                                                 ).float().chunk(3)
+        delta = phi_next - phi_obs
+        along_z, constraint = self._terms(delta, batch.skill)
+        self.remember(batch, reward=((phi_next_n - phi_obs) * batch.skill).sum(-1, keepdim=True))
         phi_loss = -(along_z + self.dual_lambda.detach() * constraint).mean()
         self.optimizer.zero_grad(set_to_none=True)
         phi_loss.backward()
@@ -84,5 +93,8 @@ class METRA(Plugin):
     @torch.no_grad()
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:
         # On an n-step transition this telescopes to the sum of the n one-step rewards.
-        delta = self.phi(batch.next_obs) - self.phi(batch.obs)
-        return self.scale * (delta * batch.skill).sum(-1, keepdim=True)
+        reward = self.recall(batch, "reward")
+        if reward is None:
+            delta = self.phi(batch.next_obs).float() - self.phi(batch.obs).float()
+            reward = (delta * batch.skill).sum(-1, keepdim=True)
+        return self.scale * reward

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from urlb.nets import mlp, weight_init
+from urlb.nets import adam, mlp, weight_init
 from urlb.plugin import Plugin, RunningMeanStd
 from urlb.replay import Batch
 
@@ -28,7 +28,7 @@ class RND(Plugin):
         self.target = mlp(obs_dim, hidden_dim, rep_dim)
         self.apply(weight_init)
         self.target.requires_grad_(False)  # the target is random and stays frozen
-        self.optimizer = torch.optim.Adam(self.predictor.parameters(), lr=lr)
+        self.optimizer = adam(self.predictor.parameters(), lr=lr)
 
     def _normalise(self, obs: torch.Tensor) -> torch.Tensor:
         obs = obs.flatten(1).float()
@@ -39,18 +39,22 @@ class RND(Plugin):
         x = self._normalise(obs)
         with torch.no_grad():
             target = self.target(x)
-        return (self.predictor(x) - target).pow(2).mean(-1, keepdim=True)
+        return (self.predictor(x).float() - target.float()).pow(2).mean(-1, keepdim=True)
 
     def update(self, batch: Batch, step: int) -> dict[str, float]:
         self.obs_rms.update(batch.next_obs.flatten(1))
-        loss = self.prediction_error(batch.next_obs).mean()
+        error = self.prediction_error(batch.next_obs)
+        loss = error.mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        self.remember(batch, error=error)
         return {"rnd_loss": loss.item()}
 
     @torch.no_grad()
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:
-        error = self.prediction_error(batch.next_obs)
+        error = self.recall(batch, "error")
+        if error is None:
+            error = self.prediction_error(batch.next_obs)
         self.error_rms.update(error)
         return self.scale * error / (self.error_rms.std + 1e-8)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from urlb.nets import Actor, Critic, Encoder, RandomShiftsAug
+from urlb.nets import Actor, Critic, Encoder, RandomShiftsAug, adam
 from urlb.plugin import Plugin
 from urlb.replay import Batch
 
@@ -92,10 +92,10 @@ class DDPGAgent(nn.Module):
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
         self.to(self.device)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=lr)
+        self.actor_opt = adam(self.actor.parameters(), lr=lr)
         # The encoder learns through the critic loss only (DrQ-v2/URLB).
         critic_params = list(self.critic.parameters()) + list(self.encoder.parameters())
-        self.critic_opt = torch.optim.Adam(critic_params, lr=lr)
+        self.critic_opt = adam(critic_params, lr=lr)
         self.train()
 
     # --- acting ---
@@ -134,9 +134,10 @@ class DDPGAgent(nn.Module):
                 with torch.no_grad():
                     one_step = self.encoder(self.aug(batch.next_obs_1step.float()))
                 plugin_batch = plugin_batch._replace(next_obs_1step=one_step)
-            metrics.update(self.plugin.update(plugin_batch, step))
-            with torch.no_grad():
-                reward = self.plugin.intrinsic_reward(plugin_batch).float()
+            with self._autocast():
+                metrics.update(self.plugin.update(plugin_batch, step))
+                with torch.no_grad():
+                    reward = self.plugin.intrinsic_reward(plugin_batch).float()
             check_finite("intrinsic reward", reward, step)
             metrics["intrinsic_reward"] = reward.mean().item()
         metrics["batch_reward"] = reward.mean().item()

@@ -19,6 +19,12 @@ def weight_init(m: nn.Module) -> None:
             m.bias.data.fill_(0.0)
 
 
+def adam(params, lr: float) -> torch.optim.Adam:
+    """Adam with the fused kernel (CPU and CUDA): several times faster per step on CPU than the
+    default per-tensor loop, with the same arithmetic."""
+    return torch.optim.Adam(params, lr=lr, fused=True)
+
+
 def mlp(in_dim: int, hidden_dim: int, out_dim: int, num_hidden: int = 2) -> nn.Sequential:
     """``num_hidden`` ReLU layers of width ``hidden_dim`` then a linear output."""
     layers: list[nn.Module] = []

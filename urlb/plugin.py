@@ -64,6 +64,18 @@ class Plugin(nn.Module):
         """Skills scored by ``skill_selection=grid`` (default: ``num`` prior samples)."""
         return np.stack([self.sample_skill(rng) for _ in range(num)])
 
+    def remember(self, batch: Batch, **tensors: torch.Tensor) -> None:
+        """Keep tensors computed by ``update`` so ``intrinsic_reward`` on the same batch reuses
+        them instead of running the network again (they come from before the optimiser step)."""
+        self._memo_key = batch.next_obs
+        self._memo = {k: v.detach() for k, v in tensors.items()}
+
+    def recall(self, batch: Batch, name: str) -> torch.Tensor | None:
+        """A tensor kept by ``remember`` for this very batch, else None."""
+        if getattr(self, "_memo_key", None) is batch.next_obs:
+            return self._memo.get(name)
+        return None
+
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Every optimiser the plugin owns, by attribute name (saved in checkpoints)."""
         return {k: v for k, v in vars(self).items() if isinstance(v, torch.optim.Optimizer)}
