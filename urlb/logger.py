@@ -43,8 +43,15 @@ class CSVLog:
             self.fields = list(row)
             with self.path.open("w", newline="") as f:
                 csv.DictWriter(f, fieldnames=self.fields).writeheader()
+        new_fields = [k for k in row if k not in self.fields]
+        if new_fields:
+            # Update metrics appear only once updates start: widen the header, keep the rows.
+            with self.path.open(newline="") as f:
+                rows = list(csv.DictReader(f))
+            self.fields += new_fields
+            self._rewrite(rows)
         with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore").writerow(row)
+            csv.DictWriter(f, fieldnames=self.fields).writerow(row)
 
 
 class Logger:

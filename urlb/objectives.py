@@ -1,0 +1,141 @@
+"""Does pre-training do what its objective claims? ``python -m urlb.objectives RUNS...``
+
+For each pre-training run directory found below RUNS it prints the method's own objective at
+the start and at the end of training (from train.csv, averaged over the first and last few
+episodes with updates), and the state coverage of the pre-trained policy against a random
+policy: the mean distance of a visited state to its 12 nearest visited neighbours (raw states),
+the quantity APT's reward maximises.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from agents import make_plugin
+from urlb import envs
+from urlb.ddpg import DDPGAgent
+from urlb.plugin import ParticleEntropy
+from urlb.snapshot import read_torch_file, snapshot_path
+from urlb.tasks import PRIMAL_TASKS
+from urlb.trainer import plugin_kwargs
+
+# Per method: the train.csv columns that show its objective working.
+OBJECTIVE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "rnd": ("rnd_loss", "intrinsic_reward"),
+    "apt": ("icm_forward_error", "icm_inverse_error", "intrinsic_reward"),
+    "diayn": ("diayn_accuracy", "diayn_loss"),
+    "cic": ("cic_contrastive_loss", "cic_logits_accuracy", "intrinsic_reward"),
+    "metra": ("metra_along_z", "metra_step_norm", "metra_lambda", "metra_constraint"),
+}
+
+
+def find_pretrain_runs(paths: list[Path]) -> list[Path]:
+    runs = []
+    for root in paths:
+        for config in sorted(Path(root).rglob("config.yaml")):
+            if config.parent.name.startswith("."):
+                continue
+            cfg = OmegaConf.load(config)
+            if cfg.get("phase") == "pretrain" and (config.parent / "train.csv").exists():
+                runs.append(config.parent)
+    return runs
+
+
+def metric_series(run_dir: Path, column: str) -> list[float]:
+    """A training metric per episode, from train.csv, else from the TensorBoard events."""
+    with (run_dir / "train.csv").open(newline="") as f:
+        values = [float(r[column]) for r in csv.DictReader(f) if r.get(column) not in (None, "")]
+    if values or not (run_dir / "tb").is_dir():
+        return values
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0}).Reload()
+    tag = f"train/{column}"
+    return [e.value for e in events.Scalars(tag)] if tag in events.Tags()["scalars"] else []
+
+
+def start_and_end(values: list[float], window: int = 2) -> tuple[float, float] | None:
+    if len(values) < 2:
+        return None
+    window = max(1, min(window, len(values) // 2))
+    return float(np.mean(values[:window])), float(np.mean(values[-window:]))
+
+
+def mean_knn_distance(states: np.ndarray, k: int = 12) -> float:
+    dist = ParticleEntropy(knn_k=k + 1).knn_distances(torch.as_tensor(states, dtype=torch.float32))
+    return float(dist[:, 1:].mean())  # column 0 is the point itself
+
+
+def load_pretrained_agent(run_dir: Path, obs_dim: int, action_dim: int) -> DDPGAgent:
+    """The run's last snapshot as an agent (actor, critic and plugin), on CPU."""
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    plugin = make_plugin(cfg.agent.name, obs_dim, action_dim, **plugin_kwargs(cfg.agent))
+    agent = DDPGAgent("states", (obs_dim,), action_dim, "cpu", hidden_dim=cfg.agent.hidden_dim, plugin=plugin)
+    path = snapshot_path(cfg.snapshot_dir, "states", cfg.domain, cfg.agent.name, cfg.seed, max(cfg.snapshots))
+    agent.load_networks(read_torch_file(path, "snapshot")["state"], ("actor", "critic", "plugin"))
+    return agent
+
+
+def visited_states(run_dir: Path, steps: int, policy: str, seed: int = 0) -> np.ndarray:
+    """States visited on the domain's primal task by the pre-trained policy acting as in
+    pre-training (exploration noise, skills resampled), or by uniform random actions."""
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    env = envs.make(PRIMAL_TASKS[cfg.domain], "states", seed=seed)
+    obs_dim, action_dim = env.observation_spec().shape[0], env.action_spec().shape[0]
+    rng = np.random.default_rng(seed)
+    agent = load_pretrained_agent(run_dir, obs_dim, action_dim) if policy == "pretrained" else None
+    plugin = agent.plugin if agent is not None else None
+    states, time_step, skill, t = [], env.reset(), None, 0
+    while len(states) < steps:
+        if plugin is not None and t % plugin.update_skill_every_step == 0:
+            skill = plugin.sample_skill(rng)
+        if agent is None:
+            action = rng.uniform(-1, 1, action_dim).astype(np.float32)
+        else:
+            action = agent.act(time_step.observation, skill, step=10**6, eval_mode=False)
+        time_step = env.step(action)
+        states.append(time_step.observation)
+        t += 1
+        if time_step.last():
+            time_step, t = env.reset(), 0
+    return np.stack(states)
+
+
+def report(run_dir: Path, coverage_steps: int) -> list[str]:
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    agent = cfg.agent.name
+    lines = [f"{agent} on {cfg.domain} (seed {cfg.seed}, {cfg.num_train_frames} frames) - {run_dir}"]
+    for column in OBJECTIVE_COLUMNS.get(agent, ()):
+        span = start_and_end(metric_series(run_dir, column))
+        if span is not None:
+            lines.append(f"  {column:<22} start {span[0]:9.4f}  end {span[1]:9.4f}")
+    if coverage_steps > 0:
+        pretrained = mean_knn_distance(visited_states(run_dir, coverage_steps, "pretrained"))
+        random = mean_knn_distance(visited_states(run_dir, coverage_steps, "random"))
+        lines.append(f"  state coverage (mean 12-NN distance of {coverage_steps} visited states): "
+                     f"pre-trained policy {pretrained:.3f}, random policy {random:.3f}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m urlb.objectives", description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="pre-training run directories or folders above them")
+    parser.add_argument("--coverage-steps", type=int, default=2000,
+                        help="states visited per policy for the coverage figure (0: skip)")
+    args = parser.parse_args(argv)
+    runs = find_pretrain_runs(args.runs)
+    if not runs:
+        raise SystemExit(f"no pre-training run (config.yaml with phase: pretrain and train.csv) under "
+                         f"{', '.join(map(str, args.runs))}")
+    for run_dir in runs:
+        print("\n".join(report(run_dir, args.coverage_steps)))
+
+
+if __name__ == "__main__":
+    main()
