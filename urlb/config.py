@@ -43,11 +43,17 @@ def _choice(name: str, value, valid) -> None:
         raise ConfigError(f"{name}={value!r} is not valid; choose one of: {', '.join(map(str, sorted(valid)))}")
 
 
-def _positive(cfg: DictConfig, *keys: str) -> None:
-    for key in keys:
-        value = cfg.get(key)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            raise ConfigError(f"{key}={value!r} must be a positive number")
+def _whole_number(cfg: DictConfig, key: str, minimum: int) -> None:
+    value = OmegaConf.select(cfg, key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        kind = "a positive whole number" if minimum > 0 else f"a whole number >= {minimum}"
+        raise ConfigError(f"{key}={value!r} must be {kind}")
+
+
+def _number_in(cfg: DictConfig, key: str, low: float, high: float) -> None:
+    value = OmegaConf.select(cfg, key)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not low < value <= high:
+        raise ConfigError(f"{key}={value!r} must be a number in ({low}, {high}]")
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -67,6 +73,18 @@ def resolve_device(spec: str) -> torch.device:
     return device
 
 
+def _check_snapshot_frames(cfg: DictConfig) -> None:
+    snapshots = OmegaConf.select(cfg, "snapshots")
+    if not OmegaConf.is_list(snapshots) and not isinstance(snapshots, (list, tuple)):
+        raise ConfigError(f"snapshots={snapshots!r} must be a list of frame counts, e.g. snapshots=[100000,2000000]")
+    for frames in snapshots:
+        if not isinstance(frames, int) or isinstance(frames, bool) or frames <= 0 or frames > cfg.num_train_frames:
+            raise ConfigError(
+                f"snapshots contains {frames!r}: each must be a positive whole frame count no larger than "
+                f"num_train_frames={cfg.num_train_frames}"
+            )
+
+
 def validate(cfg: DictConfig) -> None:
     """Check every user-facing key; raise ConfigError naming the bad value and valid choices."""
     _choice("agent", cfg.agent.name, agent_names())
@@ -80,28 +98,22 @@ def validate(cfg: DictConfig) -> None:
                 f"task={cfg.task} belongs to domain {domain_of(cfg.task)}, not domain={cfg.domain}; "
                 f"tasks of {cfg.domain}: {', '.join(TASKS.get(cfg.domain, ()))}"
             )
-        if cfg.snapshot_ts < 0:
-            raise ConfigError(f"snapshot_ts={cfg.snapshot_ts} must be 0 (from scratch) or a pre-training frame count")
+        _whole_number(cfg, "snapshot_ts", minimum=0)
+        _whole_number(cfg, "snapshot_seed", minimum=0)
         _choice("skill_selection", cfg.skill_selection, ("fixed", "random", "grid"))
-    _positive(cfg, "num_train_frames", "eval_every_frames", "num_eval_episodes", "replay_buffer_size",
-              "batch_size", "nstep", "action_repeat", "frame_stack", "checkpoint_every_frames")
-    if cfg.num_seed_frames < 0:
-        raise ConfigError(f"num_seed_frames={cfg.num_seed_frames} must be >= 0")
+    for key in ("num_train_frames", "eval_every_frames", "num_eval_episodes", "replay_buffer_size",
+                "batch_size", "nstep", "action_repeat", "frame_stack", "checkpoint_every_frames",
+                "agent.update_every_steps", "agent.hidden_dim"):
+        _whole_number(cfg, key, minimum=1)
+    for key in ("num_seed_frames", "seed"):
+        _whole_number(cfg, key, minimum=0)
     if cfg.num_seed_frames > cfg.num_train_frames:
         raise ConfigError(
             f"num_seed_frames={cfg.num_seed_frames} exceeds num_train_frames={cfg.num_train_frames}: "
             "the agent would never update"
         )
-    if not 0.0 < cfg.discount <= 1.0:
-        raise ConfigError(f"discount={cfg.discount} must be in (0, 1]")
-    if cfg.agent.update_every_steps <= 0:
-        raise ConfigError(f"agent.update_every_steps={cfg.agent.update_every_steps} must be positive")
+    _number_in(cfg, "discount", 0.0, 1.0)
     _choice("precision", cfg.precision, ("fp32", "bf16"))
     if cfg.phase == "pretrain":
-        for frames in cfg.snapshots:
-            if not isinstance(frames, int) or frames <= 0 or frames > cfg.num_train_frames:
-                raise ConfigError(
-                    f"snapshots contains {frames!r}: each must be a positive frame count no larger than "
-                    f"num_train_frames={cfg.num_train_frames}"
-                )
+        _check_snapshot_frames(cfg)
     resolve_device(cfg.device)

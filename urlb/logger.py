@@ -54,6 +54,15 @@ class CSVLog:
             csv.DictWriter(f, fieldnames=self.fields).writerow(row)
 
 
+def _write_naming_file(log: CSVLog, row: dict[str, Any]) -> None:
+    try:
+        log.write(row)
+    except OSError as exc:
+        if exc.filename is None:  # e.g. a full disk: say which file
+            raise OSError(exc.errno, exc.strerror, str(log.path)) from exc
+        raise
+
+
 class Logger:
     """Collects metrics from agents and the trainer and writes them in one place."""
 
@@ -103,14 +112,14 @@ class Logger:
         self._metric_sums.clear()
         self._metric_counts.clear()
         row = {**row, **means}
-        self.train_csv.write(row)
+        _write_naming_file(self.train_csv, row)
         self._scalars("train", row, row["frame"])
         self._print("train", row)
 
     def evaluation(self, row: dict[str, Any], elapsed: float) -> None:
         """One evaluation. Wall time is printed but kept out of eval.csv, so that two runs with
         the same seed write identical files."""
-        self.eval_csv.write(row)
+        _write_naming_file(self.eval_csv, row)
         self._scalars("eval", row, row["frame"])
         self._print("eval", {**row, "total_time": elapsed})
 

@@ -1,12 +1,17 @@
-"""What pretrain.py and finetune.py run: validate, build the trainer, train; user errors
-print one clear message (exit code 2) instead of a traceback."""
+"""What pretrain.py and finetune.py run: validate, build the trainer, train. A user error
+prints one clear message instead of a traceback: in a single run the process exits with code 2
+(3 for a numerical fault, 128+signal when stopped); in a multirun the job fails with that
+message and the sweep's other jobs go on (Hydra reports the failure at the end)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, open_dict
 
@@ -19,23 +24,67 @@ EXIT_USER_ERROR = 2
 EXIT_NON_FINITE = 3
 
 
+class JobFailed(RuntimeError):
+    """A multirun job stopped on a user error (already printed)."""
+
+
+def _fail(message: str, exit_code: int) -> None:
+    if message:
+        print(f"error: {message}", file=sys.stderr)
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        # SystemExit would end the whole sweep, killing sibling jobs; an exception fails this job only.
+        raise JobFailed(message or f"stopped with exit code {exit_code}")
+    sys.exit(exit_code)
+
+
+def _os_error_message(exc: OSError) -> str:
+    where = f" {exc.filename}" if exc.filename else ""
+    return f"cannot write{where}: {exc.strerror or exc}"
+
+
 def run_phase(cfg: DictConfig) -> None:
     try:
         validate(cfg)
         with open_dict(cfg):
             cfg.snapshot_dir = to_absolute_path(cfg.snapshot_dir)
-
+        check_writable(Path(cfg.snapshot_dir), "snapshot_dir")
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         Trainer(cfg, run_dir).train()
     except (ConfigError, SnapshotError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+        _fail(str(exc), EXIT_USER_ERROR)
     except RunInterrupted as exc:
-        sys.exit(128 + exc.signum)
+        _fail("", 128 + exc.signum)
     except NonFiniteError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(EXIT_NON_FINITE)
+        _fail(str(exc), EXIT_NON_FINITE)
     except OSError as exc:
-        # Full disk, unwritable directory: say which file, keep what is already written.
-        print(f"error: cannot write {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+        # Full disk, unwritable directory: say which file; what is already written stays.
+        _fail(_os_error_message(exc), EXIT_USER_ERROR)
+
+
+def check_writable(directory: Path, what: str) -> None:
+    """Fail before any work if ``directory`` cannot be created or written to."""
+    existing = directory
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{what}={directory} cannot be created: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what}={directory} cannot be created: {existing} is not writable")
+
+
+class CheckOutputDirs(Callback):
+    """Hydra callback: check the run/sweep directory is creatable before Hydra creates it, so
+    an unwritable location is one message (exit 2), not a traceback from Hydra's internals."""
+
+    def _check(self, directory: str, key: str) -> None:
+        try:
+            check_writable(Path(directory).absolute(), key)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        self._check(config.hydra.run.dir, "run directory (run_root)")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self._check(config.hydra.sweep.dir, "sweep directory (run_root)")

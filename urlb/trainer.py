@@ -83,6 +83,7 @@ class Trainer:
             self._init_from_snapshot()
         if self.pretrain and self.resumed_at is None:
             self._refuse_existing_snapshots()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, self.run_dir / "config.yaml", resolve=True)
         self.logger = Logger(self.run_dir, cfg.num_train_frames, cfg.use_tb, cfg.use_wandb,
                              OmegaConf.to_container(cfg, resolve=True), resume_frame=self.resumed_at)
@@ -246,7 +247,6 @@ class Trainer:
         time_step = self._start_episode()
         episode_reward, episode_step, window_start, window_frame = 0.0, 0, time.time(), self.global_frame
         while self.global_step < total_steps:
-            self._stop_if_requested()
             if time_step.last():
                 self.global_episode += 1
                 fps = (self.global_frame - window_frame) / max(time.time() - window_start, 1e-9)
@@ -258,6 +258,8 @@ class Trainer:
                 self._maybe_checkpoint()
                 time_step = self._start_episode()
                 episode_reward, episode_step = 0.0, 0
+            # After the episode-end bookkeeping, so a stop there keeps that episode's row.
+            self._stop_if_requested()
             if self.pretrain and self.skill_dim and self.global_step % self.agent.plugin.update_skill_every_step == 0:
                 self.skill = self.agent.plugin.sample_skill(self.rng)
             if grid is not None:
