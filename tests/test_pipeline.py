@@ -144,3 +144,23 @@ def test_no_seed_frames_does_not_crash(work):
                *tiny(num_seed_frames=0, num_train_frames=100, eval_every_frames=1000))
     assert "Traceback" not in proc.stderr + proc.stdout, explain(proc)
     assert proc.returncode in (0, 2), explain(proc)
+
+
+@pytest.mark.parametrize("agent,selection", [("cic", "grid"), ("metra", "grid"), ("diayn", "fixed"),
+                                             ("apt", "grid")])
+def test_every_agent_pretrains_then_finetunes_with_its_skill_selection(tmp_path, agent, selection):
+    """Jaco episodes are 250 steps, which keeps these runs short; grid selection scores
+    candidates during the seed frames and must print its choice."""
+    short = tiny(num_train_frames=500, num_seed_frames=250, eval_every_frames=250)
+    pre = run("pretrain.py", tmp_path, f"agent={agent}", "domain=jaco", *short, "snapshots=[500]")
+    assert pre.returncode == 0, explain(pre)
+    skill_keys = ["agent.skill_selection_candidates=5"] if agent != "apt" else []  # apt has no skills
+    fine = run("finetune.py", tmp_path, f"agent={agent}", "task=jaco_reach_bottom_right", "snapshot_ts=500",
+               f"skill_selection={selection}", *skill_keys, *short)
+    assert fine.returncode == 0, explain(fine)
+    run_dir = tmp_path / "runs" / "quick" / "finetune" / "states" / "jaco_reach_bottom_right" / agent
+    with (run_dir / "snapshot_500" / "seed_1" / "eval.csv").open(newline="") as f:
+        assert [int(float(r["frame"])) for r in csv.DictReader(f)] == [0, 250, 500]
+    if agent in ("cic", "metra"):
+        assert fine.stdout.count("grid skill candidate") == 5, explain(fine)
+        assert "grid skill selection chose candidate" in fine.stdout, explain(fine)

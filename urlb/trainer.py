@@ -184,10 +184,14 @@ class Trainer:
         }, elapsed=self.total_time())
 
     def _eval_skill(self) -> np.ndarray | None:
-        # Pre-training evaluates a fresh prior skill per episode; fine-tuning its chosen skill.
-        if self.pretrain and self.agent.plugin is not None:
-            return self.agent.plugin.sample_skill(self.rng)
-        return self.fixed_skill
+        # Pre-training evaluates a fresh prior skill per episode; fine-tuning its chosen skill,
+        # or the plugin's default skill before grid selection has chosen one (frame 0).
+        plugin = self.agent.plugin
+        if plugin is None or self.skill_dim == 0:
+            return None
+        if self.pretrain:
+            return plugin.sample_skill(self.rng)
+        return self.fixed_skill if self.fixed_skill is not None else plugin.default_skill()
 
     @property
     def global_frame(self) -> int:
