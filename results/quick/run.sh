@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The exact commands behind results/quick/. Reduced scale: preset=quick (hidden 256, batch 256,
+# 20k pre-training frames, 30k fine-tuning frames) on a 2-core CPU; NOT the paper protocol.
+# Two processes at a time (joblib launcher), one thread each.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export MUJOCO_GL=egl OMP_NUM_THREADS=1
+common="preset=quick device=cpu hydra/launcher=local hydra.launcher.n_jobs=2"
+python pretrain.py -m $common agent=rnd,cic domain=walker,jaco seed=1,2
+python pretrain.py -m $common agent=apt,diayn,metra domain=walker seed=1
+python finetune.py -m $common agent=rnd,cic,ddpg task=walker_stand,jaco_reach_top_left seed=1,2
+python finetune.py -m $common agent=apt,diayn,metra task=walker_stand seed=1
