@@ -726,16 +726,22 @@ def plot_aggregate_metrics(agg: pd.DataFrame, methods: list[str], colors: dict,
     fig = _new_figure(3.2 * len(METRICS), 0.9 + 0.4 * len(methods))
     axes = fig.subplots(1, len(METRICS), sharey=True)
     for ax, (key, name) in zip(axes, METRICS):
+        drawn: list[float] = []
         for y, method in enumerate(methods):
             r = overall.loc[method]
             if pd.isna(r.get(key)):
                 continue
             if pd.isna(r.get(f"{key}_ci_low")):
                 ax.plot(r[key], y, "D", mfc="none", mec=colors[method], ms=7)
+                drawn.append(r[key])
                 continue
             low, high = r[f"{key}_ci_low"], r[f"{key}_ci_high"]
             ax.barh(y, high - low, left=low, height=0.6, color=colors[method], alpha=0.7)
             ax.vlines(r[key], y - 0.3, y + 0.3, color="k")
+            drawn += [low, high, r[key]]
+        if drawn:  # explicit limits: bars' sticky edges would clip estimates at the extremes
+            pad = 0.08 * max(max(drawn) - min(drawn), 0.05)
+            ax.set_xlim(min(drawn) - pad, max(drawn) + pad)
         ax.set_title(name)
         ax.set_xlabel("normalised score")
         ax.grid(axis="x", alpha=0.3)
@@ -797,6 +803,9 @@ def plot_curves_per_task(curves: pd.DataFrame, published: pd.DataFrame | None,
     fig = _new_figure(3.4 * ncols, 2.8 * len(DOMAINS))
     axes = fig.subplots(len(DOMAINS), ncols, squeeze=False)
     agents = {m.split("@")[0].lower() for m in curves["method"].unique()}
+    # One frame range for every panel, so tasks with and without runs read alike.
+    max_frame = max([int(curves["frame"].max()) if not curves.empty else 0]
+                    + ([100_000] if published is not None else []))
     for row, domain in enumerate(DOMAINS):
         for col, task in enumerate(TASKS[domain]):
             ax = axes[row, col]
@@ -813,6 +822,8 @@ def plot_curves_per_task(curves: pd.DataFrame, published: pd.DataFrame | None,
                 ax.text(0.5, 0.5, "no runs", ha="center", va="center",
                         transform=ax.transAxes, color="grey")
             ax.set_title(task, fontsize="medium")
+            ax.set_xlim(0, 1.05 * max_frame)
+            _frames_axis(ax)
             ax.grid(alpha=0.3)
             ax.set_xlabel("fine-tuning frames", fontsize="small")
             ax.set_ylabel("normalised return", fontsize="small")

@@ -10,3 +10,7 @@ python pretrain.py -m $common agent=rnd,cic domain=walker,jaco seed=1,2
 python pretrain.py -m $common agent=apt,diayn,metra domain=walker seed=1
 python finetune.py -m $common agent=rnd,cic,ddpg task=walker_stand,jaco_reach_top_left seed=1,2
 python finetune.py -m $common agent=apt,diayn,metra task=walker_stand seed=1
+# APT on raw states (agent.rep=state): the variant whose reward is the state-space kNN distance.
+python pretrain.py preset=quick device=cpu agent=apt agent.rep=state domain=walker seed=1 run_root=runs/apt_state snapshot_dir=models/apt_state
+# Each method's own objective and state coverage, from the pre-training runs above.
+python -m urlb.objectives runs/quick/pretrain/states/walker runs/apt_state --coverage-steps 2000
