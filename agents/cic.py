@@ -44,7 +44,7 @@ class CIC(Plugin):
     def contrastive_logits(self, obs: torch.Tensor, next_obs: torch.Tensor, skill: torch.Tensor):
         """Cosine similarities / temperature between every skill (rows) and every transition
         (columns), plus the next-state embeddings f(s') (reused by the reward)."""
-        state, next_state = self.state_net(obs), self.state_net(next_obs)
+        state, next_state = self.state_net(torch.cat([obs, next_obs])).chunk(2)  # one batched pass
         query = F.normalize(self.skill_net(skill), dim=1)
         key = F.normalize(self.pred_net(torch.cat([state, next_state], dim=1)), dim=1)
         return query @ key.T / self.temperature, next_state

@@ -70,13 +70,14 @@ class METRA(Plugin):
         return along_z, constraint
 
     def update(self, batch: Batch, step: int) -> dict[str, float]:
-        # One pass of phi over s, the next state and the n-step next state: the constraint
-        # concerns adjacent states (phi is trained on one-step pairs); the reward uses s_{t+n}.
-        phi_obs, phi_next, phi_next_n = self.phi(torch.cat([batch.obs, batch.next_obs_1step, batch.next_obs])
-                                                 ).float().chunk(3)
+        # The constraint concerns adjacent states, so phi is trained on one-step pairs (one
+        # batched pass); the reward's s_{t+n} needs a forward pass only, without gradients.
+        phi_obs, phi_next = self.phi(torch.cat([batch.obs, batch.next_obs_1step])).float().chunk(2)
+        with torch.no_grad():
+            phi_next_n = self.phi(batch.next_obs).float()
         delta = phi_next - phi_obs
         along_z, constraint = self._terms(delta, batch.skill)
-        self.remember(batch, reward=((phi_next_n - phi_obs) * batch.skill).sum(-1, keepdim=True))
+        self.remember(batch, reward=((phi_next_n - phi_obs.detach()) * batch.skill).sum(-1, keepdim=True))
         phi_loss = -(along_z + self.dual_lambda.detach() * constraint).mean()
         self.optimizer.zero_grad(set_to_none=True)
         phi_loss.backward()

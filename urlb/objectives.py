@@ -89,6 +89,7 @@ def visited_states(run_dir: Path, steps: int, policy: str, seed: int = 0) -> np.
     env = envs.make(PRIMAL_TASKS[cfg.domain], "states", seed=seed)
     obs_dim, action_dim = env.observation_spec().shape[0], env.action_spec().shape[0]
     rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)  # exploration noise: the same figures on every call
     agent = load_pretrained_agent(run_dir, obs_dim, action_dim) if policy == "pretrained" else None
     plugin = agent.plugin if agent is not None else None
     states, time_step, skill, t = [], env.reset(), None, 0
