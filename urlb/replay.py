@@ -77,7 +77,7 @@ class ReplayBuffer:
 
     @property
     def num_transitions(self) -> int:
-        """Number of stored steps that start a valid transition (approximately len - episodes)."""
+        """Number of stored steps that start a valid transition (O(size): not for the hot path)."""
         return int((self._has_next(torch.arange(self._size, device=self.device))).sum())
 
     def add(self, time_step, skill: np.ndarray | None = None) -> None:

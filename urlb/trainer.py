@@ -17,6 +17,7 @@ from urlb import envs
 from urlb.config import resolve_device
 from urlb.ddpg import DDPGAgent, NonFiniteError
 from urlb.logger import Logger
+from urlb.nets import Encoder
 from urlb.replay import ReplayBuffer
 from urlb.snapshot import (SnapshotError, atomic_torch_save, load_snapshot, read_torch_file, save_snapshot,
                            snapshot_path)
@@ -91,11 +92,9 @@ class Trainer:
     # --- construction ---
     def _build_agent(self) -> DDPGAgent:
         cfg = self.cfg
-        feat_dim = int(np.prod(self.obs_shape)) if cfg.obs_type == "states" else None
-        if feat_dim is None:  # pixel plugins see encoder features; build a throwaway encoder for the size
-            from urlb.nets import Encoder
-
-            feat_dim = Encoder(self.obs_shape).repr_dim
+        # Pixel plugins see encoder features; a throwaway encoder gives their size.
+        pixels = cfg.obs_type == "pixels"
+        feat_dim = Encoder(self.obs_shape).repr_dim if pixels else int(np.prod(self.obs_shape))
         plugin = make_plugin(cfg.agent.name, feat_dim, self.action_dim, **plugin_kwargs(cfg.agent))
         return DDPGAgent(cfg.obs_type, self.obs_shape, self.action_dim, self.device,
                          hidden_dim=cfg.agent.hidden_dim, feature_dim=cfg.agent.feature_dim, lr=cfg.agent.lr,
