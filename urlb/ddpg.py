@@ -119,21 +119,27 @@ class DDPGAgent(nn.Module):
         return mean[0].cpu().numpy().astype(np.float32)
 
     # --- learning ---
+    def _encode(self, obs: torch.Tensor) -> torch.Tensor:
+        """Augmented encoder features for pixels; states pass through unchanged."""
+        if self.obs_type != "pixels":
+            return obs
+        return self.encoder(self.aug(obs.float()))
+
     def update(self, batch: Batch, step: int) -> dict[str, float]:
         """One backbone update (plugin, critic, actor, target) on a sampled batch."""
         metrics: dict[str, float] = {}
-        obs = self.encoder(self.aug(batch.obs.float())) if self.obs_type == "pixels" else batch.obs
+        obs = self._encode(batch.obs)
         with torch.no_grad():
-            next_obs = self.encoder(self.aug(batch.next_obs.float())) if self.obs_type == "pixels" else batch.next_obs
+            next_obs = self._encode(batch.next_obs)
         reward = batch.reward
         if self.reward_free:
             if self.plugin is None:
                 raise ValueError("reward-free training needs a plugin that defines the intrinsic reward")
-            plugin_batch = batch._replace(obs=obs.detach(), next_obs=next_obs) if self.obs_type == "pixels" else batch
-            if self.obs_type == "pixels":
+            plugin_batch = batch
+            if self.obs_type == "pixels":  # plugins work on (detached) encoder features
                 with torch.no_grad():
-                    one_step = self.encoder(self.aug(batch.next_obs_1step.float()))
-                plugin_batch = plugin_batch._replace(next_obs_1step=one_step)
+                    one_step = self._encode(batch.next_obs_1step)
+                plugin_batch = batch._replace(obs=obs.detach(), next_obs=next_obs, next_obs_1step=one_step)
             with self._autocast():
                 metrics.update(self.plugin.update(plugin_batch, step))
                 with torch.no_grad():

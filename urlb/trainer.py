@@ -140,17 +140,6 @@ class Trainer:
             )
 
     # --- skills ---
-    def _choose_finetune_skill(self) -> np.ndarray | None:
-        plugin = self.agent.plugin
-        if plugin is None or self.skill_dim == 0:
-            return None
-        mode = self.cfg.skill_selection
-        if mode == "fixed":
-            return plugin.default_skill()
-        if mode == "random":
-            return plugin.sample_skill(self.rng)
-        return None  # grid: chosen after the seed frames
-
     # --- evaluation ---
     def evaluate(self) -> None:
         cfg = self.cfg
@@ -297,16 +286,17 @@ class Trainer:
         return self.agent.act(time_step.observation, self.skill, self.global_step, eval_mode=False)
 
     def _setup_finetune_skill(self, seed_steps: int):
-        if self.fixed_skill is not None or self.skill_dim == 0:
+        """Fix the fine-tuning skill, or return a GridSkillSearch that picks it during the seed frames."""
+        plugin, mode = self.agent.plugin, self.cfg.skill_selection
+        if self.fixed_skill is not None or self.skill_dim == 0:  # resumed, or no skills at all
             self.skill = self.fixed_skill
             return None
-        if self.cfg.skill_selection == "grid" and self.cfg.snapshot_ts > 0 and seed_steps > 0:
-            candidates = self.agent.plugin.candidate_skills(self.cfg.agent.skill_selection_candidates, self.rng)
+        if mode == "grid" and self.cfg.snapshot_ts > 0 and seed_steps > 0:
+            candidates = plugin.candidate_skills(self.cfg.agent.skill_selection_candidates, self.rng)
             return GridSkillSearch(candidates, seed_steps)
-        self.fixed_skill = self.skill = self._choose_finetune_skill()
-        if self.fixed_skill is None:  # grid from scratch or without seed frames: nothing to score
-            self.fixed_skill = self.skill = self.agent.plugin.default_skill()
-        self.logger.message(f"fine-tuning with skill ({self.cfg.skill_selection}): {np.round(self.skill, 3)}")
+        # fixed; and grid when there is nothing to score (from scratch, or no seed frames)
+        self.fixed_skill = self.skill = plugin.sample_skill(self.rng) if mode == "random" else plugin.default_skill()
+        self.logger.message(f"fine-tuning with skill ({mode}): {np.round(self.skill, 3)}")
         return None
 
     # --- snapshots and checkpoints ---
