@@ -204,10 +204,13 @@ def read_rows_while_running(path: Path) -> list[dict[str, str]]:
     return good
 
 
-def start_and_interrupt(work: Path, signum: int, past_frame: int) -> tuple[subprocess.CompletedProcess, list[str]]:
-    """Start the tiny pre-training run, wait until train.csv shows a row past ``past_frame``
-    (a periodic checkpoint has been written by then), send ``signum``, wait for the exit."""
-    cmd = command("pretrain.py", *KILL_SETTINGS, f"run_root={work / 'runs'}", f"snapshot_dir={work / 'models'}")
+def start_and_interrupt(work: Path, signum: int, past_frame: int,
+                        *extra: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Start the tiny pre-training run (seed 1), wait until train.csv shows a row past
+    ``past_frame`` (a periodic checkpoint has been written by then), send ``signum``, wait for
+    the exit. ``extra`` arguments go first on the command line (e.g. ``-m``)."""
+    cmd = command("pretrain.py", *extra, *KILL_SETTINGS, f"run_root={work / 'runs'}",
+                  f"snapshot_dir={work / 'models'}")
     run_dir = pretrain_dir(work / "runs", "jaco", "rnd")
     proc = subprocess.Popen(cmd, cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -270,6 +273,15 @@ def test_sigterm_saves_checkpoint_exits_143_and_resumes(tmp_path):
     assert f"stopped by signal {int(signal.SIGTERM)} at frame {stopped}" in proc.stdout, explain(proc)
     assert 750 <= stopped < KILL_FRAMES
     check_resumed_run(tmp_path, cmd, stopped)
+
+
+def test_sigterm_stops_a_whole_sequential_multirun(tmp_path):
+    """Hydra's basic launcher runs a sweep's jobs one after another in one process: a stop
+    signal must end that process, not only the current job (the next seed must not start)."""
+    proc, _ = start_and_interrupt(tmp_path, signal.SIGTERM, 750, "-m", "seed=1,2")
+    assert proc.returncode == 143, explain(proc)
+    assert (pretrain_dir(tmp_path / "runs", "jaco", "rnd") / "checkpoint.pt").is_file()
+    assert not pretrain_dir(tmp_path / "runs", "jaco", "rnd", seed=2).exists(), explain(proc)
 
 
 def test_sigkill_resumes_from_last_periodic_checkpoint(tmp_path):

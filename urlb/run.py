@@ -53,7 +53,9 @@ def run_phase(cfg: DictConfig) -> None:
     except (ConfigError, SnapshotError) as exc:
         _fail(str(exc), EXIT_USER_ERROR)
     except RunInterrupted as exc:
-        _fail("", 128 + exc.signum)
+        # A stop signal ends the process even in a sequential multirun: the user or the
+        # scheduler wants it gone, not the next job started.
+        sys.exit(128 + exc.signum)
     except NonFiniteError as exc:
         _fail(str(exc), EXIT_NON_FINITE)
     except OSError as exc:
