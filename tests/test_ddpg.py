@@ -305,3 +305,31 @@ def test_bf16_update_gives_finite_losses(rnd):
 def test_unknown_precision_rejected():
     with pytest.raises(ValueError, match="precision"):
         make_agent(precision="fp16")
+
+
+# --- torch.compile -------------------------------------------------------------------------
+
+def test_compiled_agent_updates_like_the_eager_one():
+    """compile_backend compiles the networks in place: same losses, parameters and state_dict
+    keys as eager (aot_eager traces forward and backward without needing a C++ compiler)."""
+    agents, metrics = [], []
+    for backend in (None, "aot_eager"):
+        torch.manual_seed(0)  # the same initial weights and exploration noise for both
+        agents.append(make_agent(rnd=True, reward_free=True, compile_backend=backend))
+        gen = torch.Generator().manual_seed(3)
+        metrics.append([agents[-1].update(random_batch(gen), step) for step in range(2)])
+    for eager, compiled in zip(*metrics):
+        for key in ("critic_loss", "actor_loss", "intrinsic_reward"):
+            assert compiled[key] == pytest.approx(eager[key], rel=1e-4, abs=1e-6), key
+    eager_state, compiled_state = agents[0].state_dict(), agents[1].state_dict()
+    assert list(compiled_state) == list(eager_state)  # snapshots interchangeable
+    for key, value in eager_state.items():
+        torch.testing.assert_close(compiled_state[key], value, rtol=1e-4, atol=1e-5)
+    obs = np.zeros(OBS_DIM, np.float32)
+    np.testing.assert_allclose(agents[1].act(obs, None, step=0, eval_mode=True),
+                               agents[0].act(obs, None, step=0, eval_mode=True), rtol=1e-4, atol=1e-5)
+
+
+def test_unknown_compile_backend_rejected():
+    with pytest.raises(ValueError, match="compile backend 'fast'.*inductor"):
+        make_agent(compile_backend="fast")

@@ -23,7 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from agents import agent_names, make_plugin
 from urlb import envs
 from urlb.config import resolve_device
-from urlb.ddpg import DDPGAgent
+from urlb.ddpg import COMPILE_BACKENDS, DDPGAgent
 from urlb.replay import ReplayBuffer
 
 SIZES = {  # name -> (hidden_dim, batch_size); update every 2 steps in both
@@ -115,15 +115,19 @@ def fill_replay(env, replay: ReplayBuffer, agent: DDPGAgent, steps: int, rng: np
 
 
 def bench_agent(agent_name: str, size: str, device: torch.device, precision: str, seconds: float,
-                warmup_updates: int = 3) -> dict:
+                warmup_updates: int = 3, compile_backend: str | None = None) -> dict:
     hidden, batch_size = SIZES[size]
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     env, agent, replay = build(agent_name, hidden, device, precision, capacity=100_000)
     fill_replay(env, replay, agent, 4_000, rng)
-    for _ in range(warmup_updates):
+    flops = update_flops(agent, replay, batch_size)  # counted eagerly: the work is the same compiled
+    if compile_backend is not None:
+        agent.compile_networks(compile_backend)
+    for _ in range(warmup_updates):  # also absorbs compilation time
+        agent.act(replay.sample(1).obs[0].cpu().numpy(), None if agent.plugin is None
+                  else agent.plugin.sample_skill(rng), step=10_000, eval_mode=False)
         agent.update(replay.sample(batch_size), step=10_000)
-    flops = update_flops(agent, replay, batch_size)
     timer = Timer(device)
     for part, (owner, method) in UPDATE_PARTS.items():
         target = agent if owner is None else getattr(agent, owner)
@@ -152,7 +156,7 @@ def bench_agent(agent_name: str, size: str, device: torch.device, precision: str
     update_time = timer.totals["update"] / updates
     return {
         "agent": agent_name, "size": size, "hidden_dim": hidden, "batch_size": batch_size,
-        "precision": precision, "device": str(device), "frames_per_s": steps / elapsed,
+        "precision": precision, "compile": compile_backend, "device": str(device), "frames_per_s": steps / elapsed,
         "measured_s": elapsed, "steps": steps, "updates": updates,
         "ms_per_step": {k: 1e3 * v / steps for k, v in timer.totals.items() if k in ("env", "act", "replay_add")},
         "ms_per_update": {"sample": 1e3 * timer.totals["sample"] / updates, "update": 1e3 * update_time,
@@ -214,7 +218,8 @@ def format_table(rows: list[dict], machine: dict) -> str:
         rate = machine[f"matmul_gflops_{r['precision']}"]
         parts = "/".join(f"{u.get(p, 0):.0f}" for p in ("plugin_update", "plugin_reward", "critic", "actor"))
         lines.append(" | ".join([
-            r["agent"], r["size"], r["precision"], f"{r['frames_per_s']:.1f}", f"{r['ms_per_step']['env']:.2f}",
+            r["agent"], r["size"], r["precision"] + (f"+{r['compile']}" if r.get("compile") else ""),
+            f"{r['frames_per_s']:.1f}", f"{r['ms_per_step']['env']:.2f}",
             f"{r['ms_per_step']['act']:.2f}", f"{u['sample']:.2f}", f"{u['update']:.1f}", parts,
             f"{r['update_gflop']:.1f}", f"{r['update_gflops_per_s']:.0f}",
             f"{100 * r['update_gflops_per_s'] / rate:.0f}", f"{r['peak_rss_mb']:.0f}"]))
@@ -226,6 +231,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--agents", default="ddpg,rnd,apt,diayn,cic,metra", help="comma-separated agents")
     parser.add_argument("--sizes", default="paper,quick", help=f"comma-separated, of: {', '.join(SIZES)}")
     parser.add_argument("--precision", default="fp32", help="comma-separated, of: fp32, bf16")
+    parser.add_argument("--compile", default="none",
+                        help=f"comma-separated, of: none, {', '.join(COMPILE_BACKENDS)} (torch.compile the networks)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured window per configuration")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
@@ -233,8 +240,10 @@ def main(argv: list[str] | None = None) -> dict:
     agents = [a for a in args.agents.split(",") if a]
     sizes = [s for s in args.sizes.split(",") if s]
     precisions = [p for p in args.precision.split(",") if p]
+    compiles = [c for c in args.compile.split(",") if c]
     for name, values, valid in (("agent", agents, agent_names()), ("size", sizes, list(SIZES)),
-                                ("precision", precisions, ["fp32", "bf16"])):
+                                ("precision", precisions, ["fp32", "bf16"]),
+                                ("compile", compiles, ["none", *COMPILE_BACKENDS])):
         bad = [v for v in values if v not in valid]
         if bad:
             parser.error(f"unknown {name} {', '.join(bad)}; valid: {', '.join(valid)}")
@@ -245,9 +254,12 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for size in sizes:
         for precision in precisions:
-            for agent in agents:
-                print(f"benchmarking {agent} size={size} precision={precision} ...", file=sys.stderr, flush=True)
-                rows.append(bench_agent(agent, size, device, precision, args.seconds))
+            for backend in compiles:
+                for agent in agents:
+                    print(f"benchmarking {agent} size={size} precision={precision} compile={backend} ...",
+                          file=sys.stderr, flush=True)
+                    rows.append(bench_agent(agent, size, device, precision, args.seconds,
+                                            compile_backend=None if backend == "none" else backend))
     replay = bench_replay(device)
     result = {"machine": machine, "agents": rows, "replay": replay}
     print(format_table(rows, machine))

@@ -6,6 +6,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from agents import agent_names
+from urlb.ddpg import COMPILE_BACKENDS
 from urlb.tasks import ALL_TASKS, DOMAINS, OBS_TYPES, TASKS, domain_of
 
 
@@ -114,6 +115,8 @@ def validate(cfg: DictConfig) -> None:
         )
     _number_in(cfg, "discount", 0.0, 1.0)
     _choice("precision", cfg.precision, ("fp32", "bf16"))
+    if cfg.compile not in (None, False):  # false reads naturally as "off"
+        _choice("compile", cfg.compile, COMPILE_BACKENDS)
     if cfg.phase == "pretrain":
         _check_snapshot_frames(cfg)
     resolve_device(cfg.device)

@@ -48,6 +48,11 @@ def check_finite(name: str, value: torch.Tensor, step: int) -> None:
         raise NonFiniteError(f"non-finite {name} at update step {step}; the run stops here")
 
 
+# inductor generates fused kernels (needs a C++ compiler on CPU); aot_eager traces forward and
+# backward without code generation, a cheap check that the networks compile.
+COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
+
+
 class DDPGAgent(nn.Module):
     """URLB DDPG: double-Q critic, deterministic actor with clipped Gaussian exploration."""
 
@@ -66,6 +71,7 @@ class DDPGAgent(nn.Module):
         plugin: Plugin | None = None,
         reward_free: bool = False,
         precision: str = "fp32",
+        compile_backend: str | None = None,
     ) -> None:
         super().__init__()
         self.obs_type, self.action_dim = obs_type, action_dim
@@ -96,7 +102,21 @@ class DDPGAgent(nn.Module):
         # The encoder learns through the critic loss only (DrQ-v2/URLB).
         critic_params = list(self.critic.parameters()) + list(self.encoder.parameters())
         self.critic_opt = adam(critic_params, lr=lr)
+        if compile_backend is not None:
+            self.compile_networks(compile_backend)
         self.train()
+
+    def compile_networks(self, backend: str) -> None:
+        """torch.compile every network in place (``Module.compile`` keeps state_dict keys, so
+        snapshots stay interchangeable with uncompiled runs). Acting (batch 1) and updating
+        (batch B) each compile once; the optimiser steps stay eager."""
+        if backend not in COMPILE_BACKENDS:
+            raise ValueError(f"unknown compile backend {backend!r}; valid: {', '.join(COMPILE_BACKENDS)}")
+        networks = [self.encoder, self.actor, self.critic, self.critic_target]
+        if self.plugin is not None:  # plugins call their sub-networks, not their own forward
+            networks += [m for m in self.plugin.children() if any(True for _ in m.parameters())]
+        for network in networks:
+            network.compile(backend=backend, dynamic=False)
 
     # --- acting ---
     def _autocast(self):

@@ -4,7 +4,8 @@ For each pre-training run directory found below RUNS it prints the method's own 
 the start and at the end of training (from train.csv, averaged over the first and last few
 episodes with updates), and the state coverage of the pre-trained policy against a random
 policy: the mean distance of a visited state to its 12 nearest visited neighbours (raw states),
-the quantity APT's reward maximises.
+the quantity APT's reward maximises. For METRA it also rolls out each snapshot with random
+skills and reports phi's displacement along the skill (the sum of METRA's rewards).
 """
 
 from __future__ import annotations
@@ -72,12 +73,14 @@ def mean_knn_distance(states: np.ndarray, k: int = 12) -> float:
     return float(dist[:, 1:].mean())  # column 0 is the point itself
 
 
-def load_pretrained_agent(run_dir: Path, obs_dim: int, action_dim: int) -> DDPGAgent:
-    """The run's last snapshot as an agent (actor, critic and plugin), on CPU."""
+def load_pretrained_agent(run_dir: Path, obs_dim: int, action_dim: int, frames: int | None = None) -> DDPGAgent:
+    """The run's snapshot at ``frames`` (default: its last) as an agent (actor, critic and
+    plugin), on CPU."""
     cfg = OmegaConf.load(run_dir / "config.yaml")
+    frames = max(cfg.snapshots) if frames is None else frames
     plugin = make_plugin(cfg.agent.name, obs_dim, action_dim, **plugin_kwargs(cfg.agent))
     agent = DDPGAgent("states", (obs_dim,), action_dim, "cpu", hidden_dim=cfg.agent.hidden_dim, plugin=plugin)
-    path = snapshot_path(cfg.snapshot_dir, "states", cfg.domain, cfg.agent.name, cfg.seed, max(cfg.snapshots))
+    path = snapshot_path(cfg.snapshot_dir, "states", cfg.domain, cfg.agent.name, cfg.seed, frames)
     agent.load_networks(read_torch_file(path, "snapshot")["state"], ("actor", "critic", "plugin"))
     return agent
 
@@ -108,6 +111,38 @@ def visited_states(run_dir: Path, steps: int, policy: str, seed: int = 0) -> np.
     return np.stack(states)
 
 
+@torch.no_grad()
+def metra_skill_displacement(run_dir: Path, frames: int, num_skills: int = 64, seed: int = 0) -> dict[str, float]:
+    """METRA's objective on rollouts: for each of ``num_skills`` random skills z_i, the
+    deterministic policy acts from a reset for one skill period, and d_i = phi(s_T) - phi(s_0).
+    The sum of METRA's rewards over that period is d_i . z_i ("aligned"); d_i . z_j for other
+    skills j is what the same movement would score if it ignored its skill ("mismatched")."""
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    env = envs.make(PRIMAL_TASKS[cfg.domain], "states", seed=seed)
+    obs_dim, action_dim = env.observation_spec().shape[0], env.action_spec().shape[0]
+    agent = load_pretrained_agent(run_dir, obs_dim, action_dim, frames)
+    phi, rng = agent.plugin.phi, np.random.default_rng(seed)
+    skills = np.stack([agent.plugin.sample_skill(rng) for _ in range(num_skills)])
+    displacements = []
+    for skill in skills:
+        time_step = env.reset()
+        first = time_step.observation
+        for _ in range(agent.plugin.update_skill_every_step):
+            time_step = env.step(agent.act(time_step.observation, skill, step=10**6, eval_mode=True))
+            if time_step.last():
+                break
+        ends = torch.as_tensor(np.stack([first, time_step.observation]), dtype=torch.float32)
+        start_phi, end_phi = phi(ends)
+        displacements.append((end_phi - start_phi).numpy())
+    scores = np.stack(displacements) @ skills.T  # [i, j] = d_i . z_j
+    off_diagonal = ~np.eye(num_skills, dtype=bool)
+    aligned = np.diag(scores)
+    return {"aligned": float(aligned.mean()), "aligned_se": float(aligned.std(ddof=1) / np.sqrt(num_skills)),
+            "mismatched": float(scores[off_diagonal].mean()),
+            "aligned_positive": float((aligned > 0).mean()),
+            "norm": float(np.linalg.norm(displacements, axis=1).mean())}
+
+
 def report(run_dir: Path, coverage_steps: int) -> list[str]:
     cfg = OmegaConf.load(run_dir / "config.yaml")
     agent = cfg.agent.name
@@ -116,6 +151,13 @@ def report(run_dir: Path, coverage_steps: int) -> list[str]:
         span = start_and_end(metric_series(run_dir, column))
         if span is not None:
             lines.append(f"  {column:<22} start {span[0]:9.4f}  end {span[1]:9.4f}")
+    if agent == "metra":
+        lines.append(f"  phi displacement over {cfg.agent.update_skill_every_step}-step rollouts of 64 random skills, "
+                     f"per snapshot: aligned d_i.z_i (+- s.e.) | mismatched d_i.z_j | share aligned > 0 | mean |d_i|")
+        for frames in cfg.snapshots:
+            d = metra_skill_displacement(run_dir, frames)
+            lines.append(f"    {frames:>8} frames: {d['aligned']:8.4f} +- {d['aligned_se']:.4f} | {d['mismatched']:8.4f} | "
+                         f"{d['aligned_positive']:.2f} | {d['norm']:.4f}")
     if coverage_steps > 0:
         pretrained = mean_knn_distance(visited_states(run_dir, coverage_steps, "pretrained"))
         random = mean_knn_distance(visited_states(run_dir, coverage_steps, "random"))

@@ -100,7 +100,7 @@ class Trainer:
                          hidden_dim=cfg.agent.hidden_dim, feature_dim=cfg.agent.feature_dim, lr=cfg.agent.lr,
                          critic_target_tau=cfg.agent.critic_target_tau, stddev_schedule=cfg.agent.stddev_schedule,
                          stddev_clip=cfg.agent.stddev_clip, plugin=plugin, reward_free=self.pretrain,
-                         precision=cfg.precision)
+                         precision=cfg.precision, compile_backend=cfg.compile or None)
 
     def snapshot_metadata(self) -> dict[str, Any]:
         plugin = self.agent.plugin
