@@ -21,6 +21,7 @@ import torch
 import yaml
 
 from agents import agent_names
+from urlb.config import ConfigError, resolve_threads
 from urlb.snapshot import read_torch_file, snapshot_path
 from urlb.tasks import ALL_TASKS, DOMAINS
 
@@ -111,6 +112,24 @@ def test_pretrain_multirun_every_job_writes_its_outputs(sweep):
         snap = snapshot_path(sweep["models"], "states", "jaco", agent, 1, SWEEP_FRAMES)
         data = read_torch_file(snap, "snapshot")
         assert data["metadata"]["agent"] == agent and data["metadata"]["frames"] == SWEEP_FRAMES
+
+
+def test_parallel_joblib_jobs_share_the_cores_instead_of_oversubscribing(sweep):
+    assert sweep["pre"].returncode == 0, explain(sweep["pre"])
+    expected = max(1, len(os.sched_getaffinity(0)) // 2)  # 2 jobs at once
+    assert (sweep["pre"].stdout + sweep["pre"].stderr).count(f"torch threads: {expected}\n") == len(SWEEP_AGENTS)
+
+
+@pytest.mark.parametrize("spec,jobs,cores,expected", [
+    ("auto", 1, 2, None), ("auto", 2, 2, 1), ("auto", 3, 8, 2), ("auto", 16, 8, 1), (3, 2, 2, 3)])
+def test_resolve_threads(spec, jobs, cores, expected):
+    assert resolve_threads(spec, jobs, cores) == expected
+
+
+@pytest.mark.parametrize("spec", [0, -1, "many", True, 1.5])
+def test_bad_threads_is_a_config_error(spec):
+    with pytest.raises(ConfigError, match="threads="):
+        resolve_threads(spec, 1, 2)
 
 
 def test_finetune_multirun_loads_each_jobs_snapshot(sweep):

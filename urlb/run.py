@@ -13,9 +13,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from hydra.utils import to_absolute_path
-from omegaconf import DictConfig, open_dict
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from urlb.config import ConfigError, validate
+from urlb.config import ConfigError, resolve_threads, validate
 from urlb.ddpg import NonFiniteError
 from urlb.snapshot import SnapshotError
 from urlb.trainer import RunInterrupted, Trainer
@@ -48,6 +49,7 @@ def run_phase(cfg: DictConfig) -> None:
         with open_dict(cfg):
             cfg.snapshot_dir = to_absolute_path(cfg.snapshot_dir)
         check_writable(Path(cfg.snapshot_dir), "snapshot_dir")
+        set_threads(cfg.threads)
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         Trainer(cfg, run_dir).train()
     except (ConfigError, SnapshotError) as exc:
@@ -61,6 +63,24 @@ def run_phase(cfg: DictConfig) -> None:
     except OSError as exc:
         # Full disk, unwritable directory: say which file; what is already written stays.
         _fail(_os_error_message(exc), EXIT_USER_ERROR)
+
+
+def parallel_jobs() -> int:
+    """How many runs of this sweep execute at once on this machine (joblib launcher's n_jobs)."""
+    hydra = HydraConfig.get()
+    if hydra.mode != RunMode.MULTIRUN:
+        return 1
+    n_jobs = OmegaConf.select(hydra, "launcher.n_jobs")
+    if not isinstance(n_jobs, int) or "joblib" not in str(OmegaConf.select(hydra, "launcher._target_")):
+        return 1  # basic launcher: one job at a time; cluster launchers: one job per allocation
+    return (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
+
+
+def set_threads(spec) -> None:
+    threads = resolve_threads(spec, parallel_jobs(), len(os.sched_getaffinity(0)))
+    if threads is not None:
+        torch.set_num_threads(threads)
+        print(f"torch threads: {threads}", flush=True)
 
 
 def check_writable(directory: Path, what: str) -> None:
