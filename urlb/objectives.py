@@ -85,6 +85,10 @@ def load_pretrained_agent(run_dir: Path, obs_dim: int, action_dim: int, frames: 
     return agent
 
 
+def action_dim_of(cfg) -> int:
+    return int(envs.make(PRIMAL_TASKS[cfg.domain], "states", seed=0).action_spec().shape[0])
+
+
 def visited_states(run_dir: Path, steps: int, policy: str, seed: int = 0) -> np.ndarray:
     """States visited on the domain's primal task by the pre-trained policy acting as in
     pre-training (exploration noise, skills resampled), or by uniform random actions."""
@@ -143,7 +147,7 @@ def metra_skill_displacement(run_dir: Path, frames: int, num_skills: int = 64, s
             "norm": float(np.linalg.norm(displacements, axis=1).mean())}
 
 
-def report(run_dir: Path, coverage_steps: int) -> list[str]:
+def report(run_dir: Path, coverage_steps: int, metra_skills: int = 64) -> list[str]:
     cfg = OmegaConf.load(run_dir / "config.yaml")
     agent = cfg.agent.name
     lines = [f"{agent} on {cfg.domain} (seed {cfg.seed}, {cfg.num_train_frames} frames) - {run_dir}"]
@@ -152,17 +156,26 @@ def report(run_dir: Path, coverage_steps: int) -> list[str]:
         if span is not None:
             lines.append(f"  {column:<22} start {span[0]:9.4f}  end {span[1]:9.4f}")
     if agent == "metra":
-        lines.append(f"  phi displacement over {cfg.agent.update_skill_every_step}-step rollouts of 64 random skills, "
+        lines.append(f"  phi displacement over {cfg.agent.update_skill_every_step}-step rollouts of {metra_skills} random skills, "
                      f"per snapshot: aligned d_i.z_i (+- s.e.) | mismatched d_i.z_j | share aligned > 0 | mean |d_i|")
         for frames in cfg.snapshots:
-            d = metra_skill_displacement(run_dir, frames)
+            d = metra_skill_displacement(run_dir, frames, metra_skills)
             lines.append(f"    {frames:>8} frames: {d['aligned']:8.4f} +- {d['aligned_se']:.4f} | {d['mismatched']:8.4f} | "
                          f"{d['aligned_positive']:.2f} | {d['norm']:.4f}")
     if coverage_steps > 0:
-        pretrained = mean_knn_distance(visited_states(run_dir, coverage_steps, "pretrained"))
-        random = mean_knn_distance(visited_states(run_dir, coverage_steps, "random"))
+        pretrained_states = visited_states(run_dir, coverage_steps, "pretrained")
+        random_states = visited_states(run_dir, coverage_steps, "random")
         lines.append(f"  state coverage (mean 12-NN distance of {coverage_steps} visited states): "
-                     f"pre-trained policy {pretrained:.3f}, random policy {random:.3f}")
+                     f"pre-trained policy {mean_knn_distance(pretrained_states):.3f}, "
+                     f"random policy {mean_knn_distance(random_states):.3f}")
+        if agent == "apt" and cfg.agent.get("rep") == "icm":
+            # APT maximises the entropy of the ICM representation, not of raw states.
+            represent = load_pretrained_agent(run_dir, pretrained_states.shape[1], action_dim_of(cfg)).plugin.represent
+            with torch.no_grad():
+                rep_pre, rep_rand = (represent(torch.as_tensor(s, dtype=torch.float32)).numpy()
+                                     for s in (pretrained_states, random_states))
+            lines.append(f"  coverage in APT's learned representation (same states, final ICM encoder): "
+                         f"pre-trained policy {mean_knn_distance(rep_pre):.3f}, random policy {mean_knn_distance(rep_rand):.3f}")
     return lines
 
 
