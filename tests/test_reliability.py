@@ -95,6 +95,7 @@ BAD_CONFIGS = [
      ["999999", "num_train_frames=20000"]),
     ("device_cuda_unavailable", "pretrain.py", ["domain=jaco", "device=cuda"], 2, ["'cuda'", "device=cpu"]),
     ("device_tpu", "pretrain.py", ["domain=jaco", "device=tpu"], 2, ["'tpu'", "cpu", "cuda"]),
+    ("threads_zero", "pretrain.py", ["domain=jaco", "threads=0"], 2, ["threads=0", "auto"]),
     ("compile_backend", "pretrain.py", ["domain=jaco", "compile=fast"], 2, ["compile='fast'", "inductor", "aot_eager"]),
     # Values of the wrong type must be user errors too, not a TypeError traceback.
     ("discount_not_a_number", "pretrain.py", ["domain=jaco", "discount=abc"], 2, ["discount", "abc"]),

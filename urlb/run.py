@@ -73,7 +73,8 @@ def parallel_jobs() -> int:
     n_jobs = OmegaConf.select(hydra, "launcher.n_jobs")
     if not isinstance(n_jobs, int) or "joblib" not in str(OmegaConf.select(hydra, "launcher._target_")):
         return 1  # basic launcher: one job at a time; cluster launchers: one job per allocation
-    return (os.cpu_count() or 1) if n_jobs < 0 else n_jobs
+    # joblib: -1 means every core, -2 all but one, and so on.
+    return max(1, (os.cpu_count() or 1) + 1 + n_jobs) if n_jobs < 0 else n_jobs
 
 
 def set_threads(spec) -> None:
