@@ -7,9 +7,11 @@ import math
 import re
 
 import pytest
+from omegaconf import OmegaConf
 
 from test_pipeline import explain, run, tiny
-from urlb.objectives import find_pretrain_runs, metra_skill_displacement, report
+from urlb.objectives import find_pretrain_runs, metra_skill_displacement, report, written_snapshots
+from urlb.snapshot import snapshot_path
 
 pytestmark = pytest.mark.pipeline
 SNAPSHOTS = (300, 600)
@@ -55,3 +57,20 @@ def test_apt_coverage_is_reported_in_raw_states_and_in_its_representation(runs):
     for line in (raw, learned):
         pretrained, random = floats(line)[-2:]
         assert pretrained > 0 and random > 0
+
+
+def test_a_stopped_run_is_reported_with_the_snapshots_it_wrote(runs):
+    """A run stopped before its last snapshot: the report says which are missing and measures
+    the ones that exist, instead of failing on a missing file."""
+    cfg = OmegaConf.load(runs["metra"] / "config.yaml")
+    last = snapshot_path(cfg.snapshot_dir, "states", cfg.domain, "metra", cfg.seed, SNAPSHOTS[1])
+    hidden = last.with_name(last.name + ".away")
+    last.rename(hidden)
+    try:
+        assert written_snapshots(cfg) == [SNAPSHOTS[0]]
+        lines = report(runs["metra"], coverage_steps=50, metra_skills=2)
+    finally:
+        hidden.rename(last)
+    assert f"  snapshots not written (the run stopped before them): [{SNAPSHOTS[1]}]" in lines
+    assert sum(" frames: " in line for line in lines) == 1
+    assert any("state coverage" in line for line in lines)  # from the snapshot that exists

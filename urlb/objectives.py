@@ -73,11 +73,17 @@ def mean_knn_distance(states: np.ndarray, k: int = 12) -> float:
     return float(dist[:, 1:].mean())  # column 0 is the point itself
 
 
+def written_snapshots(cfg) -> list[int]:
+    """The run's snapshot frame counts whose files exist (a stopped run has only the first)."""
+    return [frames for frames in cfg.snapshots
+            if snapshot_path(cfg.snapshot_dir, "states", cfg.domain, cfg.agent.name, cfg.seed, frames).is_file()]
+
+
 def load_pretrained_agent(run_dir: Path, obs_dim: int, action_dim: int, frames: int | None = None) -> DDPGAgent:
-    """The run's snapshot at ``frames`` (default: its last) as an agent (actor, critic and
-    plugin), on CPU."""
+    """The run's snapshot at ``frames`` (default: its last written) as an agent (actor, critic
+    and plugin), on CPU."""
     cfg = OmegaConf.load(run_dir / "config.yaml")
-    frames = max(cfg.snapshots) if frames is None else frames
+    frames = max(written_snapshots(cfg)) if frames is None else frames
     plugin = make_plugin(cfg.agent.name, obs_dim, action_dim, **plugin_kwargs(cfg.agent))
     agent = DDPGAgent("states", (obs_dim,), action_dim, "cpu", hidden_dim=cfg.agent.hidden_dim, plugin=plugin)
     path = snapshot_path(cfg.snapshot_dir, "states", cfg.domain, cfg.agent.name, cfg.seed, frames)
@@ -158,11 +164,14 @@ def report(run_dir: Path, coverage_steps: int, metra_skills: int = 64) -> list[s
     if agent == "metra":
         lines.append(f"  phi displacement over {cfg.agent.update_skill_every_step}-step rollouts of {metra_skills} random skills, "
                      f"per snapshot: aligned d_i.z_i (+- s.e.) | mismatched d_i.z_j | share aligned > 0 | mean |d_i|")
-        for frames in cfg.snapshots:
+        for frames in written_snapshots(cfg):
             d = metra_skill_displacement(run_dir, frames, metra_skills)
             lines.append(f"    {frames:>8} frames: {d['aligned']:8.4f} +- {d['aligned_se']:.4f} | {d['mismatched']:8.4f} | "
                          f"{d['aligned_positive']:.2f} | {d['norm']:.4f}")
-    if coverage_steps > 0:
+    missing = sorted(set(cfg.snapshots) - set(written_snapshots(cfg)))
+    if missing:
+        lines.append(f"  snapshots not written (the run stopped before them): {missing}")
+    if coverage_steps > 0 and len(missing) < len(cfg.snapshots):
         pretrained_states = visited_states(run_dir, coverage_steps, "pretrained")
         random_states = visited_states(run_dir, coverage_steps, "random")
         lines.append(f"  state coverage (mean 12-NN distance of {coverage_steps} visited states): "
