@@ -728,8 +728,8 @@ def test_grid_skill_search_picks_highest_mean_reward():
     from urlb.trainer import GridSkillSearch
 
     candidates = np.eye(3, dtype=np.float32)
-    seed_steps = 32  # blocks of 10 steps; the last candidate gets the remaining 12
-    grid = GridSkillSearch(candidates, seed_steps)
+    seed_steps = 32  # blocks of 5 steps taken in turns: 0,1,2 | 1,2,0 | 2 (2 steps)
+    grid = GridSkillSearch(candidates, seed_steps, block_steps=5)
     reward_of = {0: 0.2, 1: 1.0, 2: 0.9}  # candidate 2 has the largest sum but a lower mean
     for step in range(seed_steps):
         skill = grid.skill_for_step(step)
@@ -746,12 +746,33 @@ def test_grid_skill_search_picks_highest_mean_reward():
     assert "chose candidate 1" in messages[-1]
 
 
+def test_grid_skill_search_scores_every_candidate_in_every_episode():
+    """Quadruped episodes can start upside down: a whole episode then scores ~0 for any skill.
+    Equal candidates must still get equal scores (consecutive blocks gave the first half 1.0
+    and the second half 0.0)."""
+    from urlb.trainer import GridSkillSearch
+
+    candidates = np.eye(10, dtype=np.float32)
+    seed_steps, episode_steps = 2000, 1000
+    grid = GridSkillSearch(candidates, seed_steps, block_steps=200)
+    assert grid.block == 100  # two turns per candidate
+    for step in range(seed_steps):
+        skill = grid.skill_for_step(step)
+        grid.record(skill, 1.0 if step < episode_steps else 0.0)  # the 2nd episode scores 0
+    np.testing.assert_array_equal(grid.counts, [200] * 10)
+    np.testing.assert_allclose(grid.scores(), [0.5] * 10)
+    # Each candidate's two turns fall at different places in their episodes.
+    starts = {i: [s % episode_steps for s in range(0, seed_steps, grid.block) if grid._index(s) == i]
+              for i in range(10)}
+    assert all(len(set(v)) == 2 for v in starts.values()), starts
+
+
 def test_grid_skill_search_with_noisy_rewards():
     from urlb.trainer import GridSkillSearch
 
     rng = np.random.default_rng(3)
     candidates = rng.uniform(size=(5, 4)).astype(np.float32)
-    grid = GridSkillSearch(candidates, 50)
+    grid = GridSkillSearch(candidates, 50, block_steps=50)
     per_candidate = {i: [] for i in range(5)}
     for step in range(50):
         skill = grid.skill_for_step(step)

@@ -293,7 +293,7 @@ class Trainer:
             return None
         if mode == "grid" and self.cfg.snapshot_ts > 0 and seed_steps > 0:
             candidates = plugin.candidate_skills(self.cfg.agent.skill_selection_candidates, self.rng)
-            return GridSkillSearch(candidates, seed_steps)
+            return GridSkillSearch(candidates, seed_steps, plugin.update_skill_every_step)
         # fixed; and grid when there is nothing to score (from scratch, or no seed frames)
         self.fixed_skill = self.skill = plugin.sample_skill(self.rng) if mode == "random" else plugin.default_skill()
         self.logger.message(f"fine-tuning with skill ({mode}): {np.round(self.skill, 3)}")
@@ -365,18 +365,24 @@ class Trainer:
 class GridSkillSearch:
     """Scores candidate skills with the task reward during the seed frames (CIC's sweep).
 
-    The seed steps are split into equal consecutive blocks, one per candidate; a candidate's
-    score is its mean reward per step. The best candidate is kept for the rest of fine-tuning.
+    The seed steps are cut into blocks of at most ``block_steps`` (the skill period), and the
+    candidates take turns block by block, the order rotating each round, so that every candidate
+    acts in every seed episode and at different times within it. Consecutive per-candidate
+    blocks would compare candidates on different episodes: on quadruped, whose episodes start
+    in a random orientation, whole episodes score near zero for every skill. A candidate's
+    score is its mean reward per step; the best is kept for the rest of fine-tuning.
     """
 
-    def __init__(self, candidates: np.ndarray, seed_steps: int) -> None:
+    def __init__(self, candidates: np.ndarray, seed_steps: int, block_steps: int) -> None:
         self.candidates = np.asarray(candidates, dtype=np.float32)
-        self.block = max(1, seed_steps // len(self.candidates))
+        # At least two turns per candidate, so no candidate is scored on one stretch only.
+        self.block = max(1, min(block_steps, seed_steps // (2 * len(self.candidates))))
         self.sums = np.zeros(len(self.candidates))
         self.counts = np.zeros(len(self.candidates))
 
     def _index(self, step: int) -> int:
-        return min(step // self.block, len(self.candidates) - 1)
+        block, n = step // self.block, len(self.candidates)
+        return (block % n + block // n) % n  # round r plays the candidates in order, shifted by r
 
     def skill_for_step(self, step: int) -> np.ndarray:
         self._current = self._index(step)
