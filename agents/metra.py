@@ -24,7 +24,7 @@ class METRA(Plugin):
     name = "metra"
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int = 1024, lr: float = 1e-4,
-                 skill_dim: int = 16, discrete: bool = False, update_skill_every_step: int = 200,
+                 skill_dim: int = 2, discrete: bool = False, update_skill_every_step: int = 50,
                  dual_lambda_init: float = 30.0, dual_slack: float = 1e-3, dual_lr: float | None = None,
                  scale: float = 1.0) -> None:
         super().__init__(obs_dim, action_dim)

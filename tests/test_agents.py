@@ -28,7 +28,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "diayn": ("diayn", {}),
     "cic": ("cic", {"skill_dim": 16, "knn_k": 8}),
     "metra": ("metra", {}),
-    "metra-discrete": ("metra", {"discrete": True}),
+    "metra-discrete": ("metra", {"discrete": True, "skill_dim": 16}),
 }
 VARIANT_IDS = list(VARIANTS)
 SKILL_VARIANTS = [v for v in VARIANT_IDS if VARIANTS[v][0] in ("diayn", "cic", "metra")]
@@ -379,10 +379,11 @@ def test_metra_continuous_skills_unit_norm():
     np.testing.assert_allclose(np.linalg.norm(zs, axis=1), 1.0, atol=1e-5)
     assert np.abs(zs.mean(0)).max() < 0.2  # directions spread over the sphere
     default = plugin.default_skill()
-    assert default.shape == (16,) and default.dtype == np.float32
+    assert plugin.skill_dim == 2  # the default (see configs/agent/metra.yaml)
+    assert default.shape == (2,) and default.dtype == np.float32
     assert np.linalg.norm(default) == pytest.approx(1.0)
     candidates = plugin.candidate_skills(10, rng)
-    assert candidates.shape == (10, 16) and candidates.dtype == np.float32
+    assert candidates.shape == (10, 2) and candidates.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(candidates, axis=1), 1.0, atol=1e-5)
 
 
