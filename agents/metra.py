@@ -56,6 +56,9 @@ class METRA(Plugin):
         if self.discrete:
             eye = np.eye(self.skill_dim, dtype=np.float32)
             return eye - eye.mean(1, keepdims=True)
+        if self.skill_dim == 2:  # evenly spaced directions cover the circle; random ones bunch up
+            angles = rng.uniform(0.0, 2 * np.pi) + 2 * np.pi * np.arange(num) / num
+            return np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
         return super().candidate_skills(num, rng)
 
     def objective_terms(self, obs: torch.Tensor, next_obs: torch.Tensor, skill: torch.Tensor):

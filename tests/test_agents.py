@@ -385,6 +385,10 @@ def test_metra_continuous_skills_unit_norm():
     candidates = plugin.candidate_skills(10, rng)
     assert candidates.shape == (10, 2) and candidates.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(candidates, axis=1), 1.0, atol=1e-5)
+    # Grid candidates in 2-D are evenly spaced directions: consecutive ones 36 degrees apart.
+    angles = np.sort(np.arctan2(candidates[:, 1], candidates[:, 0]))
+    gaps = np.diff(np.append(angles, angles[0] + 2 * np.pi))
+    np.testing.assert_allclose(gaps, 2 * np.pi / 10, atol=1e-5)
 
 
 def test_metra_discrete_skills_centred_one_hot():
