@@ -18,3 +18,6 @@ python pretrain.py $common seed=1 agent.skill_dim=16 agent.update_skill_every_st
 python pretrain.py $common seed=1 agent.skill_dim=16 agent.update_skill_every_step=200 num_train_frames=200000 \
   snapshots=[25000,50000,100000,150000,200000] checkpoint_every_frames=25000 run_root=runs/metra_200k snapshot_dir=models/metra_200k
 python -m urlb.objectives runs/metra_d2e50 runs/metra_d2e50s2 runs/metra_d2e200 runs/metra_d4e50 runs/metra_d16e50 runs/metra_200k --coverage-steps 2000
+# Fine-tuning from the 2-dim, 50-step snapshots at 50k frames on walker_stand (30k frames)
+python finetune.py preset=quick device=cpu agent=metra task=walker_stand seed=1 snapshot_ts=50000 run_root=runs/metra_d2e50 snapshot_dir=models/metra_d2e50
+python finetune.py preset=quick device=cpu agent=metra task=walker_stand seed=2 snapshot_ts=50000 run_root=runs/metra_d2e50s2 snapshot_dir=models/metra_d2e50s2
