@@ -79,11 +79,17 @@ def written_snapshots(cfg) -> list[int]:
             if snapshot_path(cfg.snapshot_dir, "states", cfg.domain, cfg.agent.name, cfg.seed, frames).is_file()]
 
 
-def load_pretrained_agent(run_dir: Path, obs_dim: int, action_dim: int, frames: int | None = None) -> DDPGAgent:
+def primal_env(cfg, seed: int = 0):
+    """The run's domain's primal task, states observations: where its policy is rolled out."""
+    return envs.make(PRIMAL_TASKS[cfg.domain], "states", seed=seed)
+
+
+def load_pretrained_agent(run_dir: Path, env, frames: int | None = None) -> DDPGAgent:
     """The run's snapshot at ``frames`` (default: its last written) as an agent (actor, critic
-    and plugin), on CPU."""
+    and plugin) sized for ``env``, on CPU."""
     cfg = OmegaConf.load(run_dir / "config.yaml")
     frames = max(written_snapshots(cfg)) if frames is None else frames
+    obs_dim, action_dim = int(env.observation_spec().shape[0]), int(env.action_spec().shape[0])
     plugin = make_plugin(cfg.agent.name, obs_dim, action_dim, **plugin_kwargs(cfg.agent))
     agent = DDPGAgent("states", (obs_dim,), action_dim, "cpu", hidden_dim=cfg.agent.hidden_dim, plugin=plugin)
     path = snapshot_path(cfg.snapshot_dir, "states", cfg.domain, cfg.agent.name, cfg.seed, frames)
@@ -91,19 +97,14 @@ def load_pretrained_agent(run_dir: Path, obs_dim: int, action_dim: int, frames: 
     return agent
 
 
-def action_dim_of(cfg) -> int:
-    return int(envs.make(PRIMAL_TASKS[cfg.domain], "states", seed=0).action_spec().shape[0])
-
-
 def visited_states(run_dir: Path, steps: int, policy: str, seed: int = 0) -> np.ndarray:
     """States visited on the domain's primal task by the pre-trained policy acting as in
     pre-training (exploration noise, skills resampled), or by uniform random actions."""
-    cfg = OmegaConf.load(run_dir / "config.yaml")
-    env = envs.make(PRIMAL_TASKS[cfg.domain], "states", seed=seed)
-    obs_dim, action_dim = env.observation_spec().shape[0], env.action_spec().shape[0]
+    env = primal_env(OmegaConf.load(run_dir / "config.yaml"), seed)
+    action_dim = env.action_spec().shape[0]
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)  # exploration noise: the same figures on every call
-    agent = load_pretrained_agent(run_dir, obs_dim, action_dim) if policy == "pretrained" else None
+    agent = load_pretrained_agent(run_dir, env) if policy == "pretrained" else None
     plugin = agent.plugin if agent is not None else None
     states, time_step, skill, t = [], env.reset(), None, 0
     while len(states) < steps:
@@ -127,10 +128,8 @@ def metra_skill_displacement(run_dir: Path, frames: int, num_skills: int = 64, s
     deterministic policy acts from a reset for one skill period, and d_i = phi(s_T) - phi(s_0).
     The sum of METRA's rewards over that period is d_i . z_i ("aligned"); d_i . z_j for other
     skills j is what the same movement would score if it ignored its skill ("mismatched")."""
-    cfg = OmegaConf.load(run_dir / "config.yaml")
-    env = envs.make(PRIMAL_TASKS[cfg.domain], "states", seed=seed)
-    obs_dim, action_dim = env.observation_spec().shape[0], env.action_spec().shape[0]
-    agent = load_pretrained_agent(run_dir, obs_dim, action_dim, frames)
+    env = primal_env(OmegaConf.load(run_dir / "config.yaml"), seed)
+    agent = load_pretrained_agent(run_dir, env, frames)
     phi, rng = agent.plugin.phi, np.random.default_rng(seed)
     skills = np.stack([agent.plugin.sample_skill(rng) for _ in range(num_skills)])
     displacements = []
@@ -179,7 +178,7 @@ def report(run_dir: Path, coverage_steps: int, metra_skills: int = 64) -> list[s
                      f"random policy {mean_knn_distance(random_states):.3f}")
         if agent == "apt" and cfg.agent.get("rep") == "icm":
             # APT maximises the entropy of the ICM representation, not of raw states.
-            represent = load_pretrained_agent(run_dir, pretrained_states.shape[1], action_dim_of(cfg)).plugin.represent
+            represent = load_pretrained_agent(run_dir, primal_env(cfg)).plugin.represent
             with torch.no_grad():
                 rep_pre, rep_rand = (represent(torch.as_tensor(s, dtype=torch.float32)).numpy()
                                      for s in (pretrained_states, random_states))

@@ -1,7 +1,8 @@
 """What pretrain.py and finetune.py run: validate, build the trainer, train. A user error
 prints one clear message instead of a traceback: in a single run the process exits with code 2
-(3 for a numerical fault, 128+signal when stopped); in a multirun the job fails with that
-message and the sweep's other jobs go on (Hydra reports the failure at the end)."""
+(3 for a numerical fault); in a multirun the job fails with that message and the sweep's other
+jobs go on (Hydra reports the failure at the end). A stop signal (SIGINT/SIGTERM) always ends
+the process with 128+signal, after a checkpoint, in a multirun too."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import os
 import sys
 from pathlib import Path
 
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from hydra.utils import to_absolute_path
-import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from urlb.config import ConfigError, resolve_threads, validate

@@ -139,7 +139,6 @@ class Trainer:
                 "snapshot_dir, or pass overwrite_snapshots=true to replace them"
             )
 
-    # --- skills ---
     # --- evaluation ---
     def evaluate(self) -> None:
         cfg = self.cfg

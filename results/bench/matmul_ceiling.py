@@ -1,7 +1,8 @@
 """How close to the 2048^3 matmul rate can an update get on this machine? For every matrix
 product of one update (shapes recorded by the profiler), time that product alone and sum:
 the update could not be faster than that sum even if nothing but its matrix products took
-time. Usage: python results/bench/matmul_ceiling.py [agent ...]  (paper sizes, fp32, CPU)."""
+time. Usage: PYTHONPATH=. python results/bench/matmul_ceiling.py [agent ...]  (paper sizes,
+fp32, CPU; PYTHONPATH only if the project is not pip-installed)."""
 
 from __future__ import annotations
 
