@@ -18,7 +18,7 @@ AGENT_FIELDS = {"agent", "size", "hidden_dim", "batch_size", "precision", "compi
                 "update_gflops_per_s", "peak_rss_mb"}
 STEP_PARTS = {"env", "act", "replay_add"}
 UPDATE_PARTS = {"sample", "update", "critic", "actor", "target"}
-PLUGIN_PARTS = {"plugin_update", "plugin_reward"}
+PLUGIN_PARTS = {"plugin"}
 
 
 def bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents import make_plugin
-from agents.rnd import RND
+from urlb.agents import make_plugin
+from urlb.agents.rnd import RND
 from urlb.ddpg import DDPGAgent, NonFiniteError, schedule
 from urlb.nets import Encoder
 from urlb.replay import Batch
@@ -195,10 +195,10 @@ def test_make_plugin_registry():
     plugin = make_plugin("rnd", OBS_DIM, ACT_DIM, hidden_dim=HIDDEN, rep_dim=REP)
     assert isinstance(plugin, RND)
     assert make_plugin("ddpg", OBS_DIM, ACT_DIM) is None
-    with pytest.raises(ValueError, match="valid agents:") as info:
+    with pytest.raises(ValueError, match="choose one of:") as info:
         make_plugin("foo", OBS_DIM, ACT_DIM)
     assert "'foo'" in str(info.value)
-    assert {"ddpg", "rnd"} <= set(str(info.value).split("valid agents:")[1].replace(",", " ").split())
+    assert {"ddpg", "rnd"} <= set(str(info.value).split("choose one of:")[1].replace(",", " ").split())
 
 
 # --- acting -------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import pytest
 import torch
 import yaml
 
-from agents import agent_names
+from urlb.agents import agent_names
 from urlb.config import ConfigError, resolve_threads
 from urlb.snapshot import read_torch_file, snapshot_path
 from urlb.tasks import ALL_TASKS, DOMAINS

@@ -18,10 +18,11 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
-from agents import agent_names, make_plugin
 from urlb import envs
+from urlb.agents import agent_names, build_agent
 from urlb.config import resolve_device
 from urlb.ddpg import COMPILE_BACKENDS, DDPGAgent
 from urlb.replay import ReplayBuffer
@@ -31,8 +32,7 @@ SIZES = {  # name -> (hidden_dim, batch_size); update every 2 steps in both
     "quick": (256, 256),
 }
 UPDATE_PARTS = {  # timed part -> (object attribute path, method)
-    "plugin_update": ("plugin", "update"),
-    "plugin_reward": ("plugin", "intrinsic_reward"),
+    "plugin": ("plugin", "update"),  # its own training step and the batch reward
     "critic": (None, "_update_critic"),
     "actor": (None, "_update_actor"),
     "target": (None, "_soft_update_target"),
@@ -95,9 +95,9 @@ def build(agent_name: str, hidden: int, device: torch.device, precision: str, ca
     env = envs.make("walker_stand", "states", seed=1)
     obs_dim = int(env.observation_spec().shape[0])
     action_dim = int(env.action_spec().shape[0])
-    plugin = make_plugin(agent_name, obs_dim, action_dim, hidden_dim=hidden)
-    agent = DDPGAgent("states", (obs_dim,), action_dim, device, hidden_dim=hidden, plugin=plugin,
-                      reward_free=plugin is not None, precision=precision)
+    cfg = OmegaConf.create({"agent": {"name": agent_name, "hidden_dim": hidden}, "obs_type": "states",
+                            "precision": precision})
+    agent = build_agent(cfg, (obs_dim,), action_dim, device, reward_free=agent_name != "ddpg")
     replay = ReplayBuffer((obs_dim,), action_dim, capacity, agent.skill_dim, device=device)
     return env, agent, replay
 
@@ -211,12 +211,12 @@ def format_table(rows: list[dict], machine: dict) -> str:
     lines = [f"matmul rate here: fp32 {machine['matmul_gflops_fp32']:.0f} GFLOP/s, "
              f"bf16 {machine['matmul_gflops_bf16']:.0f} GFLOP/s (2048^3, {machine['threads']} threads)", ""]
     header = ("agent", "size", "prec", "frames/s", "env ms", "act ms", "sample ms", "update ms",
-              "parts ms (plugin upd/rew, critic, actor)", "GFLOP/upd", "GFLOP/s", "% matmul", "peak MB")
+              "parts ms (plugin, critic, actor)", "GFLOP/upd", "GFLOP/s", "% matmul", "peak MB")
     lines.append(" | ".join(header))
     for r in rows:
         u = r["ms_per_update"]
         rate = machine[f"matmul_gflops_{r['precision']}"]
-        parts = "/".join(f"{u.get(p, 0):.0f}" for p in ("plugin_update", "plugin_reward", "critic", "actor"))
+        parts = "/".join(f"{u.get(p, 0):.0f}" for p in ("plugin", "critic", "actor"))
         lines.append(" | ".join([
             r["agent"], r["size"], r["precision"] + (f"+{r['compile']}" if r.get("compile") else ""),
             f"{r['frames_per_s']:.1f}", f"{r['ms_per_step']['env']:.2f}",

@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from agents import agent_names
+from urlb.agents import agent_names
 from urlb.ddpg import COMPILE_BACKENDS
+from urlb.errors import ConfigError
+from urlb.skills import SKILL_SELECTIONS
 from urlb.tasks import ALL_TASKS, DOMAINS, OBS_TYPES, TASKS, domain_of
 
 
@@ -33,10 +35,6 @@ def register_resolvers() -> None:
 
 
 register_resolvers()
-
-
-class ConfigError(ValueError):
-    """A user error in the configuration; the entry points print it without a traceback."""
 
 
 def _choice(name: str, value, valid) -> None:
@@ -112,7 +110,8 @@ def validate(cfg: DictConfig) -> None:
             )
         _whole_number(cfg, "snapshot_ts", minimum=0)
         _whole_number(cfg, "snapshot_seed", minimum=0)
-        _choice("skill_selection", cfg.skill_selection, ("fixed", "random", "grid"))
+        if cfg.skill_selection is not None:
+            _choice("skill_selection", cfg.skill_selection, SKILL_SELECTIONS)
     for key in ("num_train_frames", "eval_every_frames", "num_eval_episodes", "replay_buffer_size",
                 "batch_size", "nstep", "action_repeat", "frame_stack", "checkpoint_every_frames",
                 "agent.update_every_steps", "agent.hidden_dim"):

@@ -18,13 +18,12 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from agents import make_plugin
 from urlb import envs
+from urlb.agents import build_agent
+from urlb.agents.rewards import ParticleEntropy
 from urlb.ddpg import DDPGAgent
-from urlb.plugin import ParticleEntropy
 from urlb.snapshot import read_torch_file, snapshot_path
 from urlb.tasks import PRIMAL_TASKS
-from urlb.trainer import plugin_kwargs
 
 # Per method: the train.csv columns that show its objective working.
 OBJECTIVE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -90,8 +89,8 @@ def load_pretrained_agent(run_dir: Path, env, frames: int | None = None) -> DDPG
     cfg = OmegaConf.load(run_dir / "config.yaml")
     frames = max(written_snapshots(cfg)) if frames is None else frames
     obs_dim, action_dim = int(env.observation_spec().shape[0]), int(env.action_spec().shape[0])
-    plugin = make_plugin(cfg.agent.name, obs_dim, action_dim, **plugin_kwargs(cfg.agent))
-    agent = DDPGAgent("states", (obs_dim,), action_dim, "cpu", hidden_dim=cfg.agent.hidden_dim, plugin=plugin)
+    agent = build_agent(OmegaConf.create({"agent": cfg.agent, "obs_type": "states"}), (obs_dim,), action_dim, "cpu",
+                        reward_free=False)
     path = snapshot_path(cfg.snapshot_dir, "states", cfg.domain, cfg.agent.name, cfg.seed, frames)
     agent.load_networks(read_torch_file(path, "snapshot")["state"], ("actor", "critic", "plugin"))
     return agent
