@@ -23,7 +23,7 @@ PLUGIN_PARTS = {"plugin"}
 
 def bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "MUJOCO_GL": "egl", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "urlb.bench", *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "urlb.tools.bench", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
