@@ -96,8 +96,10 @@ class DDPGAgent(nn.Module):
         self.skill_dim = plugin.skill_dim if plugin is not None else 0
         in_dim = feat_dim + self.skill_dim
         self.actor = Actor(obs_type, in_dim, action_dim, feature_dim, hidden_dim)
-        self.critic = Critic(obs_type, in_dim, action_dim, feature_dim, hidden_dim)
-        self.critic_target = Critic(obs_type, in_dim, action_dim, feature_dim, hidden_dim)
+        # A plugin may replace the critic (APS: successor features); same inputs and outputs.
+        make_critic = getattr(plugin, "make_critic", None) or Critic
+        self.critic = make_critic(obs_type, in_dim, action_dim, feature_dim, hidden_dim)
+        self.critic_target = make_critic(obs_type, in_dim, action_dim, feature_dim, hidden_dim)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
         self.to(self.device)

@@ -83,7 +83,13 @@ class Trainer:
             return PriorSkills(plugin, self.rng) if self.skill_dim else SkillSchedule()
         return finetune_schedule(plugin, self.cfg.skill_selection, self.cfg.agent.get("skill_selection_candidates", 10),
                                  from_snapshot=self.cfg.snapshot_ts > 0, seed_steps=self._seed_steps,
-                                 rng=self.rng, say=self.logger.message, resumed_skill=self.resumed_skill)
+                                 rng=self.rng, say=self.logger.message, resumed_skill=self.resumed_skill,
+                                 replay=self.replay, action_repeat=self.action_repeat, encode=self._features)
+
+    @torch.no_grad()
+    def _features(self, obs):
+        """What a plugin sees of an observation (encoder features for pixels)."""
+        return self.agent._encode(obs)
 
     @property
     def _seed_steps(self) -> int:
