@@ -7,17 +7,25 @@ weights before and after its optimiser step, never by calling the function under
 
 from __future__ import annotations
 
+import csv
 import inspect
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from urlb.agents import make_plugin, plugin_class
-from urlb.agents.aps import infer_task
+from urlb.agents.aps import SuccessorFeatureCritic, infer_task
 from urlb.agents.proto import sinkhorn_knopp
+from urlb.ddpg import DDPGAgent
 from urlb.replay import Batch
+from urlb.skills import PriorSkills, RegressSkills, finetune_schedule
+from urlb.snapshot import snapshot_path
 
 OBS, ACT, HID, B = 5, 2, 16, 24
 
@@ -297,3 +305,134 @@ def test_aps_regress_skill_uses_normalised_features_of_obs():
     rep = l2n(np_mlp(weights(plugin.phi), n(batch.obs)))
     r = n(batch.reward)[:, 0]
     np.testing.assert_allclose(plugin.regress_skill(batch.obs, batch.reward), l2n(rep.T @ r), atol=1e-5)
+
+
+# --------------------------------------------------------------------------- skill schedules
+
+
+class _Replay:
+    """Stands in for the replay buffer: fixed observations whose task reward is linear in phi."""
+
+    def __init__(self, plugin, w: np.ndarray, size: int = 256) -> None:
+        self.obs = torch.as_tensor(np.random.default_rng(8).normal(size=(size, OBS)), dtype=torch.float32)
+        with torch.no_grad():
+            self.reward = plugin.features(self.obs) @ torch.as_tensor(w, dtype=torch.float32)[:, None]
+        self.samples = 0
+
+    def __len__(self) -> int:
+        return len(self.obs)
+
+    def sample(self, batch_size: int) -> Batch:
+        self.samples += 1
+        idx = torch.randint(len(self.obs), (batch_size,))
+        return fixed_batch()._replace(obs=self.obs[idx], reward=self.reward[idx])
+
+
+def test_regress_schedule_random_until_init_steps_then_regressed_and_held():
+    plugin = make("aps", num_init_steps=20, lstsq_batch_size=128, task_regression="reward_on_features")
+    w = l2n(np.random.default_rng(9).normal(size=10))
+    replay, said = _Replay(plugin, w), []
+    schedule = finetune_schedule(plugin, None, 10, True, 0, np.random.default_rng(0), said.append, replay=replay)
+    assert isinstance(schedule, RegressSkills)  # APS's reference choice
+    first = schedule.episode_start()
+    skills = [schedule.skill_at(t) for t in range(21)]
+    # Up to num_init_steps: prior samples renewed every update_task_every_step (5) steps.
+    assert np.array_equal(skills[0], skills[4]) and not np.array_equal(skills[4], skills[5])
+    assert not np.array_equal(first, skills[0]) and replay.samples == 0
+    assert schedule.skill_at(25) is not None and replay.samples == 1  # first step > 20 divisible by 5
+    np.testing.assert_allclose(schedule.skill_at(26), w, atol=1e-4)
+    np.testing.assert_allclose(schedule.eval_skill(), w, atol=1e-4)
+    np.testing.assert_allclose(schedule.episode_start(), w, atol=1e-4)
+    assert replay.samples == 1 and any("regressed" in s for s in said)
+    np.testing.assert_allclose(schedule.state_dict()["fixed_skill"], w, atol=1e-4)
+
+
+def test_regress_needs_a_method_that_regresses():
+    with pytest.raises(ValueError, match="regress"):
+        finetune_schedule(make("smm"), "regress", 10, True, 0, np.random.default_rng(0), print, replay=object())
+
+
+def test_smm_prior_schedule_draws_a_skill_per_episode_only():
+    plugin = make("smm")
+    schedule = finetune_schedule(plugin, None, 10, True, 100, np.random.default_rng(0), print)
+    assert isinstance(schedule, PriorSkills)
+    episodes = []
+    for _ in range(12):
+        start = schedule.episode_start()
+        within = [schedule.skill_at(t) for t in range(0, 300, 7)]
+        assert all(np.array_equal(start, s) for s in within)
+        episodes.append(int(start.argmax()))
+    assert len(set(episodes)) > 1
+
+
+# --------------------------------------------------------------------------- APS critic
+
+
+def test_aps_critic_is_successor_features_dotted_with_task():
+    plugin = make("aps")
+    agent = DDPGAgent("states", (OBS,), ACT, "cpu", hidden_dim=HID, plugin=plugin)
+    assert isinstance(agent.critic, SuccessorFeatureCritic) and isinstance(agent.critic_target, SuccessorFeatureCritic)
+    critic = agent.critic
+    batch = fixed_batch()
+    task = l2n(np.random.default_rng(3).normal(size=(B, 10)))
+    x = np.concatenate([n(batch.obs), task, n(batch.action)], 1)
+    trunk = weights(critic.trunk)
+    h = x @ trunk[0][0].T + trunk[0][1]
+    ln = critic.trunk[1]
+    h = (h - h.mean(1, keepdims=True)) / np.sqrt(h.var(1, keepdims=True) + ln.eps)
+    h = np.tanh(h * ln.weight.detach().double().numpy() + ln.bias.detach().double().numpy())
+    q1, q2 = critic(torch.cat([batch.obs, torch.as_tensor(task, dtype=torch.float32)], 1), batch.action)
+    for head, q in ((critic.q1, q1), (critic.q2, q2)):
+        psi = np_mlp(weights(head), h)
+        assert psi.shape == (B, 10)
+        np.testing.assert_allclose(n(q)[:, 0], (task * psi).sum(1), rtol=1e-4, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- end to end
+
+REPO = Path(__file__).resolve().parents[1]
+# Jaco episodes are 250 steps: short runs with a snapshot, updates and two evaluations.
+E2E = ["preset=quick", "num_train_frames=500", "num_seed_frames=250", "eval_every_frames=250",
+       "num_eval_episodes=1", "agent.hidden_dim=32", "batch_size=32", "replay_buffer_size=2000", "device=cpu",
+       "use_tb=false"]
+
+
+def _run(script: str, work: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MUJOCO_GL="egl", OMP_NUM_THREADS="1")
+    env.pop("HYDRA_FULL_ERROR", None)
+    cmd = [sys.executable, script, *overrides, *E2E, f"run_root={work / 'runs'}", f"snapshot_dir={work / 'models'}"]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.pipeline
+@pytest.mark.parametrize("agent", ["icm", "disagreement", "proto", "smm", "aps"])
+def test_method_pretrains_snapshots_and_finetunes(tmp_path, agent):
+    pre = _run("pretrain.py", tmp_path, f"agent={agent}", "domain=jaco", "snapshots=[500]")
+    assert pre.returncode == 0, pre.stdout[-2000:] + pre.stderr[-2000:]
+    assert snapshot_path(tmp_path / "models", "states", "jaco", agent, 1, 500).is_file()
+    # APS: infer the task after 300 frames from 64 transitions, so the tiny run regresses.
+    extra = ["agent.num_init_steps=300", "agent.lstsq_batch_size=64"] if agent == "aps" else []
+    fine = _run("finetune.py", tmp_path, f"agent={agent}", "task=jaco_reach_bottom_right", "snapshot_ts=500", *extra)
+    assert fine.returncode == 0, fine.stdout[-2000:] + fine.stderr[-2000:]
+    assert "loaded snapshot" in fine.stdout
+    run_dir = tmp_path / "runs" / "quick" / "finetune" / "states" / "jaco_reach_bottom_right" / agent
+    with (run_dir / "snapshot_500" / "seed_1" / "eval.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(float(r["frame"])) for r in rows] == [0, 250, 500]
+    assert all(math.isfinite(float(r["episode_reward"])) for r in rows)
+    if agent == "aps":
+        assert "regressed fine-tuning skill" in fine.stdout, fine.stdout[-2000:]
+
+
+# --------------------------------------------------------------------------- published names
+
+
+def test_every_published_method_pairs_with_a_registered_agent():
+    from urlb.agents import REGISTRY
+    from urlb.tools.aggregate.stats import load_published, method_name
+
+    published = set(load_published()["method"])
+    assert {"ICM", "Disagreement", "ProtoRL", "SMM", "APS"} <= published
+    names = {method_name(agent): agent for agent in REGISTRY}
+    assert published <= set(names), published - set(names)
+    assert names["ProtoRL"] == "proto" and names["Disagreement"] == "disagreement"

@@ -76,23 +76,27 @@ class SMM(Plugin):
         return np.eye(self.skill_dim, dtype=np.float32)  # few discrete skills: all of them
 
     def _terms(self, batch: Batch, generator: torch.Generator | None = None):
-        """(VAE loss, VAE error h(s,z) (B,1), discriminator cross-entropy h(z|s) (B,1), its mean)."""
+        """(VAE loss, VAE error h(s,z) (B,1), discriminator cross-entropy h(z|s) (B,1), its logits)."""
         obs, z = batch.obs.float(), batch.skill.float()
         vae_loss, h_s_z = self.vae.losses(torch.cat([obs, z], dim=1), self.vae_beta, generator)
-        h_z_s = F.cross_entropy(self.discriminator(obs).float(), z.argmax(dim=1), reduction="none")[:, None]
-        return vae_loss, h_s_z, h_z_s, h_z_s.mean()
+        logits = self.discriminator(obs).float()
+        h_z_s = F.cross_entropy(logits, z.argmax(dim=1), reduction="none")[:, None]
+        return vae_loss, h_s_z, h_z_s, logits
 
     def _reward(self, h_s_z: torch.Tensor, h_z_s: torch.Tensor) -> torch.Tensor:
         state_coef, latent_coef, cond_coef = self.coefs
         return state_coef * h_s_z + latent_coef * math.log(self.skill_dim) + cond_coef * h_z_s
 
     def update(self, batch: Batch, step: int) -> tuple[torch.Tensor, Metrics]:
-        vae_loss, h_s_z, h_z_s, pred_loss = self._terms(batch)
+        vae_loss, h_s_z, h_z_s, logits = self._terms(batch)
+        pred_loss = h_z_s.mean()
         self.step(self.vae_optimizer, vae_loss)
         self.step(self.pred_optimizer, pred_loss)
         reward = self._reward(h_s_z.detach(), h_z_s.detach())
+        # Cross-entropy below log(z_dim) (chance) and accuracy above 1/z_dim: q(z|s) tells skills apart.
+        accuracy = (logits.argmax(dim=1) == batch.skill.argmax(dim=1)).float().mean()
         return reward, {"smm_vae_loss": vae_loss.item(), "smm_pred_loss": pred_loss.item(),
-                        "smm_state_error": h_s_z.mean().item()}
+                        "smm_pred_accuracy": accuracy.item(), "smm_state_error": h_s_z.mean().item()}
 
     @torch.no_grad()
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:

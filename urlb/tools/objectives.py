@@ -32,6 +32,11 @@ OBJECTIVE_COLUMNS: dict[str, tuple[str, ...]] = {
     "diayn": ("diayn_accuracy", "diayn_loss"),
     "cic": ("cic_contrastive_loss", "cic_logits_accuracy", "intrinsic_reward"),
     "metra": ("metra_along_z", "metra_step_norm", "metra_lambda", "metra_constraint"),
+    "icm": ("icm_forward_error", "icm_inverse_error", "intrinsic_reward"),
+    "disagreement": ("disagreement_loss", "intrinsic_reward"),
+    "proto": ("proto_loss", "intrinsic_reward"),
+    "smm": ("smm_vae_loss", "smm_pred_loss", "smm_pred_accuracy", "intrinsic_reward"),
+    "aps": ("aps_loss", "aps_entropy_reward", "aps_sf_reward"),
 }
 
 
@@ -107,7 +112,8 @@ def visited_states(run_dir: Path, steps: int, policy: str, seed: int = 0) -> np.
     plugin = agent.plugin if agent is not None else None
     states, time_step, skill, t = [], env.reset(), None, 0
     while len(states) < steps:
-        if plugin is not None and t % plugin.update_skill_every_step == 0:
+        every = plugin.update_skill_every_step if plugin is not None else 0
+        if plugin is not None and (t == 0 or (every > 0 and t % every == 0)):  # 0: per episode (SMM)
             skill = plugin.sample_skill(rng)
         if agent is None:
             action = rng.uniform(-1, 1, action_dim).astype(np.float32)
