@@ -300,11 +300,28 @@ def test_aps_urlb_regression_is_feature_projection():
 
 
 def test_aps_regress_skill_uses_normalised_features_of_obs():
-    plugin = make("aps")
+    plugin = make("aps", regress_features="pretrained")
     batch = fixed_batch()
     rep = l2n(np_mlp(weights(plugin.phi), n(batch.obs)))
     r = n(batch.reward)[:, 0]
     np.testing.assert_allclose(plugin.regress_skill(batch.obs, batch.reward), l2n(rep.T @ r), atol=1e-5)
+
+
+def test_aps_default_regression_uses_freshly_initialised_features_as_urlb():
+    """URLB's fine-tuning agent does not copy phi from the snapshot: its regression sees phi as
+    initialised. A snapshot load (here: trained weights) must not change that phi."""
+    plugin, batch = make("aps", lr=1e-2), fixed_batch()
+    initial = weights(plugin.phi)
+    task = l2n(np.random.default_rng(4).normal(size=(B, 10))).astype(np.float32)
+    trained = make("aps", lr=1e-2)
+    for step in range(3):
+        trained.update(fixed_batch(task, seed=10 + step), step)
+    plugin.load_state_dict(trained.state_dict())
+    assert not np.allclose(weights(plugin.phi)[0][0], initial[0][0])
+    rep = l2n(np_mlp(initial, n(batch.obs)))
+    np.testing.assert_allclose(plugin.regress_skill(batch.obs, batch.reward), l2n(rep.T @ n(batch.reward)[:, 0]),
+                               atol=1e-5)
+    assert not any(k.startswith("_initial") for k in plugin.state_dict())
 
 
 # --------------------------------------------------------------------------- skill schedules
@@ -329,7 +346,8 @@ class _Replay:
 
 
 def test_regress_schedule_random_until_init_steps_then_regressed_and_held():
-    plugin = make("aps", num_init_steps=20, lstsq_batch_size=128, task_regression="reward_on_features")
+    plugin = make("aps", num_init_steps=20, lstsq_batch_size=128, task_regression="reward_on_features",
+                  regress_features="pretrained")
     w = l2n(np.random.default_rng(9).normal(size=10))
     replay, said = _Replay(plugin, w), []
     schedule = finetune_schedule(plugin, None, 10, True, 0, np.random.default_rng(0), said.append, replay=replay)

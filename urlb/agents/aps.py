@@ -17,6 +17,10 @@ from urlb.replay import Batch
 # URLB calls lstsq(r, phi), i.e. regresses the features on the reward, w ∝ phi^T r;
 # "reward_on_features" solves the APS paper's r ≈ phi w for w.
 TASK_REGRESSIONS = ("features_on_reward", "reward_on_features")
+# Which phi the fine-tuning task inference uses. URLB's fine-tuning copies only the encoder, actor
+# and critic trunk from the snapshot (APSAgent has no init_from of its own), so its regression
+# runs on a freshly initialised phi; "pretrained" uses the snapshot's phi (the paper's intent).
+REGRESS_FEATURES = ("fresh", "pretrained")
 
 
 @torch.no_grad()
@@ -63,15 +67,22 @@ class APS(Plugin):
     def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int = 1024, lr: float = 1e-4,
                  sf_dim: int = 10, update_task_every_step: int = 5, knn_rms: bool = True, knn_k: int = 12,
                  knn_avg: bool = True, knn_clip: float = 0.0001, num_init_steps: int = 4096,
-                 lstsq_batch_size: int = 4096, task_regression: str = "features_on_reward") -> None:
+                 lstsq_batch_size: int = 4096, task_regression: str = "features_on_reward",
+                 regress_features: str = "fresh") -> None:
         super().__init__(obs_dim, action_dim)
         if task_regression not in TASK_REGRESSIONS:
             raise ValueError(f"unknown task_regression {task_regression!r}; valid: {', '.join(TASK_REGRESSIONS)}")
+        if regress_features not in REGRESS_FEATURES:
+            raise ValueError(f"unknown regress_features {regress_features!r}; valid: {', '.join(REGRESS_FEATURES)}")
+        self.regress_features = regress_features
         self.skill_dim, self.update_skill_every_step = sf_dim, update_task_every_step
         self.num_init_steps, self.lstsq_batch_size = num_init_steps, lstsq_batch_size
         self.task_regression = task_regression
         self.phi = mlp(obs_dim, hidden_dim, sf_dim, num_hidden=2)
         self.apply(weight_init)
+        # phi as initialised, kept out of the state dict (a list hides it from nn.Module), so that a
+        # snapshot load leaves it as URLB's fine-tuning agent has it: freshly initialised.
+        self._initial_phi = [copy.deepcopy(self.phi).requires_grad_(False)]
         # URLB's PBE divides distances by their running mean (knn_rms), not their std.
         self.entropy = ParticleEntropy(knn_k, knn_avg, "mean" if knn_rms else "none", knn_clip)
         self.optimizer = self.add_optimizer("optimizer", adam(self.phi.parameters(), lr=lr))
@@ -95,9 +106,15 @@ class APS(Plugin):
 
     @torch.no_grad()
     def regress_skill(self, obs: torch.Tensor, reward: torch.Tensor) -> np.ndarray | None:
-        """The task vector that explains the task reward of ``obs`` in (unit-norm) feature space;
-        URLB regresses on the observation s_t and the batch's n-step reward."""
-        return infer_task(self.features(obs), reward, self.task_regression)
+        """The task vector that explains the task reward of ``obs`` in (unit-norm) feature space
+        (phi chosen by ``regress_features``); URLB regresses on the observation s_t and the
+        batch's n-step reward."""
+        if self.regress_features == "pretrained":
+            features = self.features(obs)
+        else:
+            phi = self._initial_phi[0] = self._initial_phi[0].to(obs.device)
+            features = F.normalize(phi(obs.float()).float(), dim=-1)
+        return infer_task(features, reward, self.task_regression)
 
     # --- learning ---
     def update(self, batch: Batch, step: int) -> tuple[torch.Tensor, Metrics]:
