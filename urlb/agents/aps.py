@@ -128,7 +128,6 @@ class APS(Plugin):
         return ent + sf, {"aps_loss": loss.item(), "aps_entropy_reward": ent.mean().item(),
                           "aps_sf_reward": sf.mean().item()}
 
-
     @torch.no_grad()
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:
         """The reward ``update`` would give this batch now: the distance statistics are updated
