@@ -83,7 +83,7 @@ class Trainer:
         plugin = self.agent.plugin
         if self.pretrain:
             return PriorSkills(plugin, self.rng) if self.skill_dim else SkillSchedule()
-        return finetune_schedule(plugin, self.cfg.skill_selection, self.cfg.agent.get("skill_selection_candidates", 10),
+        return finetune_schedule(plugin, self.cfg.skill_selection, self.cfg.skill_selection_candidates,
                                  from_snapshot=self.cfg.snapshot_ts > 0, seed_steps=self._seed_steps,
                                  rng=self.rng, say=self.logger.message, resumed_skill=self.resumed_skill)
 
