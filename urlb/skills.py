@@ -15,10 +15,9 @@ from typing import Any, Callable
 import numpy as np
 
 from urlb.agents.base import Plugin
+from urlb.errors import ConfigError
 
 SKILL_SELECTIONS = ("fixed", "random", "grid", "prior", "regress")
-# Agent-config keys read here rather than by the backbone or the plugin.
-SKILL_KEYS = ("skill_selection_candidates",)
 
 Say = Callable[[str], None]
 
@@ -213,7 +212,7 @@ def finetune_schedule(plugin: Plugin | None, requested: str | None, candidates: 
         return SkillSchedule()
     if mode == "regress":
         if not hasattr(plugin, "regress_skill") or replay is None:
-            raise ValueError(f"skill_selection=regress needs a method that infers its skill from the task "
+            raise ConfigError(f"skill_selection=regress needs a method that infers its skill from the task "
                              f"reward (aps); agent {plugin.name} cannot: use fixed, random, grid or prior")
         return RegressSkills(plugin, replay, rng, action_repeat, say, encode, solved=resumed_skill)
     if mode == "prior":
