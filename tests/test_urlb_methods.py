@@ -428,6 +428,12 @@ def test_method_pretrains_snapshots_and_finetunes(tmp_path, agent):
     pre = _run("pretrain.py", tmp_path, f"agent={agent}", "domain=jaco", "snapshots=[500]")
     assert pre.returncode == 0, pre.stdout[-2000:] + pre.stderr[-2000:]
     assert snapshot_path(tmp_path / "models", "states", "jaco", agent, 1, 500).is_file()
+    # The objectives tool scores both policies' transitions with the snapshot's reward model.
+    from urlb.tools.objectives import rollout_intrinsic_reward
+
+    pre_dir = tmp_path / "runs" / "quick" / "pretrain" / "states" / "jaco" / agent / "seed_1"
+    rewards = rollout_intrinsic_reward(pre_dir, 60)
+    assert set(rewards) == {"pretrained", "random"} and all(math.isfinite(v) for v in rewards.values())
     # APS: infer the task after 300 frames from 64 transitions, so the tiny run regresses.
     extra = ["agent.num_init_steps=300", "agent.lstsq_batch_size=64"] if agent == "aps" else []
     fine = _run("finetune.py", tmp_path, f"agent={agent}", "task=jaco_reach_bottom_right", "snapshot_ts=500", *extra)
