@@ -23,7 +23,9 @@ from urlb.skills import PriorSkills, SkillSchedule, finetune_schedule
 from urlb.snapshot import SnapshotError, load_snapshot, save_snapshot, snapshot_path
 from urlb.tasks import PRIMAL_TASKS
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGUSR2: what SLURM sends before a time limit or pre-emption (submitit's requeue signal);
+# after the checkpoint, urlb.run hands it on to submitit's own handler, which requeues the job.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
 
 class RunInterrupted(Exception):
