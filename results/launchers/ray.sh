@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The real launch behind results/launchers/ray.txt: the README's one-machine Ray commands. A Ray
 # head on 127.0.0.1 (`ray start --block` in its own session, standing for terminal 1), a two-job
-# sweep through hydra/launcher=ray, then the head stopped with SIGINT to its process group (what
-# Ctrl-C in terminal 1 does). Run from the repository root with ray installed (pip install -e ".[ray]"):
+# sweep through hydra/launcher=ray, then the head stopped with SIGTERM to the `ray start` process
+# (it drains the node and shuts its processes down). Run from the repository root with ray installed (pip install -e ".[ray]"):
 #   bash results/launchers/ray.sh /tmp/urlb-launchers > results/launchers/ray.txt 2>&1
 set -u
 W=${1:-/tmp/urlb-launchers}/ray
@@ -14,7 +14,7 @@ python -c "import ray, hydra_plugins.hydra_ray_launcher as h, importlib.metadata
 echo "$ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0"
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 HEAD=(start --head --block --node-ip-address=127.0.0.1 --num-cpus=2 --num-gpus=0 --include-dashboard=false)
-echo "$ ray ${HEAD[*]}    # terminal 1"
+echo "$ ray ${HEAD[*]} &    # terminal 1"
 date -u
 setsid "$RAY" "${HEAD[@]}" > "$W/head.log" 2>&1 &
 HEAD_PID=$!
@@ -37,9 +37,8 @@ for seed in 1 2; do
 done
 ls -l "$W"/models/states/jaco/rnd/*/
 
-echo; echo "# Ctrl-C in terminal 1:"
-echo "$ kill -INT -- -$HEAD_PID"
-kill -INT -- -"$HEAD_PID"
+echo; echo "$ kill $HEAD_PID    # the ray start --block process of terminal 1"
+kill "$HEAD_PID"
 START=$(date +%s)
 wait "$HEAD_PID"; echo "ray start exit code: $? ($(( $(date +%s) - START )) s)"
 sleep 5
