@@ -15,7 +15,7 @@ ARGS=(-m hydra/launcher=slurm_local seed=1,2 preset=quick agent=rnd domain=jaco 
 RUNS=$W/runs/quick/pretrain/states/jaco/rnd
 SUBMITIT=$W/runs/quick/pretrain/.submitit
 last_frame() { tail -n 1 "$1/train.csv" 2>/dev/null | cut -d, -f1; }
-job_id() { grep -A3 '^  job:' "$1/.hydra/hydra.yaml" 2>/dev/null | sed -n "s/^    id: '\([0-9]*\)'/\1/p"; }
+job_id() { sed -n "s/^    id: '\([0-9]*\)'$/\1/p" "$1/.hydra/hydra.yaml" 2>/dev/null; }
 
 echo "$ python pretrain.py ${ARGS[*]}    # sweep 1, in the background"
 date -u
@@ -40,7 +40,7 @@ for _ in $(seq 2400); do
 done
 wait $SWEEP; echo "sweep 1 exit code: $?"
 date -u
-echo "--- sweep 1 output (last 8 lines)"; tail -n 8 "$W/sweep1.log"
+echo "--- sweep 1: why it failed"; grep -A1 "UncompletedJobError:" "$W/sweep1.log"
 for seed in 1 2; do
   jid=$(job_id "$RUNS/seed_$seed")
   echo "--- seed $seed: submitit job $jid stdout (.submitit/$jid/${jid}_0_log.out), submitit's duplicate log lines dropped"
