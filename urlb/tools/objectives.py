@@ -19,8 +19,14 @@ import torch
 from omegaconf import OmegaConf
 
 from urlb.agents.rewards import ParticleEntropy
+
 # Run discovery and snapshot loading are shared with the skill gallery (urlb.tools.skills).
-from urlb.tools.pretrained import find_pretrain_runs, load_pretrained_agent, primal_env, written_snapshots
+from urlb.tools.pretrained import (
+    find_pretrain_runs,
+    load_pretrained_agent,
+    primal_env,
+    written_snapshots,
+)
 
 __all__ = ["find_pretrain_runs", "load_pretrained_agent", "main", "metra_skill_displacement", "primal_env", "report",
            "visited_states", "written_snapshots"]

@@ -7,22 +7,22 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from urlb import envs
 from urlb.agents import build_agent
 from urlb.ddpg import DDPGAgent
 from urlb.snapshot import read_torch_file, snapshot_path
 from urlb.tasks import PRIMAL_TASKS
 
 
-def find_pretrain_runs(paths: list[Path]) -> list[Path]:
-    """Run directories (config.yaml with ``phase: pretrain`` and a train.csv) below ``paths``."""
+def find_pretrain_runs(paths: list[Path], need_train_csv: bool = True) -> list[Path]:
+    """Run directories (config.yaml with ``phase: pretrain``, and a train.csv unless
+    ``need_train_csv`` is false: a run stopped in its first episode has none) below ``paths``."""
     runs = []
     for root in paths:
         for config in sorted(Path(root).rglob("config.yaml")):
             if config.parent.name.startswith("."):
                 continue
             cfg = OmegaConf.load(config)
-            if cfg.get("phase") == "pretrain" and (config.parent / "train.csv").exists():
+            if cfg.get("phase") == "pretrain" and (not need_train_csv or (config.parent / "train.csv").exists()):
                 runs.append(config.parent)
     return runs
 
@@ -38,6 +38,8 @@ def written_snapshots(cfg) -> list[int]:
 
 def primal_env(cfg, seed: int = 0):
     """The run's domain's primal task, states observations: where its policy is rolled out."""
+    from urlb import envs  # imported here: run discovery works without the simulator
+
     return envs.make(PRIMAL_TASKS[cfg.domain], "states", seed=seed)
 
 

@@ -15,6 +15,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -55,9 +56,14 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def _env(domain: str, seed: int):
-    from urlb import envs
+    try:
+        from urlb import envs
 
-    return envs.make(PRIMAL_TASKS[domain], "states", seed=seed)
+        return envs.make(PRIMAL_TASKS[domain], "states", seed=seed)
+    except (ImportError, RuntimeError, AttributeError) as exc:  # dm_control fails at import on a bad MUJOCO_GL
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise GalleryError(f"the simulator does not start with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
+                           f"({type(exc).__name__}: {first}); headless machines: MUJOCO_GL=egl") from None
 
 
 def process(source: Source, args: argparse.Namespace, env):
@@ -146,6 +152,9 @@ def run(args: argparse.Namespace) -> list:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    # GLFW (MUJOCO_GL=glfw) warns on import and exit when it has no display; the renderer check
+    # turns that into one error line.
+    warnings.filterwarnings("ignore", module="glfw")
     try:
         run(args)
     except (GalleryError, SnapshotError) as exc:

@@ -8,11 +8,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from urlb.tools.skills.measures import BODIES, coverage  # noqa: E402
-from urlb.tools.skills.rollouts import SnapshotRollouts, project_2d  # noqa: E402
+from urlb.tools.skills.measures import BODIES, coverage
+from urlb.tools.skills.rollouts import SnapshotRollouts, project_2d
 
 
 def skill_colors(k: int) -> list:

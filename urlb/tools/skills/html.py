@@ -72,8 +72,8 @@ def write_tree_index(root: Path, runs: list[RunOutputs]) -> Path:
     page.parent.mkdir(parents=True, exist_ok=True)
     frames = sorted({f for run in runs for f in run.coverage})
     body = [f"<h1>Skills below {e(root.name or str(root))}</h1>",
-            "<p class=\"note\">cells visited by all K skills together, per snapshot (walker: 1 m cells of torso x; "
-            "quadruped: 1 m cells of torso x-y; jaco: 5 cm cells of the hand)</p>",
+            ("<p class=\"note\">cells visited by all K skills together, per snapshot (walker: 1 m cells of torso x; "
+            "quadruped: 1 m cells of torso x-y; jaco: 5 cm cells of the hand)</p>"),
             "<table><tr><th>run</th>" + "".join(f"<th>{f:,}</th>" for f in frames) + "</tr>"]
     for run in runs:
         link = f"<a href=\"{e(_rel(run.out_dir / 'index.html', page))}\">{e(run.title)}</a>"

@@ -7,8 +7,8 @@ observations hold no x-y position at all).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

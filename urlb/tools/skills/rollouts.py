@@ -86,7 +86,8 @@ def rollout(agent: DDPGAgent, env, body: Body, start: tuple[np.ndarray, np.ndarr
         physics.set_state(start[0])
     observation = start[1]
     positions, observations, states = [body.read(physics)], [observation], [physics.get_state().copy()]
-    with torch.random.fork_rng(devices=[]):
+    device = torch.device(agent.device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         if noise_seed is not None:
             torch.manual_seed(noise_seed)
         for _ in range(steps):
@@ -114,12 +115,11 @@ def roll_out_snapshot(agent: DDPGAgent, env, domain: str, frames: int, k: int, s
     return result
 
 
-def _batch(obs: np.ndarray, skill: np.ndarray | None) -> Batch:
-    o = torch.as_tensor(obs[:-1])
-    n = torch.as_tensor(obs[1:])
-    z = None if skill is None else torch.as_tensor(np.repeat(skill[None], len(o), 0), dtype=torch.float32)
-    zeros = torch.zeros(len(o), 1)
-    return Batch(o, torch.zeros(len(o), 1), zeros, zeros + 1, n, n, z)
+def _batch(obs: torch.Tensor, skill: np.ndarray | None) -> Batch:
+    o, n = obs[:-1], obs[1:]
+    z = None if skill is None else torch.as_tensor(np.repeat(skill[None], len(o), 0), device=obs.device)
+    zeros = torch.zeros(len(o), 1, device=obs.device)
+    return Batch(o, zeros, zeros, zeros + 1, n, n, z)
 
 
 @torch.no_grad()
@@ -127,25 +127,26 @@ def score_skills(plugin: Plugin, result: SnapshotRollouts) -> None:
     """The method's own per-skill score and its learned space on the rollouts (no training,
     running statistics untouched)."""
     rollouts = result.rollouts
-    result.intrinsic = [float(plugin.intrinsic_reward(_batch(r.observations, r.skill)).mean()) for r in rollouts]
-    as_tensor = [torch.as_tensor(r.observations) for r in rollouts]
+    device = next(plugin.parameters()).device  # the trainer's device when called during pre-training
+    as_tensor = [torch.as_tensor(r.observations, device=device) for r in rollouts]
+    result.intrinsic = [float(plugin.intrinsic_reward(_batch(o, r.skill)).mean()) for o, r in zip(as_tensor, rollouts)]
     if plugin.name == "diayn":
         # Discriminator accuracy: share of next states s' where argmax q(z|s') is the rollout's skill.
         result.score_name, result.feature_name = "discriminator_accuracy", "discriminator output q(z|s) logits"
-        result.features = [plugin.discriminator(o).float().numpy() for o in as_tensor]
+        result.features = [plugin.discriminator(o).float().cpu().numpy() for o in as_tensor]
         result.scores = [float((f[1:].argmax(-1) == int(np.argmax(r.skill))).mean())
                          for f, r in zip(result.features, rollouts)]
     elif plugin.name == "metra":
         # METRA's objective summed over the rollout: (phi(s_T) - phi(s_0)) . z.
         result.score_name, result.feature_name = "phi_displacement_along_z", "phi(s)"
-        result.features = [plugin.phi(o).float().numpy() for o in as_tensor]
+        result.features = [plugin.phi(o).float().cpu().numpy() for o in as_tensor]
         result.scores = [float((f[-1] - f[0]) @ r.skill) for f, r in zip(result.features, rollouts)]
     elif plugin.name == "cic":
         # Skill identification from transitions: share of a rollout's transitions whose
         # contrastive logit is highest for its own skill among the K gallery skills.
         result.score_name, result.feature_name = "contrastive_accuracy", "state embedding f(s)"
-        skills = torch.as_tensor(np.stack([r.skill for r in rollouts]), dtype=torch.float32)
-        result.features = [plugin.state_net(o).float().numpy() for o in as_tensor]
+        skills = torch.as_tensor(np.stack([r.skill for r in rollouts]), dtype=torch.float32, device=device)
+        result.features = [plugin.state_net(o).float().cpu().numpy() for o in as_tensor]
         result.scores = []
         for i, o in enumerate(as_tensor):
             logits, _ = plugin.contrastive_logits(o[:-1], o[1:], skills)  # [K, T]

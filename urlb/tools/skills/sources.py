@@ -14,7 +14,11 @@ from urlb.agents import plugin_class
 from urlb.errors import ConfigError
 from urlb.snapshot import SnapshotError, read_torch_file
 from urlb.tasks import DOMAINS
-from urlb.tools.pretrained import find_pretrain_runs, run_snapshot_path, written_snapshots
+from urlb.tools.pretrained import (
+    find_pretrain_runs,
+    run_snapshot_path,
+    written_snapshots,
+)
 
 
 class GalleryError(RuntimeError):
@@ -106,7 +110,7 @@ def find_sources(paths: list[Path], frames_wanted: list[int] | None = None) -> l
                 raise GalleryError(f"{path} is not a snapshot file (snapshot_<frames>.pt) nor a directory")
             sources += _from_files([path], frames_wanted)
             continue
-        runs = find_pretrain_runs([path])
+        runs = find_pretrain_runs([path], need_train_csv=False)
         for run_dir in runs:
             source = _from_run(run_dir, frames_wanted)
             if source.snapshots:
@@ -121,7 +125,7 @@ def find_sources(paths: list[Path], frames_wanted: list[int] | None = None) -> l
     if not sources:
         detail = f"; runs without snapshots: {'; '.join(skipped)}" if skipped else ""
         raise GalleryError(f"no pre-training run with a snapshot below {', '.join(map(str, paths))} "
-                           f"(a run directory holds config.yaml with phase: pretrain and train.csv; "
+                           f"(a run directory holds config.yaml with phase: pretrain; "
                            f"or pass snapshot_<frames>.pt files){detail}")
     for line in skipped:
         print(f"skipped: {line}")

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from urlb.tools.skills.measures import BODIES, cells, coverage, displacement, distance_travelled
+from urlb.tools.skills.measures import (
+    BODIES,
+    cells,
+    coverage,
+    displacement,
+    distance_travelled,
+)
 from urlb.tools.skills.rollouts import SnapshotRollouts
 
 

@@ -11,6 +11,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,12 @@ from urlb.tools.skills.sources import GalleryError
 def check_renderer(env) -> None:
     """Render one tiny frame; GalleryError (one line naming MUJOCO_GL) when no OpenGL renderer starts."""
     try:
-        frame = env.render(height=8, width=8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # GLFW warns before it fails; the error below says it once
+            frame = env.render(height=8, width=8)
     except Exception as exc:  # dm_control/mujoco raise several types when no GL context can be made
+        # The half-made GL context complains again when collected at exit: keep stderr to one line.
+        sys.unraisablehook = lambda _: None
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise GalleryError(f"--video needs an OpenGL renderer and none started with MUJOCO_GL="
                            f"{os.environ.get('MUJOCO_GL', '(unset)')} ({type(exc).__name__}: {first}); "
@@ -80,7 +85,8 @@ def write_video(env, snap: SnapshotRollouts, path: Path, tile: int, every: int, 
     with imageio.get_writer(path, fps=fps, codec="libx264", quality=7, macro_block_size=1,
                             ffmpeg_log_level="error") as writer:
         for t in frame_indices(length, every):
-            canvas = np.zeros((rows * tile, cols * tile, 3), np.uint8)
+            # H.264 (yuv420p) needs even sides: an odd grid gets one black row/column.
+            canvas = np.zeros((rows * tile + rows * tile % 2, cols * tile + cols * tile % 2, 3), np.uint8)
             for i, r in enumerate(snap.rollouts):
                 row, col = divmod(i, cols)
                 state = r.states[min(t, len(r.states) - 1)]
@@ -93,5 +99,4 @@ def write_video(env, snap: SnapshotRollouts, path: Path, tile: int, every: int, 
 def progress_bar(total: int, description: str):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=description, unit="tile", file=sys.stderr, mininterval=0.5,
-                disable=None if sys.stderr.isatty() else False)
+    return tqdm(total=total, desc=description, unit="tile", file=sys.stderr, mininterval=0.5)
