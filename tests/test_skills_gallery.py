@@ -54,11 +54,29 @@ def test_jaco_hand_5cm_cells():
 
 
 # --- a tiny pre-training run of each skill method and of RND ---
-def run_cmd(args: list[str], env_changes: dict | None = None, timeout: int = 240) -> subprocess.CompletedProcess:
+def _env(env_changes: dict | None = None) -> dict:
     env = {**os.environ, "MUJOCO_GL": "egl", "OMP_NUM_THREADS": "1", **(env_changes or {})}
     for key in ("HYDRA_FULL_ERROR", "DISPLAY"):
         env.pop(key, None)
-    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return env
+
+
+def run_cmd(args: list[str], env_changes: dict | None = None, timeout: int = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=_env(env_changes), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+class Background:
+    """A subprocess started early so that it overlaps the in-process tests (each pays ~5 s of imports)."""
+
+    def __init__(self, args: list[str], env_changes: dict | None = None) -> None:
+        self.args = [sys.executable, *args]
+        self.proc = subprocess.Popen(self.args, cwd=REPO, env=_env(env_changes), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+
+    def result(self, timeout: int = 240) -> subprocess.CompletedProcess:
+        out, err = self.proc.communicate(timeout=timeout)
+        return subprocess.CompletedProcess(self.args, self.proc.returncode, out, err)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +90,18 @@ def work(tmp_path_factory) -> Path:
     return work
 
 
+@pytest.fixture(scope="module")
+def background(work, tmp_path_factory) -> dict[str, Background]:
+    """The two subprocess checks, started together: --video where no OpenGL renderer starts
+    (GLFW without a display), and finetune.py refusing two candidate agents."""
+    no_gl_run = tmp_path_factory.mktemp("no_gl") / "rnd_run"
+    shutil.copytree(run_dir(work, "rnd"), no_gl_run)
+    return {"no_gl": Background(["-m", "urlb.tools.skills", str(no_gl_run), "--video", "--skills", "2"],
+                                {"MUJOCO_GL": "glfw"}),
+            "no_gl_run": no_gl_run,
+            "refuse": Background(_argv(work, work / "models", 400))}
+
+
 def run_dir(work: Path, agent: str) -> Path:
     return work / "runs" / "quick" / "pretrain" / "states" / "walker" / agent / "seed_1"
 
@@ -82,7 +112,7 @@ def gallery(work) -> Path:
     return work
 
 
-def test_k_distinct_trajectories_per_snapshot(work):
+def test_k_distinct_trajectories_per_snapshot(work, background):
     from urlb.tools.pretrained import agent_from_snapshot, primal_env
     from urlb.tools.skills.rollouts import roll_out_snapshot
     from urlb.tools.skills.sources import find_sources
@@ -118,6 +148,9 @@ def test_csv_has_k_rows_per_snapshot_and_outputs_exist(gallery):
         if agent == "diayn":  # one-hot skills: K evenly spaced indices of 16
             assert [r["skill_label"] for r in rows[:K]] == ["skill 0", "skill 5", "skill 10"]
             assert all(0.0 <= float(r["score"]) <= 1.0 for r in rows)
+        if agent == "metra":  # 2-dim skills: K evenly spaced unit directions
+            assert [r["skill_label"] for r in rows[:K]] == ["0 deg", "120 deg", "240 deg"]
+            assert [r["skill"] for r in rows[:K]] == ["1 0", "-0.5 0.866", "-0.5 -0.866"]
         for name in ("trajectories.png", "coverage.png", "coverage.csv", "index.html"):
             assert (out / name).is_file(), (agent, name)
         assert (out / "learned_space.png").is_file() == (agent != "rnd")
@@ -186,15 +219,12 @@ def test_k_below_one(work, capsys):
     assert not (run_dir(work, "rnd") / "skills").exists() or (run_dir(work, "rnd") / "skills" / "skills.csv").is_file()
 
 
-def test_no_opengl_renderer_names_mujoco_gl(work, tmp_path):
-    run = tmp_path / "rnd_run"
-    shutil.copytree(run_dir(work, "rnd"), run, ignore=shutil.ignore_patterns("skills"))
-    proc = run_cmd(["-m", "urlb.tools.skills", str(run), "--video", "--skills", "2"],
-                   {"MUJOCO_GL": "glfw"}, timeout=120)
+def test_no_opengl_renderer_names_mujoco_gl(background):
+    proc = background["no_gl"].result()
     assert proc.returncode == 2, explain(proc)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "MUJOCO_GL=glfw" in lines[0], proc.stderr
-    assert not (run / "skills").exists()
+    assert not (background["no_gl_run"] / "skills").exists()
 
 
 # --- TensorBoard during pre-training ---
@@ -250,8 +280,8 @@ def test_agent_inference_refuses_none_listing_what_exists(work, capsys):
     assert "no agent has a snapshot at 300 frames" in err and "frames 200, 400" in err and "agent=" in err
 
 
-def test_finetune_refuses_two_candidates_before_building_anything(work):
-    proc = run_cmd(_argv(work, work / "models", 400)[:1] + _argv(work, work / "models", 400)[1:])
+def test_finetune_refuses_two_candidates_before_building_anything(work, background):
+    proc = background["refuse"].result()
     assert proc.returncode == 2, explain(proc)
     assert all(f"agent={agent}" in proc.stderr for agent in AGENTS), proc.stderr
     assert not (work / "ft_runs").exists()

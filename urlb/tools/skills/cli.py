@@ -18,6 +18,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from urlb.snapshot import SnapshotError
@@ -87,6 +88,11 @@ def process(source: Source, args: argparse.Namespace, env):
     cover = tables.coverage_rows(source.domain, snapshots)
     tables.write_csv(out / "coverage.csv", cover)
     run.coverage = {row["snapshot_frames"]: row["cells_all_skills"] for row in cover}
+    run.distance = {s.frames: float(np.mean([r["distance_travelled"] for r in rows if r["snapshot_frames"] == s.frames]))
+                    for s in snapshots}
+    if snapshots[0].scores is not None:
+        run.score_name = snapshots[0].score_name
+        run.score = {s.frames: float(np.mean(s.scores)) for s in snapshots}
     run.files["trajectories"] = figures.save(figures.trajectory_figure(source.domain, snapshots, source.title),
                                              out / "trajectories.png")
     if snapshots[0].features is not None:

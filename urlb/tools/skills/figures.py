@@ -20,15 +20,10 @@ def skill_colors(k: int) -> list:
     return [cmap(i % cmap.N) if k <= 20 else cmap(i / k) for i in range(k)]
 
 
-def _plot_axes(domain: str) -> tuple[int, int]:
-    # Walker: x against height; quadruped: x-y; jaco: the top view x-y of the hand.
-    return (0, 1)
-
-
 def trajectory_figure(domain: str, snapshots: list[SnapshotRollouts], title: str, figure=None):
     """One panel per snapshot, one colour per skill, shared axes; start marked by a black dot."""
     body = BODIES[domain]
-    ax_x, ax_y = _plot_axes(domain)
+    ax_x, ax_y = 0, 1  # walker: x against height; quadruped: x-y; jaco: the top view x-y of the hand
     n = len(snapshots)
     fig = figure or plt.figure(figsize=(4.2 * n + 1.6, 4.0 if domain != "walker" else 3.2))
     axes = fig.subplots(1, n, sharex=True, sharey=True, squeeze=False)[0]
@@ -65,12 +60,12 @@ def learned_space_figure(snapshots: list[SnapshotRollouts], title: str):
     for ax, snap in zip(axes, snapshots):
         points, how = project_2d(snap.features)
         for color, p, r in zip(colors, points, snap.rollouts):
-            ax.plot(p[:, 0], p[:, 1], color=color, lw=1.0, alpha=0.8, label=r.label)
-            ax.plot(p[-1, 0], p[-1, 1], "o", color=color, ms=3)
+            # Points, not lines: consecutive states jump around in a learned space.
+            ax.scatter(p[:, 0], p[:, 1], color=color, s=3, alpha=0.5, linewidths=0, label=r.label)
         ax.set_title(f"{snap.frames:,} frames {how}".strip(), fontsize=9)
         ax.grid(alpha=0.3)
     handles, labels = axes[-1].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center right", fontsize=7, frameon=False)
+    fig.legend(handles, labels, loc="center right", fontsize=7, frameon=False, markerscale=3)
     fig.suptitle(f"{title}: {snapshots[0].feature_name} along each skill's rollout", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1 - 1.4 / fig.get_figwidth(), 1))
     return fig

@@ -33,14 +33,18 @@ def _page(title: str, body: list[str]) -> str:
             + "\n".join(body) + "\n</body></html>\n")
 
 
-def _run_section(run: RunOutputs, page: Path, level: int = 2) -> list[str]:
+def _run_section(run: RunOutputs, page: Path, heading: bool = True) -> list[str]:
     e = html.escape
-    parts = [f"<h{level}>{e(run.title)}</h{level}>"]
+    parts = [f"<h2>{e(run.title)}</h2>"] if heading else []
     if run.missing:
         parts.append(f"<p class=\"note\">snapshots configured but not written (run stopped early): "
                      f"{e(', '.join(f'{f:,}' for f in run.missing))}</p>")
-    parts.append(f"<table><tr><th>snapshot (frames)</th><th>cells visited by all skills ({e(run.cell_note)})</th></tr>")
-    parts += [f"<tr><td>{frames:,}</td><td>{cells}</td></tr>" for frames, cells in sorted(run.coverage.items())]
+    score = f"<th>{e(run.score_name.replace('_', ' '))} (mean)</th>" if run.score else ""
+    parts.append(f"<table><tr><th>snapshot (frames)</th><th>cells visited by all skills ({e(run.cell_note)})</th>"
+                 f"<th>distance travelled per skill (m, mean)</th>{score}</tr>")
+    for frames, cells in sorted(run.coverage.items()):
+        cell = f"<td>{run.score[frames]:.3f}</td>" if run.score else ""
+        parts.append(f"<tr><td>{frames:,}</td><td>{cells}</td><td>{run.distance[frames]:.2f}</td>{cell}</tr>")
     parts.append("</table>")
     for key, caption in (("trajectories", "trajectories"), ("learned_space", "learned space"),
                          ("coverage", "coverage")):
@@ -60,7 +64,7 @@ def _run_section(run: RunOutputs, page: Path, level: int = 2) -> list[str]:
 def write_run_index(run: RunOutputs) -> Path:
     page = run.out_dir / "index.html"
     page.write_text(_page(f"skills: {run.title}", [f"<h1>Skills: {html.escape(run.title)}</h1>",
-                                                   *_run_section(run, page)]))
+                                                   *_run_section(run, page, heading=False)]))
     return page
 
 
@@ -80,6 +84,6 @@ def write_tree_index(root: Path, runs: list[RunOutputs]) -> Path:
         body.append(f"<tr><td>{link}</td>" + "".join(f"<td>{run.coverage.get(f, '')}</td>" for f in frames) + "</tr>")
     body.append("</table>")
     for run in runs:
-        body += _run_section(run, page, level=2)
+        body += _run_section(run, page)
     page.write_text(_page("skills", body))
     return page

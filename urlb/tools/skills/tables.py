@@ -27,6 +27,9 @@ class RunOutputs:
     domain: str
     out_dir: Path
     coverage: dict[int, int] = field(default_factory=dict)
+    distance: dict[int, float] = field(default_factory=dict)  # mean distance travelled per skill
+    score_name: str = ""
+    score: dict[int, float] = field(default_factory=dict)  # mean of the method's own per-skill score
     cell_note: str = ""
     files: dict[str, Path] = field(default_factory=dict)  # trajectories, learned_space, coverage, csv
     videos: dict[int, Path] = field(default_factory=dict)
