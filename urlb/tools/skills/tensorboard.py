@@ -16,12 +16,15 @@ from urlb.tasks import PRIMAL_TASKS
 from urlb.tools.skills.measures import BODIES, coverage, distance_travelled
 
 _ENVS: dict[str, object] = {}  # one rollout environment per domain and process
-SKILLS = 8  # rollouts per snapshot: enough to see the skills apart, cheap at every preset
+SKILLS = 8  # rollouts per snapshot: enough to see the skills apart
+# Steps per rollout: five of URLB's 50-step skill periods. A full 1000-step walker episode per
+# skill cost ~6% of a quick-preset pre-training run; 250 steps keeps the hook near 1-2%.
+STEPS = 250
 
 
 def log_snapshot_skills(writer, agent, cfg, frames: int, say: Callable[[str], None] = print,
-                        skills: int = SKILLS, steps: int | None = None, seed: int = 0) -> float:
-    """Roll out ``skills`` skills of ``agent`` for one episode of the run's domain (or ``steps``) and add the
+                        skills: int = SKILLS, steps: int = STEPS, seed: int = 0) -> float:
+    """Roll out ``skills`` skills of ``agent`` for ``steps`` steps on the run's domain and add the
     trajectory figure and coverage at step ``frames``. Returns the seconds spent."""
     start = time.perf_counter()
     if cfg.obs_type != "states":  # the rollouts restore physics states; pixel stacks would not follow
@@ -32,7 +35,7 @@ def log_snapshot_skills(writer, agent, cfg, frames: int, say: Callable[[str], No
     env = _ENVS.get(cfg.domain)
     if env is None:
         env = _ENVS[cfg.domain] = envs.make(PRIMAL_TASKS[cfg.domain], "states", seed=seed)
-    snap = roll_out_snapshot(agent, env, cfg.domain, frames, skills, steps=steps or 10**9, seed=seed)
+    snap = roll_out_snapshot(agent, env, cfg.domain, frames, skills, steps=steps, seed=seed)
     body = BODIES[cfg.domain]
     paths = [r.positions for r in snap.rollouts]
     writer.add_scalar("skills/coverage_cells", coverage(paths, body.ground, body.cell), frames)
