@@ -54,14 +54,19 @@ def _render_state(env, state: np.ndarray, tile: int) -> np.ndarray:
     return env.render(height=tile, width=tile)
 
 
-def measure_render_rate(env, snap: SnapshotRollouts, tile: int, probes: int = 4) -> float:
-    """Tiles per second, measured on a few states of the first rollout."""
+def measure_render_rate(env, snap: SnapshotRollouts, tile: int, budget: float = 2.0, most: int = 32) -> float:
+    """Tiles per second, measured on states spread over the first rollout for about ``budget``
+    seconds (at most ``most`` tiles), after two untimed warm-up renders (context, caches)."""
     states = snap.rollouts[0].states
-    _render_state(env, states[0], tile)  # the first render builds the context: not timed
-    start = time.perf_counter()
-    for i in np.linspace(0, len(states) - 1, probes).astype(int):
+    for state in states[:2]:
+        _render_state(env, state, tile)
+    start, done = time.perf_counter(), 0
+    for i in np.linspace(0, len(states) - 1, most).astype(int):
         _render_state(env, states[i], tile)
-    return probes / max(time.perf_counter() - start, 1e-9)
+        done += 1
+        if time.perf_counter() - start > budget:
+            break
+    return done / max(time.perf_counter() - start, 1e-9)
 
 
 def tiles_needed(snapshots: list[SnapshotRollouts], every: int) -> int:
