@@ -285,3 +285,23 @@ def test_finetune_refuses_two_candidates_before_building_anything(work, backgrou
     assert proc.returncode == 2, explain(proc)
     assert all(f"agent={agent}" in proc.stderr for agent in AGENTS), proc.stderr
     assert not (work / "ft_runs").exists()
+
+
+@pytest.mark.parametrize(("domain", "width"), [("quadruped", 2), ("jaco", 3)])
+def test_other_domains_roll_out_and_draw(domain, width, tmp_path):
+    """An untrained METRA agent on quadruped (torso x-y) and jaco (hand x-y-z)."""
+    from urlb.agents import build_agent
+    from urlb.tools.pretrained import primal_env
+    from urlb.tools.skills import figures
+    from urlb.tools.skills.rollouts import roll_out_snapshot
+
+    env = primal_env(OmegaConf.create({"domain": domain}))
+    cfg = OmegaConf.create({"agent": {"name": "metra", "hidden_dim": 32}, "obs_type": "states"})
+    agent = build_agent(cfg, env.observation_spec().shape, env.action_spec().shape[0], "cpu", reward_free=False)
+    snap = roll_out_snapshot(agent, env, domain, 100, 2, steps=10, seed=0)
+    assert [r.positions.shape for r in snap.rollouts] == [(11, width)] * 2
+    assert all(np.isfinite(r.positions).all() for r in snap.rollouts)
+    if domain == "jaco":  # the hand starts above the table, within a metre of the base
+        assert 0.0 < snap.rollouts[0].positions[0, 2] < 1.0
+    figures.save(figures.trajectory_figure(domain, [snap], domain), tmp_path / "t.png")
+    assert (tmp_path / "t.png").stat().st_size > 0
