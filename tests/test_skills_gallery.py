@@ -305,3 +305,21 @@ def test_other_domains_roll_out_and_draw(domain, width, tmp_path):
         assert 0.0 < snap.rollouts[0].positions[0, 2] < 1.0
     figures.save(figures.trajectory_figure(domain, [snap], domain), tmp_path / "t.png")
     assert (tmp_path / "t.png").stat().st_size > 0
+
+
+def test_run_stopped_after_its_first_snapshot(work, tmp_path):
+    import csv
+
+    run = tmp_path / "cic_run"
+    shutil.copytree(run_dir(work, "cic"), run, ignore=shutil.ignore_patterns("skills"))
+    models = tmp_path / "models" / "states" / "walker" / "cic" / "1"
+    models.mkdir(parents=True)
+    shutil.copy(work / "models" / "states" / "walker" / "cic" / "1" / f"snapshot_{SNAPSHOTS[0]}.pt", models)
+    cfg = OmegaConf.load(run / "config.yaml")
+    cfg.snapshot_dir = str(tmp_path / "models")
+    OmegaConf.save(cfg, run / "config.yaml")
+    skills_main([str(run), "--skills", "2", "--steps", "10", "--html"])
+    with (run / "skills" / "skills.csv").open(newline="") as f:
+        assert [int(r["snapshot_frames"]) for r in csv.DictReader(f)] == [SNAPSHOTS[0]] * 2
+    page = (run / "skills" / "index.html").read_text()
+    assert "not written" in page and f"{SNAPSHOTS[1]:,}" in page
