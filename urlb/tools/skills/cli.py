@@ -23,6 +23,7 @@ import torch
 
 from urlb.snapshot import SnapshotError
 from urlb.tasks import PRIMAL_TASKS
+from urlb.tools.skills.measures import BODIES
 from urlb.tools.skills.sources import GalleryError, Source, check_loadable, find_sources
 
 EXIT_USER_ERROR = 2
@@ -79,8 +80,6 @@ def process(source: Source, args: argparse.Namespace, env):
         agent = agent_from_snapshot(source.agent_cfg, source.snapshots[frames], env, source.data[frames])
         snapshots.append(roll_out_snapshot(agent, env, source.domain, frames, args.skills, steps, args.seed))
     out = source.out_dir
-    from urlb.tools.skills.measures import BODIES
-
     run = tables.RunOutputs(source.title, source.agent, source.domain, out, cell_note=BODIES[source.domain].what,
                             missing=sorted(set(source.planned) - set(source.snapshots)) if args.snapshots is None else [])
     rows = [row for snap in snapshots for row in tables.skill_rows(source.domain, snap)]
