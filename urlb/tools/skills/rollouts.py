@@ -1,7 +1,7 @@
 """Rolling out a snapshot's K skills from one start state, and what each skill is scored by.
 
 Skills per method (chosen so that every agent can be compared):
-- one-hot skills (DIAYN, METRA with ``discrete=true``): K evenly spaced skill indices;
+- one-hot skills (DIAYN, SMM, METRA with ``discrete=true``): K evenly spaced skill indices;
 - METRA's continuous 2-dim skills: K evenly spaced unit directions (angle 2 pi i / K);
 - other continuous skills (CIC, METRA wider than 2): K seeded samples of the skill prior;
 - no skill (RND, APT, DDPG): K episodes of the exploration policy with noise seeds 0..K-1.
@@ -49,7 +49,12 @@ class SnapshotRollouts:
 
 
 def one_hot_skills(plugin: Plugin) -> bool:
-    return plugin.name == "diayn" or bool(getattr(plugin, "discrete", False))
+    """Whether the skill space is a finite set of (possibly centred) one-hots: DIAYN, SMM,
+    METRA with ``discrete=true``. Detected from a prior sample, so new methods need no entry."""
+    if getattr(plugin, "discrete", False):
+        return True
+    sample = np.asarray(plugin.sample_skill(np.random.default_rng(0)), dtype=np.float64).ravel()
+    return bool(np.isin(sample, (0.0, 1.0)).all() and sample.sum() == 1.0)
 
 
 def gallery_skills(plugin: Plugin | None, k: int, seed: int) -> list[tuple[str, np.ndarray | None]]:
@@ -58,7 +63,8 @@ def gallery_skills(plugin: Plugin | None, k: int, seed: int) -> list[tuple[str, 
         return [(f"seed {i}", None) for i in range(k)]
     rng = np.random.default_rng(seed)
     if one_hot_skills(plugin):
-        table = plugin.candidate_skills(plugin.skill_dim, rng)  # every one-hot skill
+        eye = np.eye(plugin.skill_dim, dtype=np.float32)
+        table = eye - eye.mean(1, keepdims=True) if getattr(plugin, "discrete", False) else eye  # METRA centres them
         n = len(table)
         indices = np.arange(n) if k >= n else np.linspace(0, n, k, endpoint=False).astype(int)
         return [(f"skill {i}", table[i]) for i in indices]
