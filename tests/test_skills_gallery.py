@@ -23,6 +23,7 @@ from urlb.tools.skills.cli import main as skills_main
 from urlb.tools.skills.measures import cells, coverage, displacement, distance_travelled
 
 AGENTS = ("diayn", "cic", "metra", "rnd")
+pipeline = pytest.mark.pipeline  # tests that need the tiny pre-training subprocess
 SNAPSHOTS = (200, 400)
 K = 3
 
@@ -112,6 +113,7 @@ def gallery(work) -> Path:
     return work
 
 
+@pipeline
 def test_k_distinct_trajectories_per_snapshot(work, background):
     from urlb.tools.pretrained import agent_from_snapshot, primal_env
     from urlb.tools.skills.rollouts import roll_out_snapshot
@@ -131,6 +133,7 @@ def test_k_distinct_trajectories_per_snapshot(work, background):
                     assert not np.array_equal(paths[i], paths[j]), (source.agent, frames, i, j)
 
 
+@pipeline
 def test_csv_has_k_rows_per_snapshot_and_outputs_exist(gallery):
     import csv
 
@@ -162,6 +165,7 @@ def referenced_files(page: Path) -> list[Path]:
     return [page.parent / link for link in links]
 
 
+@pipeline
 def test_every_file_index_html_references_exists(gallery):
     tree = gallery / "runs" / "skills" / "index.html"
     pages = [tree] + [run_dir(gallery, agent) / "skills" / "index.html" for agent in AGENTS]
@@ -171,6 +175,7 @@ def test_every_file_index_html_references_exists(gallery):
     assert len(referenced_files(tree)) >= 4 * len(AGENTS)
 
 
+@pipeline
 def test_video_has_the_tile_grid(work, tmp_path):
     run = tmp_path / "metra_run"
     shutil.copytree(run_dir(work, "metra"), run)
@@ -205,6 +210,7 @@ def test_path_without_a_run(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+@pipeline
 def test_corrupt_snapshot(work, tmp_path, capsys):
     bad = tmp_path / "states" / "walker" / "cic" / "1" / "snapshot_400.pt"
     bad.parent.mkdir(parents=True)
@@ -214,11 +220,15 @@ def test_corrupt_snapshot(work, tmp_path, capsys):
     assert sorted(p.name for p in bad.parent.iterdir()) == ["snapshot_400.pt"]
 
 
-def test_k_below_one(work, capsys):
-    assert "--skills=0" in _refused([str(run_dir(work, "rnd")), "--skills", "0"], capsys)
-    assert not (run_dir(work, "rnd") / "skills").exists() or (run_dir(work, "rnd") / "skills" / "skills.csv").is_file()
+@pipeline
+def test_k_below_one(work, tmp_path, capsys):
+    run = tmp_path / "rnd_run"
+    shutil.copytree(run_dir(work, "rnd"), run, ignore=shutil.ignore_patterns("skills"))
+    assert "--skills=0" in _refused([str(run), "--skills", "0"], capsys)
+    assert not (run / "skills").exists()
 
 
+@pipeline
 def test_no_opengl_renderer_names_mujoco_gl(background):
     proc = background["no_gl"].result()
     assert proc.returncode == 2, explain(proc)
@@ -228,6 +238,7 @@ def test_no_opengl_renderer_names_mujoco_gl(background):
 
 
 # --- TensorBoard during pre-training ---
+@pipeline
 def test_tensorboard_hook_logs_and_leaves_rng_alone(work, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from torch.utils.tensorboard import SummaryWriter
@@ -254,6 +265,7 @@ def _argv(work: Path, root: Path, frames: int, *extra: str) -> list[str]:
             "agent.hidden_dim=32", f"snapshot_dir={root}", f"run_root={work / 'ft_runs'}", *extra]
 
 
+@pipeline
 def test_agent_inference_picks_the_only_candidate(work, tmp_path, capsys):
     root = tmp_path / "models"
     only = root / "states" / "walker" / "metra" / "1"
@@ -272,6 +284,7 @@ def test_agent_inference_leaves_typed_commands_alone():
         assert choose_agent(argv, REPO / "configs") == argv
 
 
+@pipeline
 def test_agent_inference_refuses_none_listing_what_exists(work, capsys):
     with pytest.raises(SystemExit) as exit_info:
         choose_agent(_argv(work, work / "models", 300), REPO / "configs")
@@ -280,6 +293,7 @@ def test_agent_inference_refuses_none_listing_what_exists(work, capsys):
     assert "no agent has a snapshot at 300 frames" in err and "frames 200, 400" in err and "agent=" in err
 
 
+@pipeline
 def test_finetune_refuses_two_candidates_before_building_anything(work, background):
     proc = background["refuse"].result()
     assert proc.returncode == 2, explain(proc)
@@ -307,6 +321,7 @@ def test_other_domains_roll_out_and_draw(domain, width, tmp_path):
     assert (tmp_path / "t.png").stat().st_size > 0
 
 
+@pipeline
 def test_run_stopped_after_its_first_snapshot(work, tmp_path):
     import csv
 
