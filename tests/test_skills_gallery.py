@@ -239,24 +239,30 @@ def test_no_opengl_renderer_names_mujoco_gl(background):
 
 # --- TensorBoard during pre-training ---
 @pipeline
-def test_tensorboard_hook_logs_and_leaves_rng_alone(work, tmp_path):
+def test_tensorboard_hook_logs_and_leaves_rng_and_agent_alone(work, tmp_path):
+    """The hook must not change what pre-training computes: torch's RNG and every network and
+    running statistic (RND's normalisers, CIC's entropy scale) are the same afterwards."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from torch.utils.tensorboard import SummaryWriter
 
     from urlb.tools.pretrained import load_pretrained_agent, primal_env
     from urlb.tools.skills.tensorboard import log_snapshot_skills
 
-    cfg = OmegaConf.load(run_dir(work, "diayn") / "config.yaml")
-    agent = load_pretrained_agent(run_dir(work, "diayn"), primal_env(cfg))
-    writer = SummaryWriter(str(tmp_path / "tb"))
-    torch.manual_seed(123)
-    before = torch.get_rng_state()
-    log_snapshot_skills(writer, agent, cfg, 400, say=lambda _: None, skills=2, steps=15)
-    assert torch.equal(before, torch.get_rng_state())
-    writer.close()
-    events = EventAccumulator(str(tmp_path / "tb")).Reload()
-    assert [e.step for e in events.Scalars("skills/coverage_cells")] == [400]
-    assert "skills/trajectories" in events.Tags()["images"]
+    for agent_name in ("diayn", "rnd", "cic"):
+        cfg = OmegaConf.load(run_dir(work, agent_name) / "config.yaml")
+        agent = load_pretrained_agent(run_dir(work, agent_name), primal_env(cfg))
+        state = {k: v.clone() for k, v in agent.state_dict().items()}
+        writer = SummaryWriter(str(tmp_path / agent_name))
+        torch.manual_seed(123)
+        before = torch.get_rng_state()
+        log_snapshot_skills(writer, agent, cfg, 400, say=lambda _: None, skills=2, steps=15)
+        assert torch.equal(before, torch.get_rng_state()), agent_name
+        after = agent.state_dict()
+        assert all(torch.equal(state[k], after[k]) for k in state), agent_name
+        writer.close()
+        events = EventAccumulator(str(tmp_path / agent_name)).Reload()
+        assert [e.step for e in events.Scalars("skills/coverage_cells")] == [400]
+        assert "skills/trajectories" in events.Tags()["images"]
 
 
 # --- finetune.py snapshot_ts=N without agent= ---
