@@ -239,12 +239,6 @@ class Trainer:
         episode_reward, episode_step, window_start, window_frame = 0.0, 0, time.time(), self.global_frame
         while self.global_step < total_steps:
             if time_step.last():
-                self.global_episode += 1
-                fps = (self.global_frame - window_frame) / max(time.time() - window_start, 1e-9)
-                self.logger.episode({"frame": self.global_frame, "step": self.global_step,
-                                     "episode": self.global_episode, "episode_reward": episode_reward,
-                                     "episode_length": episode_step * cfg.action_repeat, "fps": fps,
-                                     "buffer_size": len(self.replay), "total_time": self.total_time()})
                 window_start, window_frame = time.time(), self.global_frame
                 self._maybe_checkpoint()
                 time_step = self._start_episode()
@@ -268,6 +262,15 @@ class Trainer:
             episode_step += 1
             self.global_step += 1
             self.logger.advance(self.action_repeat)
+            if time_step.last():
+                # Logged at once, so the last episode has its row and an evaluation at this
+                # frame counts this episode too.
+                self.global_episode += 1
+                fps = (self.global_frame - window_frame) / max(time.time() - window_start, 1e-9)
+                self.logger.episode({"frame": self.global_frame, "step": self.global_step,
+                                     "episode": self.global_episode, "episode_reward": episode_reward,
+                                     "episode_length": episode_step * cfg.action_repeat, "fps": fps,
+                                     "buffer_size": len(self.replay), "total_time": self.total_time()})
             if grid is not None and self.global_step == seed_steps:
                 self.fixed_skill = self.skill = grid.best(self.logger.message)
                 grid = None
