@@ -147,6 +147,7 @@ def test_no_seed_frames_does_not_crash(work):
     assert proc.returncode in (0, 2), explain(proc)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("agent,selection", [("cic", "grid"), ("metra", "grid"), ("diayn", "fixed"),
                                              ("apt", "grid")])
 def test_every_agent_pretrains_then_finetunes_with_its_skill_selection(tmp_path, agent, selection):

@@ -9,7 +9,9 @@ regular file (mkdir fails with NotADirectoryError whoever runs it).
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import os
 import random
 import stat
@@ -115,18 +117,27 @@ def bad_work(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("bad")
 
 
+def precheck_command(script: str, *overrides: str) -> subprocess.CompletedProcess:
+    """What ``python script overrides...`` does before Hydra starts (urlb.run.precheck, the entry
+    points' first call), in this process: a refused command stops there, so this is its whole
+    output. Tests of the real command line for the same errors: test_pipeline.py."""
+    from urlb.run import precheck
+
+    out, err, code = io.StringIO(), io.StringIO(), None
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            precheck(str(REPO / script), list(overrides))
+        except SystemExit as exc:
+            code = exc.code
+    return subprocess.CompletedProcess([script, *overrides], code, out.getvalue(), err.getvalue())
+
+
 @pytest.fixture(scope="module")
 def bad_config_results(bad_work) -> dict[str, subprocess.CompletedProcess]:
-    """Every bad command, two at a time (they fail in ~2 s, before any training)."""
-    work = bad_work
-    paths = [f"run_root={work / 'runs'}", f"snapshot_dir={work / 'models'}"]
-
-    def one(case):
-        name, script, overrides, _, _ = case
-        return name, run(script, *TINY, *paths, *overrides, timeout=600)
-
-    with ThreadPoolExecutor(2) as pool:
-        return dict(pool.map(one, BAD_CONFIGS))
+    """Every bad command, checked in this process (each is refused before Hydra starts)."""
+    paths = [f"run_root={bad_work / 'runs'}", f"snapshot_dir={bad_work / 'models'}"]
+    return {name: precheck_command(script, *TINY, *paths, *overrides)
+            for name, script, overrides, _, _ in BAD_CONFIGS}
 
 
 @pytest.mark.parametrize("case", BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
@@ -205,18 +216,20 @@ def test_rerun_of_a_finished_run_is_already_complete_and_touches_nothing(pretrai
 
 
 def test_missing_snapshot_hint_works_when_followed(tmp_path):
-    settings = [*SNAP_SETTINGS, "agent=rnd", f"task={JACO_TASK}", "seed=3", "pretrain_frames=500",
-                "eval_every_frames=500", f"run_root={tmp_path / 'runs'}", f"snapshot_dir={tmp_path / 'models'}"]
+    # One 250-step episode each way, all seed frames: the hint is what is tested, not training.
+    settings = [*TINY, "agent=rnd", f"task={JACO_TASK}", "seed=3", "pretrain_frames=250", "num_train_frames=250",
+                "num_seed_frames=250", "eval_every_frames=500", f"run_root={tmp_path / 'runs'}",
+                f"snapshot_dir={tmp_path / 'models'}"]
     missing = run("finetune.py", *settings)
     assert missing.returncode == 2, explain(missing)
     assert not (tmp_path / "runs").exists()  # refused before Hydra made a run directory
     hint = [line for line in missing.stderr.splitlines() if line.startswith("create it with: python pretrain.py ")]
     assert len(hint) == 1, explain(missing)
     words = hint[0].split()[4:]  # after "create it with: python"
-    assert "preset=quick" in words and "agent.hidden_dim=32" in words and "pretrain_frames=500" in words
+    assert "preset=quick" in words and "agent.hidden_dim=32" in words and "pretrain_frames=250" in words
     followed = run(*words)
     assert followed.returncode == 0, explain(followed)
-    assert snapshot_path(tmp_path / "models", "states", "jaco", "rnd", 3, 500).is_file()
+    assert snapshot_path(tmp_path / "models", "states", "jaco", "rnd", 3, 250).is_file()
     again = run("finetune.py", *settings)
     assert again.returncode == 0 and "loaded snapshot" in again.stdout, explain(again)
 

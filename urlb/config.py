@@ -131,6 +131,7 @@ def validate(cfg: DictConfig) -> None:
         _choice("compile", cfg.compile, COMPILE_BACKENDS)
     if cfg.phase == "pretrain":
         _check_snapshot_frames(cfg)
+    resolve_threads(OmegaConf.select(cfg, "threads", default="auto"), 1, 1)  # the value only; counted at start
     _check_precision(cfg, resolve_device(cfg.device))
 
 

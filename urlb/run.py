@@ -46,14 +46,14 @@ def _os_error_message(exc: OSError) -> str:
     return f"cannot write{where}: {exc.strerror or exc}"
 
 
-def check_before_work(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> str | None:
+def check_before_work(cfg: DictConfig, run_dir: Path, overrides: list[str], announce: bool = True) -> str | None:
     """Every check that needs no environment or network: the config's values, the run
     directory's record and the snapshot to load. Returns the "already complete" message when
     there is nothing to do; raises ConfigError/SnapshotError for a refused command."""
     validate(cfg)
     with open_dict(cfg):
         cfg.snapshot_dir = to_absolute_path(cfg.snapshot_dir)
-    done = check_run_record(cfg, run_dir)
+    done = check_run_record(cfg, run_dir, announce)
     if done is None:
         check_writable(Path(cfg.snapshot_dir), "snapshot_dir")
         check_snapshot_exists(cfg, run_dir, overrides)
@@ -102,7 +102,8 @@ def precheck(script: str, argv: list[str] | None = None) -> None:
     try:
         with initialize_config_dir(str(script_path.parent / "configs"), version_base="1.3", job_name=script_path.stem):
             cfg = compose(config_name=script_path.stem, overrides=argv, return_hydra_config=True)
-        done = check_before_work(cfg, Path(cfg.hydra.run.dir).absolute(), argv)
+        # announce=False: the job repeats these checks and says what it resumes with.
+        done = check_before_work(cfg, Path(cfg.hydra.run.dir).absolute(), argv, announce=False)
     except MissingConfigException as exc:
         _exit_with(_missing_option_message(exc, argv), EXIT_USER_ERROR)
     except (ConfigError, SnapshotError) as exc:

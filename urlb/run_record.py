@@ -78,7 +78,7 @@ def config_differences(stored: dict[str, Any], current: dict[str, Any], finished
     return changing, neutral
 
 
-def check_run_record(cfg: DictConfig, run_dir: Path) -> str | None:
+def check_run_record(cfg: DictConfig, run_dir: Path, announce: bool = True) -> str | None:
     """Compare ``cfg`` with what ``run_dir`` records. Returns the "already complete" message for a
     finished run (nothing is to be done), None when the run may start or resume; raises
     ConfigError when the stored config differs in a key that changes results."""
@@ -101,7 +101,7 @@ def check_run_record(cfg: DictConfig, run_dir: Path) -> str | None:
     allowed = f" (differences that do not change results, ignored: {'; '.join(neutral)})" if neutral else ""
     if finished:
         return f"already complete: {run_dir} (frame {frame} of {target}); nothing to do{allowed}"
-    if neutral:
+    if neutral and announce:
         print(f"resuming with settings that do not change results: {'; '.join(neutral)}", flush=True)
     return None
 
