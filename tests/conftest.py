@@ -1,4 +1,6 @@
-"""Shared test configuration: registers the markers of the subprocess end-to-end tests."""
+"""Shared test configuration and helpers."""
+
+import torch
 
 
 def pytest_configure(config):
@@ -6,7 +8,8 @@ def pytest_configure(config):
         "markers", "pipeline: end-to-end subprocess runs of pretrain.py/finetune.py (~30 s in total); "
         "deselect with -m 'not pipeline'",
     )
-    config.addinivalue_line(
-        "markers", "slow: the longest end-to-end runs (every agent through pretrain.py and finetune.py), left "
-        "out of the default run (pyproject addopts); run them with -m slow, or everything with -m 'slow or not slow'",
-    )
+
+
+def parameters_finite(module: torch.nn.Module) -> bool:
+    """Every parameter of ``module`` is finite (no NaN or infinity)."""
+    return all(bool(torch.isfinite(p).all()) for p in module.parameters())

@@ -13,10 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents import REGISTRY, agent_names, make_plugin, plugin_class
+from urlb.agents import REGISTRY, agent_names, make_plugin, plugin_class
 from urlb.ddpg import DDPGAgent
-from urlb.plugin import ParticleEntropy, Plugin, RunningMeanStd
+from urlb.agents.base import Plugin
+from urlb.agents.rewards import ParticleEntropy, RunningMeanStd
 from urlb.replay import Batch
+from urlb.skills import GridSkills
 
 OBS_DIM, ACTION_DIM, HIDDEN = 24, 6, 32
 
@@ -163,18 +165,18 @@ def test_apt_unknown_representation_is_rejected():
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_agent_configs_build_plugins(name):
-    """Every agent yaml, through plugin_kwargs, gives kwargs the plugin's constructor accepts."""
+    """Every agent yaml, split by the registry, gives kwargs the plugin's constructor accepts."""
     from hydra import compose, initialize_config_dir
 
     import urlb.config  # noqa: F401  (registers the resolvers the configs use)
-    from urlb.trainer import plugin_kwargs
+    from urlb.agents import split_agent_config
 
     config_dir = str(Path(__file__).resolve().parents[1] / "configs")
     overrides = [f"agent={name}", f"agent.hidden_dim={HIDDEN}"]
     with initialize_config_dir(config_dir=config_dir, version_base=None):
         cfg = compose(config_name="pretrain", overrides=overrides)
-    kwargs = plugin_kwargs(cfg.agent)
-    assert "name" not in kwargs and "skill_selection" not in kwargs
+    _, kwargs = split_agent_config(cfg.agent)
+    assert "name" not in kwargs and "update_every_steps" not in kwargs
     if "rep_dim" in kwargs:
         kwargs["rep_dim"] = 16
     plugin = make_plugin(cfg.agent.name, OBS_DIM, ACTION_DIM, **kwargs)
@@ -244,7 +246,7 @@ def test_reward_free_update_trains_plugin(variant):
     assert metrics["batch_reward"] == pytest.approx(metrics["intrinsic_reward"])
     if variant == "apt-state":
         assert not list(plugin.parameters())
-        assert plugin.optimizer is None
+        assert not plugin.optimizers()
         return
     assert changed(before, plugin), "reward-free update left every plugin parameter unchanged"
     if variant.startswith("metra"):
@@ -293,11 +295,10 @@ class _RecordingPlugin(Plugin):
     def update(self, batch, step):
         self.calls.append("update")
         self.batches.append(batch)
-        return {"recording_metric": 1.0}
+        return torch.full((batch.obs.shape[0], 1), self.value), {"recording_metric": 1.0}
 
     def intrinsic_reward(self, batch):
         self.calls.append("intrinsic_reward")
-        self.batches.append(batch)
         return torch.full((batch.obs.shape[0], 1), self.value)
 
 
@@ -306,7 +307,7 @@ def test_reward_free_updates_plugin_then_relabels_batch():
     agent = make_agent(plugin, reward_free=True)
     batch = make_batch(plugin, 16)
     metrics = agent.update(batch, step=0)
-    assert plugin.calls == ["update", "intrinsic_reward"]
+    assert plugin.calls == ["update"]  # the update returns the reward: one call per batch
     assert all(b is batch for b in plugin.batches)  # state observations reach the plugin as they are
     assert metrics["recording_metric"] == 1.0
     assert metrics["intrinsic_reward"] == pytest.approx(3.25)
@@ -425,7 +426,7 @@ def _metra_dual_step(next_offset: float) -> tuple[float, float, dict, torch.Tens
     with torch.no_grad():
         _, constraint, _ = plugin.objective_terms(batch.obs, batch.next_obs_1step, batch.skill)
     before = plugin.dual_lambda.item()
-    metrics = plugin.update(batch, 0)
+    _, metrics = plugin.update(batch, 0)
     return before, plugin.dual_lambda.item(), metrics, constraint
 
 
@@ -480,7 +481,7 @@ def test_metra_learns_displacement_along_skill_within_constraint():
     along_before, _ = evaluate()
     norms = []
     for step in range(300):
-        norms.append(plugin.update(skill_batch(), step)["metra_step_norm"])
+        norms.append(plugin.update(skill_batch(), step)[1]["metra_step_norm"])
     along_after, norm_after = evaluate()
     assert along_after > along_before + 0.3
     assert along_after > 0.4
@@ -586,7 +587,7 @@ def test_cic_contrastive_loss_falls_on_skill_dependent_transitions():
     initial = loss()
     assert initial == pytest.approx(math.log(batch_size), abs=0.5)  # near chance at init
     for step in range(200):
-        metrics = plugin.update(batch, step)
+        _, metrics = plugin.update(batch, step)
     final = loss()
     assert final < 0.75 * initial
     assert metrics["cic_logits_accuracy"] > 0.5
@@ -597,7 +598,7 @@ def test_cic_reward_is_particle_entropy_of_next_state_embedding():
     batch = make_batch(plugin, 32)
     reference = copy.deepcopy(plugin.entropy)
     with torch.no_grad():
-        expected = reference(plugin.state_net(batch.next_obs))
+        expected = reference(plugin.state_net(batch.next_obs), update_stats=False)
     torch.testing.assert_close(plugin.intrinsic_reward(batch), expected)
 
 
@@ -611,7 +612,7 @@ def test_apt_reward_is_particle_entropy_of_next_state_representation(variant):
     reference = copy.deepcopy(plugin.entropy)
     with torch.no_grad():
         rep = plugin.icm.trunk(batch.next_obs) if variant == "apt" else batch.next_obs
-        expected = reference(rep)
+        expected = reference(rep, update_stats=False)
     torch.testing.assert_close(plugin.intrinsic_reward(batch), expected)
 
 
@@ -620,7 +621,7 @@ def test_apt_icm_trains_on_one_step_transitions():
     batch = make_batch(plugin, 32)
     with torch.no_grad():
         forward_error, inverse_error = plugin.icm.loss(batch.obs, batch.action, batch.next_obs_1step)
-    metrics = plugin.update(batch, 0)
+    _, metrics = plugin.update(batch, 0)
     assert metrics["icm_forward_error"] == pytest.approx(forward_error.item(), rel=1e-5)
     assert metrics["icm_inverse_error"] == pytest.approx(inverse_error.item(), rel=1e-5)
 
@@ -641,14 +642,14 @@ POINTS = torch.tensor([[0.0], [1.0], [3.0], [7.0]])
     ],
 )
 def test_particle_entropy_hand_computed(knn_avg, knn_clip, expected):
-    entropy = ParticleEntropy(knn_k=2, knn_avg=knn_avg, knn_rms=False, knn_clip=knn_clip)
+    entropy = ParticleEntropy(knn_k=2, knn_avg=knn_avg, normaliser="none", knn_clip=knn_clip)
     reward = entropy(POINTS)
     assert reward.shape == (4, 1)
     np.testing.assert_allclose(reward.numpy()[:, 0], np.log(expected), rtol=1e-6)
 
 
 def test_particle_entropy_running_std_normalisation():
-    entropy = ParticleEntropy(knn_k=2, knn_avg=True, knn_rms=True, knn_clip=0.0)
+    entropy = ParticleEntropy(knn_k=2, knn_avg=True, normaliser="std", knn_clip=0.0)
     reward = entropy(POINTS)
     distances = np.array([0, 1, 0, 1, 0, 2, 0, 4], dtype=np.float64)
     std = distances.std()  # a fresh running std (prior weight 1e-4) is the batch's std
@@ -678,7 +679,7 @@ def test_knn_distances_match_brute_force(batch_size, offset):
 
 
 def test_knn_k_larger_than_batch_uses_whole_batch():
-    entropy = ParticleEntropy(knn_k=12, knn_rms=False)
+    entropy = ParticleEntropy(knn_k=12, normaliser="none")
     assert entropy.knn_distances(POINTS).shape == (4, 4)
     expected = np.log(1.0 + np.array([11, 9, 9, 17]) / 4.0)  # sums of distances to all points
     np.testing.assert_allclose(entropy(POINTS).numpy()[:, 0], expected, rtol=1e-6)
@@ -720,9 +721,9 @@ def test_rnd_target_network_is_frozen():
 def test_rnd_prediction_error_falls_on_repeated_states():
     plugin = make("rnd")
     batch = make_batch(plugin, 32)
-    first = plugin.update(batch, 0)["rnd_loss"]
+    first = plugin.update(batch, 0)[1]["rnd_loss"]
     for step in range(1, 100):
-        last = plugin.update(batch, step)["rnd_loss"]
+        last = plugin.update(batch, step)[1]["rnd_loss"]
     assert last < 0.5 * first
 
 
@@ -730,21 +731,21 @@ def test_rnd_prediction_error_falls_on_repeated_states():
 
 
 def test_grid_skill_search_picks_highest_mean_reward():
-    from urlb.trainer import GridSkillSearch
-
     candidates = np.eye(3, dtype=np.float32)
     seed_steps = 32  # blocks of 5 steps taken in turns: 0,1,2 | 1,2,0 | 2 (2 steps)
-    grid = GridSkillSearch(candidates, seed_steps, block_steps=5)
+    messages: list[str] = []
+    grid = GridSkills(candidates, seed_steps, block_steps=5, default=candidates[0], say=messages.append)
     reward_of = {0: 0.2, 1: 1.0, 2: 0.9}  # candidate 2 has the largest sum but a lower mean
     for step in range(seed_steps):
-        skill = grid.skill_for_step(step)
-        grid.record(skill, reward_of[int(np.argmax(skill))])
+        assert grid.acts_in_seed_frames(step)
+        skill = grid.skill_at(step)
+        grid.record(step, reward_of[int(np.argmax(skill))])
     np.testing.assert_array_equal(grid.counts, [10, 10, 12])
     np.testing.assert_allclose(grid.scores(), [0.2, 1.0, 0.9])
-
-    messages: list[str] = []
-    best = grid.best(messages.append)
-    np.testing.assert_array_equal(best, candidates[1])
+    # The last seed step chose; the chosen skill is then held for acting and evaluation.
+    np.testing.assert_array_equal(grid.chosen, candidates[1])
+    np.testing.assert_array_equal(grid.skill_at(seed_steps + 7), candidates[1])
+    np.testing.assert_array_equal(grid.eval_skill(), candidates[1])
     text = "\n".join(messages)
     for score in ("0.2000", "1.0000", "0.9000"):
         assert score in text
@@ -755,15 +756,13 @@ def test_grid_skill_search_scores_every_candidate_in_every_episode():
     """Quadruped episodes can start upside down: a whole episode then scores ~0 for any skill.
     Equal candidates must still get equal scores (consecutive blocks gave the first half 1.0
     and the second half 0.0)."""
-    from urlb.trainer import GridSkillSearch
-
     candidates = np.eye(10, dtype=np.float32)
     seed_steps, episode_steps = 2000, 1000
-    grid = GridSkillSearch(candidates, seed_steps, block_steps=200)
+    grid = GridSkills(candidates, seed_steps, block_steps=200, default=candidates[0], say=lambda _: None)
     assert grid.block == 100  # two turns per candidate
     for step in range(seed_steps):
-        skill = grid.skill_for_step(step)
-        grid.record(skill, 1.0 if step < episode_steps else 0.0)  # the 2nd episode scores 0
+        grid.skill_at(step)
+        grid.record(step, 1.0 if step < episode_steps else 0.0)  # the 2nd episode scores 0
     np.testing.assert_array_equal(grid.counts, [200] * 10)
     np.testing.assert_allclose(grid.scores(), [0.5] * 10)
     # Each candidate's two turns fall at different places in their episodes.
@@ -773,19 +772,18 @@ def test_grid_skill_search_scores_every_candidate_in_every_episode():
 
 
 def test_grid_skill_search_with_noisy_rewards():
-    from urlb.trainer import GridSkillSearch
-
     rng = np.random.default_rng(3)
     candidates = rng.uniform(size=(5, 4)).astype(np.float32)
-    grid = GridSkillSearch(candidates, 50, block_steps=50)
+    messages: list[str] = []
+    grid = GridSkills(candidates, 50, block_steps=50, default=candidates[0], say=messages.append)
+    np.testing.assert_array_equal(grid.eval_skill(), candidates[0])  # the default until chosen
     per_candidate = {i: [] for i in range(5)}
     for step in range(50):
-        skill = grid.skill_for_step(step)
+        skill = grid.skill_at(step)
         i = int(np.flatnonzero((candidates == skill).all(1))[0])
         reward = float(rng.normal(loc=i % 3, scale=0.5))
         per_candidate[i].append(reward)
-        grid.record(skill, reward)
+        grid.record(step, reward)
     means = [np.mean(per_candidate[i]) for i in range(5)]
-    messages: list[str] = []
-    np.testing.assert_array_equal(grid.best(messages.append), candidates[int(np.argmax(means))])
+    np.testing.assert_array_equal(grid.chosen, candidates[int(np.argmax(means))])
     assert len(messages) == 6

@@ -1,4 +1,4 @@
-"""Tests for urlb.aggregate on synthetic run directories (fast: small bootstrap)."""
+"""Tests for urlb.tools.aggregate on synthetic run directories (fast: small bootstrap)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from omegaconf import OmegaConf
 from scipy.stats import trim_mean
 
-from urlb import aggregate
 from urlb.tasks import EXPERT_SCORES
+from urlb.tools.aggregate import cli, stats
 
 REPS = ["--reps", "50"]
 PLOTS = ("aggregate_metrics.png", "performance_profile.png", "curves_per_task.png",
@@ -48,7 +48,7 @@ def make_run(root: Path, name: str, *, agent: str = "cic", task: str = "walker_r
 
 
 def run_main(*argv: str | Path) -> int:
-    return aggregate.main([str(a) for a in argv])
+    return cli.main([str(a) for a in argv])
 
 
 def read(out: Path, name: str) -> pd.DataFrame:
@@ -63,7 +63,7 @@ def test_normalised_scores_match_hand_computation(tmp_path: Path) -> None:
     make_run(runs, "a", task="walker_run", seed=1, final=398.0)      # 398 / 796 = 0.5
     make_run(runs, "b", task="walker_run", seed=2, final=597.0)      # 597 / 796 = 0.75
     make_run(runs, "c", task="jaco_reach_top_left", final=95.5)      # 95.5 / 191 = 0.5
-    assert aggregate.normalise("quadruped_jump", 666.0) == pytest.approx(0.75)
+    assert stats.normalise("quadruped_jump", 666.0) == pytest.approx(0.75)
     out = tmp_path / "out"
     assert run_main(runs, "--out", out, *REPS) == 0
 
@@ -235,7 +235,7 @@ def test_missing_task_is_blank_not_zero(tmp_path: Path) -> None:
 
 
 def test_published_means_reproduce_reference_values() -> None:
-    agg = aggregate.published_aggregates(aggregate.load_published())
+    agg = stats.published_aggregates(stats.load_published())
     overall = agg[agg["scope"] == "overall"].set_index("agent")
     expected = {"CIC": 0.736, "APT": 0.661, "RND": 0.623, "DIAYN": 0.367}
     for method, value in expected.items():
@@ -317,5 +317,20 @@ def test_bootstrap_is_reproducible(tmp_path: Path) -> None:
 
 def test_rliable_is_importable() -> None:
     """Guards the environment: rliable 1.2 breaks with arch>=8, and arch 7 with pandas 3."""
-    rly, metrics = aggregate._rliable()
+    rly, metrics = stats.load_rliable()
     assert callable(rly.get_interval_estimates) and callable(metrics.aggregate_iqm)
+
+
+def test_entry_points_reach_the_cli() -> None:
+    """The console script (pyproject) and the old ``urlb.aggregate`` alias both run cli.main."""
+    import importlib
+    import re
+
+    import urlb.aggregate
+
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    # A regex, not tomllib: the project supports Python 3.10, which has no tomllib.
+    target = re.search(r'^urlb-aggregate = "([\w.]+):(\w+)"$', pyproject, re.M)
+    assert target is not None
+    assert getattr(importlib.import_module(target[1]), target[2]) is cli.main
+    assert urlb.aggregate.main is cli.main

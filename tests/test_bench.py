@@ -1,4 +1,4 @@
-"""``python -m urlb.bench`` runs and reports every field. Nothing here depends on how fast this
+"""``python -m urlb.tools.bench`` runs and reports every field. Nothing here depends on how fast this
 machine is: only presence, types, signs and byte counts are checked."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ AGENT_FIELDS = {"agent", "size", "hidden_dim", "batch_size", "precision", "compi
                 "update_gflops_per_s", "peak_rss_mb"}
 STEP_PARTS = {"env", "act", "replay_add"}
 UPDATE_PARTS = {"sample", "update", "critic", "actor", "target"}
-PLUGIN_PARTS = {"plugin_update", "plugin_reward"}
+PLUGIN_PARTS = {"plugin"}
 
 
 TINY = ["--sizes", "tiny", "--seconds", "0.2", "--matmul-size", "128", "--fill-steps", "300",
@@ -31,14 +31,14 @@ TINY = ["--sizes", "tiny", "--seconds", "0.2", "--matmul-size", "128", "--fill-s
 def bench_process(*args: str) -> subprocess.CompletedProcess:
     # No timeout: a slow machine must make this slower, not fail it.
     env = {**os.environ, "MUJOCO_GL": "egl", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "urlb.bench", *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "urlb.tools.bench", *args], cwd=REPO, env=env,
                           capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
     """One in-process run at tiny sizes (seconds on any CPU): fp32 only, so no bf16 product is timed."""
-    from urlb.bench import run
+    from urlb.tools.bench import run
 
     os.environ.setdefault("MUJOCO_GL", "egl")
     out = tmp_path_factory.mktemp("bench") / "bench.json"

@@ -25,6 +25,7 @@ import torch
 
 from urlb.snapshot import read_torch_file, snapshot_path
 from urlb.tasks import ALL_TASKS, TASKS
+from conftest import parameters_finite
 
 pytestmark = pytest.mark.pipeline
 
@@ -357,7 +358,7 @@ def one_torch_thread():
 
 
 def test_nan_intrinsic_reward_raises_non_finite_error_keeping_checkpoint(tmp_path, monkeypatch, one_torch_thread):
-    from agents.rnd import RND
+    from urlb.agents.rnd import RND
     from urlb.ddpg import NonFiniteError
     from urlb.trainer import Trainer
 
@@ -365,16 +366,16 @@ def test_nan_intrinsic_reward_raises_non_finite_error_keeping_checkpoint(tmp_pat
     cfg = compose_cfg([*TINY, "agent=rnd", "domain=jaco", "num_train_frames=1500", "num_seed_frames=500",
                        "eval_every_frames=500", "snapshots=[1500]", "checkpoint_every_frames=250",
                        f"run_root={tmp_path / 'runs'}", f"snapshot_dir={tmp_path / 'models'}"])
-    original = RND.intrinsic_reward
+    original = RND.update
     calls = {"n": 0}
     healthy_calls = 200  # updates every 2 steps from step 500: the NaN comes at step 500 + 2 * 200 = 900
 
-    def poisoned(self, batch):
-        reward = original(self, batch)
+    def poisoned(self, batch, step):
+        reward, metrics = original(self, batch, step)
         calls["n"] += 1
-        return reward if calls["n"] <= healthy_calls else torch.full_like(reward, float("nan"))
+        return (reward if calls["n"] <= healthy_calls else torch.full_like(reward, float("nan"))), metrics
 
-    monkeypatch.setattr(RND, "intrinsic_reward", poisoned)
+    monkeypatch.setattr(RND, "update", poisoned)
     run_dir = tmp_path / "run"
     run_dir.mkdir()  # Hydra creates the run directory before the entry points build the Trainer
     trainer = Trainer(cfg, run_dir)
@@ -387,9 +388,9 @@ def test_nan_intrinsic_reward_raises_non_finite_error_keeping_checkpoint(tmp_pat
     # The last periodic checkpoint (episode end at frame 750) is still there and loadable.
     checkpoint = read_torch_file(run_dir / "checkpoint.pt", "checkpoint")
     assert checkpoint["metadata"]["frame"] == 750
-    monkeypatch.setattr(RND, "intrinsic_reward", original)
+    monkeypatch.setattr(RND, "update", original)
     resumed = Trainer(cfg, run_dir)
-    assert resumed.resumed_at == 750 and resumed.agent.parameters_finite()
+    assert resumed.resumed_at == 750 and parameters_finite(resumed.agent)
     resumed.logger.close()
 
     # The logs written so far are readable CSV.

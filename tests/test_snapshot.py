@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import urlb.snapshot
-from agents.rnd import RND
+from urlb.agents.rnd import RND
 from urlb.ddpg import DDPGAgent
 from urlb.replay import Batch
 from urlb.snapshot import SnapshotError, atomic_torch_save, load_snapshot, save_snapshot, snapshot_path

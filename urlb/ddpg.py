@@ -1,6 +1,6 @@
 """DDPG as in URLB: the one update loop every method shares.
 
-A pre-training method is a :class:`urlb.plugin.Plugin`. In reward-free mode the backbone
+A pre-training method is a :class:`urlb.agents.base.Plugin`. In reward-free mode the backbone
 asks the plugin to train itself on the sampled batch and to relabel the batch with its
 intrinsic reward; otherwise the task reward stored in replay is used.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,8 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from urlb.nets import Actor, Critic, Encoder, RandomShiftsAug, adam
-from urlb.plugin import Plugin
 from urlb.replay import Batch
+
+if TYPE_CHECKING:
+    from urlb.agents.base import Plugin
 
 
 class NonFiniteError(RuntimeError):
@@ -161,9 +164,9 @@ class DDPGAgent(nn.Module):
                     one_step = self._encode(batch.next_obs_1step)
                 plugin_batch = batch._replace(obs=obs.detach(), next_obs=next_obs, next_obs_1step=one_step)
             with self._autocast():
-                metrics.update(self.plugin.update(plugin_batch, step))
-                with torch.no_grad():
-                    reward = self.plugin.intrinsic_reward(plugin_batch).float()
+                reward, plugin_metrics = self.plugin.update(plugin_batch, step)
+            reward = reward.detach().float()
+            metrics.update(plugin_metrics)
             check_finite("intrinsic reward", reward, step)
             metrics["intrinsic_reward"] = reward.mean().item()
         metrics["batch_reward"] = reward.mean().item()
@@ -212,9 +215,6 @@ class DDPGAgent(nn.Module):
         online = list(self.critic.parameters())
         target = list(self.critic_target.parameters())
         torch._foreach_lerp_(target, online, self.tau)
-
-    def parameters_finite(self) -> bool:
-        return all(bool(torch.isfinite(p).all()) for p in self.parameters())
 
     # --- persistence ---
     def networks_state(self) -> dict[str, dict]:

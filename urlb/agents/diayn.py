@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from urlb.nets import adam, mlp, weight_init
-from urlb.plugin import Plugin
+from urlb.agents.base import Metrics, Plugin
 from urlb.replay import Batch
 
 
@@ -19,6 +19,7 @@ class DIAYN(Plugin):
     reward = log q(z|s') - log p(z) with a uniform prior p(z) = 1/skill_dim."""
 
     name = "diayn"
+    finetune_skill_selection = "random"
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int = 1024, lr: float = 1e-4,
                  skill_dim: int = 16, update_skill_every_step: int = 50, scale: float = 1.0) -> None:
@@ -26,7 +27,7 @@ class DIAYN(Plugin):
         self.skill_dim, self.update_skill_every_step, self.scale = skill_dim, update_skill_every_step, scale
         self.discriminator = mlp(obs_dim, hidden_dim, skill_dim)
         self.apply(weight_init)
-        self.optimizer = adam(self.discriminator.parameters(), lr=lr)
+        self.optimizer = self.add_optimizer("optimizer", adam(self.discriminator.parameters(), lr=lr))
 
     def sample_skill(self, rng: np.random.Generator) -> np.ndarray:
         return np.eye(self.skill_dim, dtype=np.float32)[rng.integers(self.skill_dim)]
@@ -42,20 +43,15 @@ class DIAYN(Plugin):
         log_q = F.log_softmax(logits, dim=-1).gather(1, skill.argmax(-1, keepdim=True))
         return self.scale * (log_q - math.log(1.0 / self.skill_dim))
 
-    def update(self, batch: Batch, step: int) -> dict[str, float]:
+    def update(self, batch: Batch, step: int) -> tuple[torch.Tensor, Metrics]:
         logits = self.discriminator(batch.next_obs)
         labels = batch.skill.argmax(-1)
         loss = F.cross_entropy(logits, labels)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.remember(batch, logits=logits)
+        self.step(self.optimizer, loss)
+        reward = self._reward_from_logits(logits.detach().float(), batch.skill)
         accuracy = (logits.argmax(-1) == labels).float().mean()
-        return {"diayn_loss": loss.item(), "diayn_accuracy": accuracy.item()}
+        return reward, {"diayn_loss": loss.item(), "diayn_accuracy": accuracy.item()}
 
     @torch.no_grad()
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:
-        logits = self.recall(batch, "logits")
-        if logits is None:
-            logits = self.discriminator(batch.next_obs)
-        return self._reward_from_logits(logits.float(), batch.skill)
+        return self._reward_from_logits(self.discriminator(batch.next_obs).float(), batch.skill)

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from urlb.nets import adam, mlp, weight_init
-from urlb.plugin import ParticleEntropy, Plugin
+from urlb.agents.base import Metrics, Plugin
+from urlb.agents.rewards import ParticleEntropy
 from urlb.replay import Batch
 
 REPRESENTATIONS = ("icm", "state")
@@ -43,23 +44,24 @@ class APT(Plugin):
             raise ValueError(f"unknown APT representation rep={rep!r}; valid: {', '.join(REPRESENTATIONS)}")
         self.rep, self.scale = rep, scale
         self.icm = ICM(obs_dim, action_dim, hidden_dim, rep_dim) if rep == "icm" else None
-        self.entropy = ParticleEntropy(knn_k, knn_avg, knn_rms, knn_clip)
-        self.optimizer = adam(self.icm.parameters(), lr=lr) if self.icm is not None else None
+        self.entropy = ParticleEntropy(knn_k, knn_avg, "std" if knn_rms else "none", knn_clip)
+        if self.icm is not None:
+            self.optimizer = self.add_optimizer("optimizer", adam(self.icm.parameters(), lr=lr))
 
     def represent(self, obs: torch.Tensor) -> torch.Tensor:
         return self.icm.trunk(obs) if self.icm is not None else obs.flatten(1).float()
 
-    def update(self, batch: Batch, step: int) -> dict[str, float]:
-        if self.icm is None:
-            return {}
-        # Dynamics models need one-step transitions: the first action leads to next_obs_1step.
-        forward_error, inverse_error = self.icm.loss(batch.obs, batch.action, batch.next_obs_1step)
-        loss = forward_error + inverse_error
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return {"icm_forward_error": forward_error.item(), "icm_inverse_error": inverse_error.item()}
+    def update(self, batch: Batch, step: int) -> tuple[torch.Tensor, Metrics]:
+        metrics: Metrics = {}
+        if self.icm is not None:
+            # Dynamics models need one-step transitions: the first action leads to next_obs_1step.
+            forward_error, inverse_error = self.icm.loss(batch.obs, batch.action, batch.next_obs_1step)
+            self.step(self.optimizer, forward_error + inverse_error)
+            metrics = {"icm_forward_error": forward_error.item(), "icm_inverse_error": inverse_error.item()}
+        with torch.no_grad():
+            reward = self.scale * self.entropy(self.represent(batch.next_obs))
+        return reward, metrics
 
     @torch.no_grad()
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:
-        return self.scale * self.entropy(self.represent(batch.next_obs))
+        return self.scale * self.entropy(self.represent(batch.next_obs), update_stats=False)

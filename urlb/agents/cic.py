@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from urlb.nets import adam, mlp, weight_init
-from urlb.plugin import ParticleEntropy, Plugin
+from urlb.agents.base import Metrics, Plugin
+from urlb.agents.rewards import ParticleEntropy
 from urlb.replay import Batch
 
 
@@ -19,6 +20,7 @@ class CIC(Plugin):
     entropy (averaged kNN, running-std normalised) of the state embedding f(s')."""
 
     name = "cic"
+    finetune_skill_selection = "grid"  # the paper sweeps candidate skills during the seed frames
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int = 1024, lr: float = 1e-4,
                  skill_dim: int = 64, update_skill_every_step: int = 50, temperature: float = 0.5,
@@ -31,8 +33,8 @@ class CIC(Plugin):
         self.pred_net = mlp(2 * skill_dim, hidden_dim, skill_dim)  # g: (f(s), f(s')) -> transition key
         self.skill_net = mlp(skill_dim, hidden_dim, skill_dim) if project_skill else nn.Identity()
         self.apply(weight_init)
-        self.entropy = ParticleEntropy(knn_k, knn_avg, knn_rms, knn_clip)
-        self.optimizer = adam(self.parameters(), lr=lr)
+        self.entropy = ParticleEntropy(knn_k, knn_avg, "std" if knn_rms else "none", knn_clip)
+        self.optimizer = self.add_optimizer("optimizer", adam(self.parameters(), lr=lr))
 
     def sample_skill(self, rng: np.random.Generator) -> np.ndarray:
         return rng.uniform(0.0, 1.0, self.skill_dim).astype(np.float32)
@@ -57,19 +59,14 @@ class CIC(Plugin):
         """
         return F.cross_entropy(logits, torch.arange(logits.shape[0], device=logits.device))
 
-    def update(self, batch: Batch, step: int) -> dict[str, float]:
+    def update(self, batch: Batch, step: int) -> tuple[torch.Tensor, Metrics]:
         logits, next_state = self.contrastive_logits(batch.obs, batch.next_obs, batch.skill)
         loss = self.contrastive_loss(logits)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.remember(batch, next_state=next_state)
+        self.step(self.optimizer, loss)
+        reward = self.scale * self.entropy(next_state.detach())
         accuracy = (logits.argmax(1) == torch.arange(logits.shape[0], device=logits.device)).float().mean()
-        return {"cic_contrastive_loss": loss.item(), "cic_logits_accuracy": accuracy.item()}
+        return reward, {"cic_contrastive_loss": loss.item(), "cic_logits_accuracy": accuracy.item()}
 
     @torch.no_grad()
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:
-        next_state = self.recall(batch, "next_state")
-        if next_state is None:
-            next_state = self.state_net(batch.next_obs)
-        return self.scale * self.entropy(next_state)
+        return self.scale * self.entropy(self.state_net(batch.next_obs), update_stats=False)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from urlb.nets import adam, mlp, weight_init
-from urlb.plugin import Plugin
+from urlb.agents.base import Metrics, Plugin
 from urlb.replay import Batch
 
 
@@ -22,6 +22,7 @@ class METRA(Plugin):
     variable lambda; intrinsic reward = (phi(s') - phi(s))^T z."""
 
     name = "metra"
+    finetune_skill_selection = "grid"
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int = 1024, lr: float = 1e-4,
                  skill_dim: int = 2, discrete: bool = False, update_skill_every_step: int = 50,
@@ -34,8 +35,8 @@ class METRA(Plugin):
         self.apply(weight_init)
         # lambda = exp(log_lambda) stays positive; METRA optimises its log.
         self.log_lambda = nn.Parameter(torch.tensor(math.log(dual_lambda_init)))
-        self.optimizer = adam(self.phi.parameters(), lr=lr)
-        self.dual_optimizer = adam([self.log_lambda], lr=lr if dual_lr is None else dual_lr)
+        self.optimizer = self.add_optimizer("optimizer", adam(self.phi.parameters(), lr=lr))
+        self.dual_optimizer = self.add_optimizer("dual_optimizer", adam([self.log_lambda], lr=lr if dual_lr is None else dual_lr))
 
     @property
     def dual_lambda(self) -> torch.Tensor:
@@ -72,7 +73,7 @@ class METRA(Plugin):
         constraint = torch.clamp(1.0 - delta.pow(2).sum(-1), max=self.slack)
         return along_z, constraint
 
-    def update(self, batch: Batch, step: int) -> dict[str, float]:
+    def update(self, batch: Batch, step: int) -> tuple[torch.Tensor, Metrics]:
         # The constraint concerns adjacent states, so phi is trained on one-step pairs (one
         # batched pass); the reward's s_{t+n} needs a forward pass only, without gradients.
         phi_obs, phi_next = self.phi(torch.cat([batch.obs, batch.next_obs_1step])).float().chunk(2)
@@ -80,25 +81,18 @@ class METRA(Plugin):
             phi_next_n = self.phi(batch.next_obs).float()
         delta = phi_next - phi_obs
         along_z, constraint = self._terms(delta, batch.skill)
-        self.remember(batch, reward=((phi_next_n - phi_obs.detach()) * batch.skill).sum(-1, keepdim=True))
+        # On an n-step transition this telescopes to the sum of the n one-step rewards.
+        reward = self.scale * ((phi_next_n - phi_obs.detach()) * batch.skill).sum(-1, keepdim=True)
         phi_loss = -(along_z + self.dual_lambda.detach() * constraint).mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        phi_loss.backward()
-        self.optimizer.step()
+        self.step(self.optimizer, phi_loss)
         # Dual step: lambda grows while the constraint is violated (constraint < 0), shrinks otherwise.
         dual_loss = (self.log_lambda * constraint.detach()).mean()
-        self.dual_optimizer.zero_grad(set_to_none=True)
-        dual_loss.backward()
-        self.dual_optimizer.step()
-        return {"metra_phi_loss": phi_loss.item(), "metra_along_z": along_z.mean().item(),
+        self.step(self.dual_optimizer, dual_loss)
+        return reward, {"metra_phi_loss": phi_loss.item(), "metra_along_z": along_z.mean().item(),
                 "metra_step_norm": delta.norm(dim=-1).mean().item(), "metra_lambda": self.dual_lambda.item(),
                 "metra_constraint": constraint.mean().item()}
 
     @torch.no_grad()
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:
-        # On an n-step transition this telescopes to the sum of the n one-step rewards.
-        reward = self.recall(batch, "reward")
-        if reward is None:
-            delta = self.phi(batch.next_obs).float() - self.phi(batch.obs).float()
-            reward = (delta * batch.skill).sum(-1, keepdim=True)
-        return self.scale * reward
+        delta = self.phi(batch.next_obs).float() - self.phi(batch.obs).float()
+        return self.scale * (delta * batch.skill).sum(-1, keepdim=True)

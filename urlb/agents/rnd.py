@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from urlb.nets import adam, mlp, weight_init
-from urlb.plugin import Plugin, RunningMeanStd
+from urlb.agents.base import Metrics, Plugin
+from urlb.agents.rewards import RunningMeanStd
 from urlb.replay import Batch
 
 
@@ -28,7 +29,7 @@ class RND(Plugin):
         self.target = mlp(obs_dim, hidden_dim, rep_dim)
         self.apply(weight_init)
         self.target.requires_grad_(False)  # the target is random and stays frozen
-        self.optimizer = adam(self.predictor.parameters(), lr=lr)
+        self.optimizer = self.add_optimizer("optimizer", adam(self.predictor.parameters(), lr=lr))
 
     def _normalise(self, obs: torch.Tensor) -> torch.Tensor:
         obs = obs.flatten(1).float()
@@ -41,20 +42,19 @@ class RND(Plugin):
             target = self.target(x)
         return (self.predictor(x).float() - target.float()).pow(2).mean(-1, keepdim=True)
 
-    def update(self, batch: Batch, step: int) -> dict[str, float]:
+    def update(self, batch: Batch, step: int) -> tuple[torch.Tensor, Metrics]:
         self.obs_rms.update(batch.next_obs.flatten(1))
         error = self.prediction_error(batch.next_obs)
         loss = error.mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.remember(batch, error=error)
-        return {"rnd_loss": loss.item()}
+        self.step(self.optimizer, loss)
+        return self._reward(error.detach(), update_stats=True), {"rnd_loss": loss.item()}
+
+    @torch.no_grad()
+    def _reward(self, error: torch.Tensor, update_stats: bool) -> torch.Tensor:
+        if update_stats:
+            self.error_rms.update(error)
+        return self.scale * error / (self.error_rms.std + 1e-8)
 
     @torch.no_grad()
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:
-        error = self.recall(batch, "error")
-        if error is None:
-            error = self.prediction_error(batch.next_obs)
-        self.error_rms.update(error)
-        return self.scale * error / (self.error_rms.std + 1e-8)
+        return self._reward(self.prediction_error(batch.next_obs), update_stats=False)

@@ -1,0 +1,74 @@
+"""The plugin contract: what a pre-training method adds to the shared DDPG backbone.
+
+A plugin owns its networks and optimisers. ``update`` trains them on a sampled batch and returns
+that batch's intrinsic reward (relabelling old transitions with the current reward model, as
+URLB does); it never touches the actor or critic. Skill methods also declare a skill space: the
+backbone concatenates the skill to the observation features. The constructor's keyword
+arguments are the agent-config keys the plugin takes (``build_agent`` reads the signature).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from urlb.replay import Batch
+
+Metrics = dict[str, float]
+
+
+class Plugin(nn.Module):
+    """Base class of pre-training methods. Subclasses set ``skill_dim`` (0: no skill)."""
+
+    name: str = "plugin"
+    skill_dim: int = 0
+    # Steps between skill resamples during pre-training (skill methods only).
+    update_skill_every_step: int = 50
+    # How the reference code picks the fine-tuning skill (``skill_selection=null``): see urlb.skills.
+    finetune_skill_selection: str = "fixed"
+
+    def __init__(self, obs_dim: int, action_dim: int) -> None:
+        super().__init__()
+        self.obs_dim, self.action_dim = obs_dim, action_dim
+        self._optimizers: dict[str, torch.optim.Optimizer] = {}
+
+    # --- skills ---
+    def sample_skill(self, rng: np.random.Generator) -> np.ndarray | None:
+        """A skill drawn from the prior, or None for exploration methods."""
+        return None
+
+    def default_skill(self) -> np.ndarray | None:
+        """The skill used by ``skill_selection=fixed``."""
+        return None
+
+    def candidate_skills(self, num: int, rng: np.random.Generator) -> np.ndarray:
+        """Skills scored by ``skill_selection=grid`` (default: ``num`` prior samples)."""
+        return np.stack([self.sample_skill(rng) for _ in range(num)])
+
+    # --- optimisers ---
+    def add_optimizer(self, name: str, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        """Declare an optimiser the plugin owns (saved in checkpoints and snapshots by name)."""
+        self._optimizers[name] = optimizer
+        return optimizer
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return dict(self._optimizers)
+
+    @staticmethod
+    def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        """One gradient step of ``optimizer`` on ``loss``."""
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    # --- learning ---
+    def update(self, batch: Batch, step: int) -> tuple[torch.Tensor, Metrics]:
+        """Train the plugin's own networks on a batch; return the batch's intrinsic reward
+        (B, 1), detached, and metrics."""
+        raise NotImplementedError
+
+    def intrinsic_reward(self, batch: Batch) -> torch.Tensor:
+        """Reward (B, 1) with the current networks, for analysis: no training and no change to
+        running statistics."""
+        raise NotImplementedError
