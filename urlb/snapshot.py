@@ -103,8 +103,8 @@ def _mismatch_hint(mismatched: dict[str, tuple[Any, Any]]) -> str:
         return ""
     have = mismatched["hidden_dim"][0]
     preset = {256: " (the quick preset's size): add preset=quick", 1024: " (the paper preset's size): use preset=paper"}
-    return (f". Likely cause: the snapshot was pre-trained with agent.hidden_dim={have}{preset.get(have, '')}, "
-            f"or pass agent.hidden_dim={have} and the other overrides its pre-training used")
+    return (f". Likely cause: the snapshot was pre-trained with agent.hidden_dim={have}{preset.get(have, '')}; "
+            f"otherwise pass agent.hidden_dim={have} and the other overrides its pre-training used")
 
 
 def load_snapshot(root: str | Path, obs_type: str, domain: str, agent: str, seed: int, frames: int,
