@@ -65,7 +65,8 @@ def run_phase(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        done = check_before_work(cfg, run_dir, list(hydra_cfg.overrides.task))
+        overrides = getattr(getattr(hydra_cfg, "overrides", None), "task", None) or []
+        done = check_before_work(cfg, run_dir, list(overrides))
         if done is not None:
             print(done, flush=True)
             return

@@ -82,7 +82,7 @@ def check_run_record(cfg: DictConfig, run_dir: Path, announce: bool = True) -> s
     """Compare ``cfg`` with what ``run_dir`` records. Returns the "already complete" message for a
     finished run (nothing is to be done), None when the run may start or resume; raises
     ConfigError when the stored config differs in a key that changes results."""
-    if not cfg.resume:
+    if not OmegaConf.select(cfg, "resume", default=True):
         return None
     meta = read_checkpoint_record(run_dir)
     if meta is None:
@@ -128,7 +128,7 @@ def pretrain_command(cfg: DictConfig, overrides: list[str]) -> str:
 def check_snapshot_exists(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> None:
     """A fine-tuning run that will load a snapshot (not resuming) fails here, before anything is
     built, when the snapshot file does not exist."""
-    if cfg.phase != "finetune" or cfg.snapshot_ts == 0 or cfg.agent.name == "ddpg":
+    if OmegaConf.select(cfg, "phase", default=None) != "finetune" or cfg.snapshot_ts == 0 or cfg.agent.name == "ddpg":
         return
     if cfg.resume and (Path(run_dir) / CHECKPOINT_NAME).is_file():
         return  # a resumed fine-tuning run does not read the snapshot again
