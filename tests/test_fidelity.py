@@ -267,6 +267,38 @@ def test_metra_nstep_reward_option_telescopes_to_s_t_plus_n():
     np.testing.assert_allclose(np_(reward), (delta * np_(batch.skill)).sum(1, keepdims=True), rtol=1e-4, atol=1e-6)
 
 
+# --------------------------------------------------------------------------- defaults
+
+
+PUBLIC_DEFAULTS = {
+    "rnd": {"obs_norm": "batch", "reward_obs": "obs", "reward_after_update": True, "clip_obs": 5.0},
+    "apt": {"knn_rms": False, "knn_rms_stat": "mean", "knn_k": 12, "knn_avg": True, "knn_clip": 0.0,
+            "reward_obs": "obs", "icm_next": "nstep", "rep": "icm"},
+    "cic": {"knn_rms": True, "knn_rms_stat": "var", "knn_k": 16, "knn_clip": 0.0005, "nce": "cic",
+            "reward_after_update": True, "temperature": 0.5, "skill_dim": 64},
+    "diayn": {"reward_after_update": True, "skill_dim": 16, "update_skill_every_step": 50},
+    "metra": {"constraint": "mean", "reward_steps": "one", "reward_after_update": True, "dual_slack": 1e-3,
+              "dual_lambda_init": 30.0},
+}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLIC_DEFAULTS))
+def test_defaults_are_the_public_codes(name):
+    """Both the constructor's defaults and configs/agent/<name>.yaml select the public code's behaviour."""
+    import inspect
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from urlb.agents import plugin_class
+
+    signature = inspect.signature(plugin_class(name).__init__).parameters
+    config = OmegaConf.load(Path(__file__).parents[1] / "configs" / "agent" / f"{name}.yaml")
+    for key, value in PUBLIC_DEFAULTS[name].items():
+        assert signature[key].default == value, f"{name}.{key} constructor default"
+        assert config[key] == value, f"configs/agent/{name}.yaml {key}"
+
+
 # --------------------------------------------------------------------------- backbone (URLB ddpg.py, utils.py)
 
 
@@ -300,14 +332,15 @@ def test_actor_gradient_for_saturated_actions_is_the_critic_gradient():
     assert bool((mean.grad[saturated] != 0).all()), "saturated samples must pass a gradient"
 
 
-def test_actor_update_moves_a_fully_saturated_policy():
+def test_actor_update_moves_a_policy_saturated_at_the_clamp():
     torch.manual_seed(0)
-    agent = DDPGAgent("states", (OBS,), ACT, "cpu", hidden_dim=HID, stddev_schedule=1e-3, stddev_clip=0.3)
+    agent = DDPGAgent("states", (OBS,), ACT, "cpu", hidden_dim=HID, stddev_schedule=1e-8, stddev_clip=0.3)
     with torch.no_grad():
-        agent.actor.policy[-1].bias.fill_(4.0)  # mean tanh(~4) ~ 0.9993: every sample clamps at 1-1e-6
+        agent.actor.policy[-1].weight.zero_()
+        agent.actor.policy[-1].bias.fill_(8.0)  # mean tanh(8) = 1 - 2e-7: every sample clamps at 1 - 1e-6
     agent._update_actor(torch.randn(32, OBS), None, step=0)
     grad = agent.actor.policy[-1].bias.grad
-    assert grad is not None and bool((grad != 0).all())
+    assert grad is not None and bool((grad != 0).all()), "a hard clamp would give zero gradient here"
 
 
 def test_acting_noise_is_not_clipped():
