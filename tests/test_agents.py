@@ -176,7 +176,7 @@ def test_agent_configs_build_plugins(name):
     with initialize_config_dir(config_dir=config_dir, version_base=None):
         cfg = compose(config_name="pretrain", overrides=overrides)
     _, kwargs = split_agent_config(cfg.agent)
-    assert "name" not in kwargs and "skill_selection_candidates" not in kwargs
+    assert "name" not in kwargs and "update_every_steps" not in kwargs
     if "rep_dim" in kwargs:
         kwargs["rep_dim"] = 16
     plugin = make_plugin(cfg.agent.name, OBS_DIM, ACTION_DIM, **kwargs)

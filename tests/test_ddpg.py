@@ -15,6 +15,7 @@ from urlb.agents.rnd import RND
 from urlb.ddpg import DDPGAgent, NonFiniteError, schedule
 from urlb.nets import Encoder
 from urlb.replay import Batch
+from conftest import parameters_finite
 
 OBS_DIM, ACT_DIM, B = 24, 6, 16
 HIDDEN, FEATURE, REP = 32, 16, 16
@@ -94,7 +95,7 @@ def test_update_returns_finite_metrics(rnd, reward_free):
         assert metrics["batch_reward"] == pytest.approx(metrics["intrinsic_reward"])
     for k, v in metrics.items():
         assert isinstance(v, float) and math.isfinite(v), (k, v)
-    assert agent.parameters_finite()
+    assert parameters_finite(agent)
 
 
 def test_reward_free_without_plugin_is_refused():
@@ -267,7 +268,7 @@ def test_nan_reward_raises_non_finite_error_naming_critic_loss_and_step():
     assert re.search(r"\b7\b", message), message
     # Raised before the optimiser step: the weights are not poisoned.
     assert all_equal(critic_before, agent.critic.parameters())
-    assert agent.parameters_finite()
+    assert parameters_finite(agent)
 
 
 # --- pixels and precision -----------------------------------------------------------------
@@ -298,7 +299,7 @@ def test_bf16_update_gives_finite_losses(rnd):
         for k in ("critic_loss", "actor_loss"):
             assert math.isfinite(metrics[k]), (k, metrics[k])
     assert all(p.dtype == torch.float32 for p in agent.parameters())
-    assert agent.parameters_finite()
+    assert parameters_finite(agent)
     action = agent.act(np.zeros(OBS_DIM, np.float32), None, step=0, eval_mode=True)
     assert action.dtype == np.float32
 

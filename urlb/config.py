@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from urlb.agents import agent_names
+from urlb.agents import agent_names, split_agent_config
 from urlb.ddpg import COMPILE_BACKENDS
 from urlb.errors import ConfigError
 from urlb.skills import SKILL_SELECTIONS
@@ -98,6 +98,7 @@ def _check_snapshot_frames(cfg: DictConfig) -> None:
 def validate(cfg: DictConfig) -> None:
     """Check every user-facing key; raise ConfigError naming the bad value and valid choices."""
     _choice("agent", cfg.agent.name, agent_names())
+    split_agent_config(cfg.agent)  # every agent key is one the loop, the backbone or the plugin takes
     _choice("obs_type", cfg.obs_type, OBS_TYPES)
     if cfg.phase == "pretrain":
         _choice("domain", cfg.domain, DOMAINS)
@@ -112,6 +113,7 @@ def validate(cfg: DictConfig) -> None:
         _whole_number(cfg, "snapshot_seed", minimum=0)
         if cfg.skill_selection is not None:
             _choice("skill_selection", cfg.skill_selection, SKILL_SELECTIONS)
+        _whole_number(cfg, "skill_selection_candidates", minimum=1)
     for key in ("num_train_frames", "eval_every_frames", "num_eval_episodes", "replay_buffer_size",
                 "batch_size", "nstep", "action_repeat", "frame_stack", "checkpoint_every_frames",
                 "agent.update_every_steps", "agent.hidden_dim"):

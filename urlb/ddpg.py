@@ -230,9 +230,6 @@ class DDPGAgent(nn.Module):
         target = list(self.critic_target.parameters())
         torch._foreach_lerp_(target, online, self.tau)
 
-    def parameters_finite(self) -> bool:
-        return all(bool(torch.isfinite(p).all()) for p in self.parameters())
-
     # --- persistence ---
     def networks_state(self) -> dict[str, dict]:
         """State dicts of every network and optimiser (a snapshot's payload)."""

@@ -15,8 +15,6 @@ import numpy as np
 from urlb.agents.base import Plugin
 
 SKILL_SELECTIONS = ("fixed", "random", "grid")
-# Agent-config keys read here rather than by the backbone or the plugin.
-SKILL_KEYS = ("skill_selection_candidates",)
 
 Say = Callable[[str], None]
 

@@ -24,6 +24,25 @@ def snapshot_path(root: str | Path, obs_type: str, domain: str, agent: str, seed
     return Path(root) / obs_type / domain / agent / str(seed) / f"snapshot_{int(frames)}.pt"
 
 
+def run_metadata(cfg, obs_shape: tuple[int, ...], action_dim: int, plugin) -> dict[str, Any]:
+    """What a snapshot or checkpoint says about the run that wrote it (checked when loading)."""
+    return {"agent": cfg.agent.name, "domain": cfg.domain, "obs_type": cfg.obs_type,
+            "obs_shape": list(obs_shape), "action_dim": action_dim,
+            "skill_dim": 0 if plugin is None else plugin.skill_dim, "hidden_dim": cfg.agent.hidden_dim,
+            "plugin": None if plugin is None else type(plugin).__name__}
+
+
+def refuse_overwrite(paths: list[Path], run_dir: Path) -> None:
+    """A fresh pre-training run must not replace snapshots another run wrote."""
+    existing = [p for p in paths if p.exists()]
+    if existing:
+        raise SnapshotError(
+            f"snapshots of this run already exist and would be overwritten: {', '.join(map(str, existing))}\n"
+            f"the run directory {run_dir} has no checkpoint to resume from. Use another seed or "
+            "snapshot_dir, or pass overwrite_snapshots=true to replace them"
+        )
+
+
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over ``path``:
     a crash mid-write leaves the previous file intact and never half a file."""

@@ -44,12 +44,6 @@ def _choices(values) -> str:
     return ", ".join(sorted(values))
 
 
-def check_domain(domain: str) -> str:
-    if domain not in TASKS:
-        raise ValueError(f"unknown domain {domain!r}; valid domains: {_choices(DOMAINS)}")
-    return domain
-
-
 def check_task(task: str) -> str:
     if task not in ALL_TASKS:
         raise ValueError(f"unknown task {task!r}; valid tasks: {_choices(ALL_TASKS)}")

@@ -14,13 +14,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from urlb import envs
 from urlb.agents import build_agent
-from urlb.checkpoint import CHECKPOINT_NAME, capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from urlb.checkpoint import CHECKPOINT_NAME, capture_trainer, load_checkpoint, restore_trainer, save_checkpoint
 from urlb.config import resolve_device
 from urlb.ddpg import DDPGAgent, NonFiniteError
+from urlb.evaluation import evaluate_policy
 from urlb.logger import Logger
 from urlb.replay import ReplayBuffer
 from urlb.skills import PriorSkills, SkillSchedule, finetune_schedule
-from urlb.snapshot import SnapshotError, load_snapshot, save_snapshot, snapshot_path
+from urlb.snapshot import (SnapshotError, load_snapshot, refuse_overwrite, run_metadata, save_snapshot,
+                           snapshot_path)
 from urlb.tasks import PRIMAL_TASKS
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -81,7 +83,7 @@ class Trainer:
         plugin = self.agent.plugin
         if self.pretrain:
             return PriorSkills(plugin, self.rng) if self.skill_dim else SkillSchedule()
-        return finetune_schedule(plugin, self.cfg.skill_selection, self.cfg.agent.get("skill_selection_candidates", 10),
+        return finetune_schedule(plugin, self.cfg.skill_selection, self.cfg.skill_selection_candidates,
                                  from_snapshot=self.cfg.snapshot_ts > 0, seed_steps=self._seed_steps,
                                  rng=self.rng, say=self.logger.message, resumed_skill=self.resumed_skill)
 
@@ -90,11 +92,7 @@ class Trainer:
         return self.cfg.num_seed_frames // self.action_repeat
 
     def snapshot_metadata(self) -> dict[str, Any]:
-        plugin = self.agent.plugin
-        return {"agent": self.cfg.agent.name, "domain": self.cfg.domain, "obs_type": self.cfg.obs_type,
-                "obs_shape": list(self.obs_shape), "action_dim": self.action_dim,
-                "skill_dim": self.skill_dim, "hidden_dim": self.cfg.agent.hidden_dim,
-                "plugin": None if plugin is None else type(plugin).__name__}
+        return run_metadata(self.cfg, self.obs_shape, self.action_dim, self.agent.plugin)
 
     def _snapshot_file(self, frames: int) -> Path:
         c = self.cfg
@@ -107,9 +105,7 @@ class Trainer:
             return
         if cfg.agent.name == "ddpg":
             raise SnapshotError("agent=ddpg has no pre-training; fine-tune it from scratch with snapshot_ts=0")
-        meta = self.snapshot_metadata()
-        expected = {k: meta[k] for k in ("agent", "domain", "obs_type", "obs_shape", "action_dim", "skill_dim",
-                                         "hidden_dim")}
+        expected = {k: v for k, v in self.snapshot_metadata().items() if k != "plugin"}
         data = load_snapshot(cfg.snapshot_dir, cfg.obs_type, cfg.domain, cfg.agent.name, cfg.snapshot_seed,
                              cfg.snapshot_ts, expected)
         # URLB's init_from: encoder, actor and the critic's trunk (heads, target, optimisers fresh);
@@ -118,45 +114,17 @@ class Trainer:
         print(f"loaded snapshot {self._snapshot_file(cfg.snapshot_ts)} ({data['metadata']['frames']} frames)")
 
     def _refuse_existing_snapshots(self) -> None:
-        existing = [self._snapshot_file(f) for f in self.cfg.snapshots if self._snapshot_file(f).exists()]
-        if existing and not self.cfg.overwrite_snapshots:
-            raise SnapshotError(
-                f"snapshots of this run already exist and would be overwritten: {', '.join(map(str, existing))}\n"
-                f"the run directory {self.run_dir} has no checkpoint to resume from. Use another seed or "
-                "snapshot_dir, or pass overwrite_snapshots=true to replace them"
-            )
+        if not self.cfg.overwrite_snapshots:
+            refuse_overwrite([self._snapshot_file(f) for f in self.cfg.snapshots], self.run_dir)
 
     # --- evaluation ---
     def evaluate(self) -> None:
         cfg = self.cfg
-        returns, lengths = [], []
-        video = None
-        if cfg.save_video:
-            from urlb.video import VideoRecorder
-
-            video = VideoRecorder(self.run_dir / "videos")
-        for episode in range(cfg.num_eval_episodes):
-            skill = self.schedule.eval_skill()
-            time_step = self.eval_env.reset()
-            record = video is not None and episode == 0
-            if record:
-                video.start(self.eval_env)
-            total, length = 0.0, 0
-            while not time_step.last():
-                action = self.agent.act(time_step.observation, skill, self.global_step, eval_mode=True)
-                time_step = self.eval_env.step(action)
-                if record:
-                    video.record(self.eval_env)
-                total += time_step.reward
-                length += 1
-            returns.append(total)
-            lengths.append(length * cfg.action_repeat)
-        if video is not None:
-            video.save(f"eval_{self.global_frame}.mp4")
-        self.logger.evaluation({
-            "frame": self.global_frame, "step": self.global_step, "episode": self.global_episode,
-            "episode_reward": float(np.mean(returns)), "episode_length": float(np.mean(lengths)),
-        }, elapsed=self.total_time())
+        video = self.run_dir / "videos" / f"eval_{self.global_frame}.mp4" if cfg.save_video else None
+        result = evaluate_policy(self.agent, self.eval_env, cfg.num_eval_episodes, self.global_step,
+                                 self.action_repeat, self.schedule.eval_skill, video)
+        self.logger.evaluation({"frame": self.global_frame, "step": self.global_step,
+                                "episode": self.global_episode, **result}, elapsed=self.total_time())
 
     @property
     def global_frame(self) -> int:
@@ -267,26 +235,15 @@ class Trainer:
         if not force and self.global_frame - last < self.cfg.checkpoint_every_frames:
             return
         self._last_checkpoint_frame = self.global_frame
-        counters = {"global_step": self.global_step, "global_episode": self.global_episode,
-                    "elapsed": self.total_time(), "snapshots_written": sorted(self.snapshots_written)}
-        state = {"agent": self.agent.networks_state(), "replay": self.replay.state_dict(), "counters": counters,
-                 "skills": self.schedule.state_dict(), "rng": capture_rng(self.rng)}
         meta = {**self.snapshot_metadata(), "frame": self.global_frame,
                 "config": OmegaConf.to_container(self.cfg, resolve=True)}
-        save_checkpoint(self.run_dir / CHECKPOINT_NAME, meta, state)
+        save_checkpoint(self.run_dir / CHECKPOINT_NAME, meta, capture_trainer(self))
 
     def _maybe_resume(self) -> int | None:
         path = self.run_dir / CHECKPOINT_NAME
         if not self.cfg.resume or not path.exists():
             return None
         _, state = load_checkpoint(path, self.snapshot_metadata())
-        self.agent.load_networks(state["agent"], tuple(state["agent"]))
-        self.replay.load_state_dict(state["replay"])
-        counters = state["counters"]
-        self.global_step, self.global_episode = counters["global_step"], counters["global_episode"]
-        self.elapsed_before = counters["elapsed"]
-        self.snapshots_written = set(counters["snapshots_written"])
-        self.resumed_skill = state["skills"]["fixed_skill"]
-        restore_rng(state["rng"], self.rng)
+        restore_trainer(self, state)
         print(f"resuming from {path} at frame {self.global_frame}")
         return self.global_frame

@@ -33,7 +33,7 @@ REGISTRY: dict[str, str | None] = {
 LOOP_KEYS = ("name", "update_every_steps")
 # Keys that run configs written by earlier versions hold and nothing reads any more (tools that
 # read old run directories ignore them; Hydra refuses them on the command line).
-LEGACY_KEYS = ("skill_selection",)
+LEGACY_KEYS = ("skill_selection", "skill_selection_candidates")
 # Constructor arguments that come from the environment, not from the config.
 RUNTIME_ARGS = ("self", "obs_dim", "action_dim", "obs_type", "obs_shape", "device", "plugin", "reward_free",
                 "precision", "compile_backend")
@@ -68,15 +68,14 @@ def split_agent_config(agent_cfg: DictConfig | dict) -> tuple[dict[str, Any], di
     """(backbone kwargs, plugin kwargs) from an agent config; a key that neither the loop, the
     backbone nor the plugin takes is a ConfigError naming the agent and the key."""
     from urlb.ddpg import DDPGAgent
-    from urlb.skills import SKILL_KEYS
 
     cfg = OmegaConf.to_container(agent_cfg, resolve=True) if isinstance(agent_cfg, DictConfig) else dict(agent_cfg)
     cfg = {k: v for k, v in cfg.items() if k not in LEGACY_KEYS}
     cls = plugin_class(cfg["name"])
     backbone_keys, plugin_keys = config_keys(DDPGAgent), config_keys(cls) if cls is not None else set()
-    unknown = sorted(set(cfg) - backbone_keys - plugin_keys - set(LOOP_KEYS) - set(SKILL_KEYS))
+    unknown = sorted(set(cfg) - backbone_keys - plugin_keys - set(LOOP_KEYS))
     if unknown:
-        valid = sorted(backbone_keys | plugin_keys | set(LOOP_KEYS) | set(SKILL_KEYS))
+        valid = sorted(backbone_keys | plugin_keys | set(LOOP_KEYS))
         raise ConfigError(f"agent={cfg['name']} has no key {', '.join(f'agent.{k}' for k in unknown)}; "
                           f"its keys: {', '.join(valid)}")
     backbone = {k: v for k, v in cfg.items() if k in backbone_keys}

@@ -87,7 +87,6 @@ class BenchmarkEnv:
         )
         inner_steps = round(time_limit / env.control_timestep())
         self.max_episode_steps: int = math.ceil(inner_steps / action_repeat)
-        self.time_limit: float = time_limit
 
     # ----- dm_env interface -------------------------------------------------------
     def observation_spec(self) -> specs.Array:
