@@ -377,3 +377,27 @@ def test_finetune_init_copies_encoder_actor_and_critic_trunk_only():
         assert state[opt]["state"] == {}  # fresh optimisers
     # The plugin comes along for skill selection; it never reaches the actor or critic.
     assert same(state["plugin"], snapshot["plugin"])
+
+
+# --------------------------------------------------------------------------- DIAYN fine-tuning skill (URLB finetune.py)
+
+
+def test_diayn_finetuning_redraws_a_one_hot_every_period_and_at_episode_start():
+    from urlb.skills import finetune_schedule
+
+    p = plugin("diayn", skill_dim=16)
+    assert p.finetune_skill_selection == "resample"
+    said: list[str] = []
+    schedule = finetune_schedule(p, None, 10, from_snapshot=True, seed_steps=100, rng=np.random.default_rng(0),
+                                 say=said.append)
+    period = p.update_skill_every_step
+    assert period == 50 and said
+    per_period = []
+    for start in range(0, 20 * period, period):
+        skills = [schedule.skill_at(t) for t in range(start, start + period)]
+        assert all(np.array_equal(z, skills[0]) for z in skills)  # held within the period
+        assert skills[0].sum() == 1.0 and set(np.unique(skills[0])) == {0.0, 1.0}  # a one-hot
+        per_period.append(int(skills[0].argmax()))
+    assert len(set(per_period)) > 5  # redrawn at each period (16 skills, 20 draws)
+    starts = {int(schedule.episode_start().argmax()) for _ in range(20)}
+    assert len(starts) > 5  # and at each episode start

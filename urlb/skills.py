@@ -1,8 +1,10 @@
 """Which skill the policy is conditioned on at step t.
 
-Pre-training draws skills from the method's prior; fine-tuning holds one skill chosen by
-``skill_selection``: ``fixed`` (the method's default skill), ``random`` (one prior sample) or
-``grid`` (candidates scored with the task reward during the seed frames, the best kept).
+Pre-training draws skills from the method's prior; fine-tuning follows ``skill_selection``:
+``fixed`` (the method's default skill), ``random`` (one prior sample held throughout),
+``resample`` (a prior sample redrawn every ``update_skill_every_step`` steps and at each episode
+start, as URLB fine-tunes DIAYN) or ``grid`` (candidates scored with the task reward during the
+seed frames, the best kept).
 ``null`` means the method's reference choice (its plugin's ``finetune_skill_selection``).
 """
 
@@ -14,7 +16,7 @@ import numpy as np
 
 from urlb.agents.base import Plugin
 
-SKILL_SELECTIONS = ("fixed", "random", "grid")
+SKILL_SELECTIONS = ("fixed", "random", "resample", "grid")
 
 Say = Callable[[str], None]
 
@@ -47,7 +49,8 @@ class SkillSchedule:
 
 
 class PriorSkills(SkillSchedule):
-    """Pre-training: a prior sample at each episode start and every ``update_skill_every_step``."""
+    """A prior sample at each episode start and every ``update_skill_every_step``: pre-training,
+    and fine-tuning with ``skill_selection=resample``."""
 
     def __init__(self, plugin: Plugin, rng: np.random.Generator) -> None:
         self.plugin, self.rng = plugin, rng
@@ -161,6 +164,10 @@ def finetune_schedule(plugin: Plugin | None, requested: str | None, candidates: 
         return SkillSchedule()
     if resumed_skill is not None:
         return FixedSkill(resumed_skill)
+    if mode == "resample":
+        say(f"fine-tuning with skills (resample): a prior sample every {plugin.update_skill_every_step} steps "
+            "and at each episode start")
+        return PriorSkills(plugin, rng)
     if mode == "grid" and from_snapshot and seed_steps > 0:
         return GridSkills(plugin.candidate_skills(candidates, rng), seed_steps, plugin.update_skill_every_step,
                           plugin.default_skill(), say)

@@ -16,10 +16,14 @@ from urlb.replay import Batch
 
 class DIAYN(Plugin):
     """DIAYN (Eysenbach et al., 2018): a discriminator q(z|s') over one-hot skills;
-    reward = log q(z|s') - log p(z) with a uniform prior p(z) = 1/skill_dim."""
+    reward = log q(z|s') - log p(z) with a uniform prior p(z) = 1/skill_dim.
+
+    As URLB's ``agent/diayn.py``: q is trained on s' = s_{t+n} (cross-entropy) and the reward is
+    computed with q after its optimiser step."""
 
     name = "diayn"
-    finetune_skill_selection = "random"
+    # URLB fine-tunes DIAYN with a random one-hot redrawn every 50 steps and at episode starts.
+    finetune_skill_selection = "resample"
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int = 1024, lr: float = 1e-4,
                  skill_dim: int = 16, update_skill_every_step: int = 50, scale: float = 1.0,
