@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Re-measurement after issue 14 (public code's behaviour by default). Reduced scale:
+# preset=quick (hidden 256, batch 256, 2k seed frames) on a shared 2-core CPU, one run at a time,
+# one thread, nice 10; NOT the paper protocol. (Run in this order: rnd, metra, apt, cic, diayn.)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export MUJOCO_GL=egl OMP_NUM_THREADS=1
+common="preset=quick device=cpu domain=walker seed=1"
+run() { python pretrain.py $common agent=$1 run_root=runs/fidelity snapshot_dir=models/fidelity; }
+[ "${SKIP_RND:-0}" = 1 ] || run rnd
+# METRA's default skill space (2 dims, 50 steps) under the mean constraint, 50k frames
+python pretrain.py $common agent=metra num_train_frames=50000 snapshots=[10000,25000,50000] run_root=runs/fidelity_metra snapshot_dir=models/fidelity_metra
+for agent in apt cic diayn; do run $agent; done
+python -m urlb.tools.objectives runs/fidelity/quick/pretrain/states/walker --coverage-steps 2000
+python -m urlb.tools.objectives runs/fidelity_metra --coverage-steps 2000
