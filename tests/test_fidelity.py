@@ -401,3 +401,11 @@ def test_diayn_finetuning_redraws_a_one_hot_every_period_and_at_episode_start():
     assert len(set(per_period)) > 5  # redrawn at each period (16 skills, 20 draws)
     starts = {int(schedule.episode_start().argmax()) for _ in range(20)}
     assert len(starts) > 5  # and at each episode start
+
+
+@pytest.mark.parametrize("name, key", [("rnd", "obs_norm"), ("rnd", "reward_obs"), ("apt", "reward_obs"),
+                                       ("apt", "icm_next"), ("apt", "knn_rms_stat"), ("cic", "nce"),
+                                       ("cic", "knn_rms_stat"), ("metra", "constraint"), ("metra", "reward_steps")])
+def test_unknown_option_value_is_a_clear_error(name, key):
+    with pytest.raises(ValueError, match=f"{key}='bogus'; valid: "):
+        make_plugin(name, OBS, ACT, hidden_dim=HID, **{key: "bogus"})

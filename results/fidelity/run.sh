@@ -13,3 +13,9 @@ python pretrain.py $common agent=metra num_train_frames=50000 snapshots=[10000,2
 for agent in apt cic diayn; do run $agent; done
 python -m urlb.tools.objectives runs/fidelity/quick/pretrain/states/walker --coverage-steps 2000
 python -m urlb.tools.objectives runs/fidelity_metra --coverage-steps 2000
+# APT with only the rewarded state changed back to s_{t+n} (agent.reward_obs=next_obs): is the
+# low coverage above from rewarding s_t?
+python pretrain.py $common agent=apt agent.reward_obs=next_obs run_root=runs/fidelity_apt_next snapshot_dir=models/fidelity_apt_next
+python -m urlb.tools.objectives runs/fidelity_apt_next --coverage-steps 2000
+# Fine-tuning with URLB's init_from (encoder, actor, critic trunk) from the rnd 20k snapshot, walker_stand, 30k frames
+python finetune.py preset=quick device=cpu seed=1 agent=rnd task=walker_stand snapshot_ts=20000 run_root=runs/fidelity snapshot_dir=models/fidelity

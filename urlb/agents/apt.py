@@ -7,7 +7,7 @@ from torch import nn
 
 from urlb.nets import adam, mlp, weight_init
 from urlb.agents.base import Metrics, Plugin
-from urlb.agents.rewards import ParticleEntropy
+from urlb.agents.rewards import DISTANCE_NORMALISERS, ParticleEntropy
 from urlb.replay import Batch
 
 REPRESENTATIONS = ("icm", "state")
@@ -57,6 +57,8 @@ class APT(Plugin):
             raise ValueError(f"unknown APT icm_next={icm_next!r}; valid: {', '.join(ICM_NEXT)}")
         self.rep, self.scale, self.reward_obs, self.icm_next = rep, scale, reward_obs, icm_next
         self.icm = ICM(obs_dim, action_dim, hidden_dim, rep_dim) if rep == "icm" else None
+        if knn_rms_stat not in DISTANCE_NORMALISERS[1:]:
+            raise ValueError(f"unknown APT knn_rms_stat={knn_rms_stat!r}; valid: {', '.join(DISTANCE_NORMALISERS[1:])}")
         self.entropy = ParticleEntropy(knn_k, knn_avg, knn_rms_stat if knn_rms else "none", knn_clip)
         if self.icm is not None:
             self.optimizer = self.add_optimizer("optimizer", adam(self.icm.parameters(), lr=lr))

@@ -12,7 +12,7 @@ from torch import nn
 
 from urlb.nets import adam, mlp, weight_init
 from urlb.agents.base import Metrics, Plugin
-from urlb.agents.rewards import ParticleEntropy
+from urlb.agents.rewards import DISTANCE_NORMALISERS, ParticleEntropy
 from urlb.replay import Batch
 
 NCE_LOSSES = ("cic", "full")
@@ -42,6 +42,8 @@ class CIC(Plugin):
         self.pred_net = mlp(2 * skill_dim, hidden_dim, skill_dim)  # g: (f(s), f(s')) -> transition key
         self.skill_net = mlp(skill_dim, hidden_dim, skill_dim) if project_skill else nn.Identity()
         self.apply(weight_init)
+        if knn_rms_stat not in DISTANCE_NORMALISERS[1:]:
+            raise ValueError(f"unknown CIC knn_rms_stat={knn_rms_stat!r}; valid: {', '.join(DISTANCE_NORMALISERS[1:])}")
         self.entropy = ParticleEntropy(knn_k, knn_avg, knn_rms_stat if knn_rms else "none", knn_clip)
         self.optimizer = self.add_optimizer("optimizer", adam(self.parameters(), lr=lr))
 
