@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from urlb.nets import adam, mlp, weight_init
 from urlb.agents.base import Metrics, Plugin
 from urlb.agents.rewards import DISTANCE_NORMALISERS, ParticleEntropy
+from urlb.nets import adam, mlp, weight_init
 from urlb.replay import Batch
 
 REPRESENTATIONS = ("icm", "state")

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from urlb.nets import adam, mlp, weight_init
 from urlb.agents.base import Metrics, Plugin
 from urlb.agents.rewards import DISTANCE_NORMALISERS, ParticleEntropy
+from urlb.nets import adam, mlp, weight_init
 from urlb.replay import Batch
 
 NCE_LOSSES = ("cic", "full")

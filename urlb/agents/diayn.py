@@ -9,8 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from urlb.nets import adam, mlp, weight_init
 from urlb.agents.base import Metrics, Plugin
+from urlb.nets import adam, mlp, weight_init
 from urlb.replay import Batch
 
 

@@ -11,10 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from urlb.nets import adam, mlp, weight_init
 from urlb.agents.base import Metrics, Plugin
+from urlb.nets import adam, mlp, weight_init
 from urlb.replay import Batch
-
 
 CONSTRAINTS = ("mean", "sum")  # (phi(s') - phi(s))^2 averaged over dims (METRA's code) or summed (paper)
 REWARD_STEPS = ("one", "nstep")  # reward on (s_t, s_{t+1}) (METRA) or telescoped to s_{t+n}
