@@ -4,11 +4,14 @@ Loads a pre-training snapshot (or starts from scratch with ``snapshot_ts=0``) an
 with the task reward.
 """
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
 import urlb.config  # noqa: F401  (registers the config resolvers)
 from urlb.run import run_phase
+from urlb.snapshot_search import choose_agent
 
 
 @hydra.main(config_path="configs", config_name="finetune", version_base="1.3")
@@ -17,4 +20,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv = choose_agent(sys.argv)  # snapshot_ts=N without agent=: the agent whose snapshot that is
     main()

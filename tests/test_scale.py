@@ -368,8 +368,8 @@ def composed() -> dict[str, subprocess.CompletedProcess]:
     """`--cfg hydra` through the real command line for each launcher preset, each combined with
     a sweep preset, two processes at a time.
 
-    Nothing is launched: SLURM needs a cluster, and ray is not installed here (the ray preset is
-    written out in full so that it composes without the plugin); composing is what is checked."""
+    Nothing is launched here: the ray plugin is an optional extra, so the ray preset is written out
+    in full and composes without it; tests/test_launchers.py launches both for real (marked slow)."""
     calls = {
         "slurm": ("pretrain.py", "hydra/launcher=slurm", "hydra.launcher.timeout_min=60",
                   "hydra.launcher.partition=gpu", "sweep=urlb_pretrain", "--cfg", "hydra"),
@@ -402,7 +402,7 @@ def test_slurm_launcher_composes(composed):
     assert default.partition is None
 
 
-def test_ray_launcher_composes_without_ray(composed):
+def test_ray_launcher_preset_composes_without_the_plugin(composed):
     launcher = hydra_cfg(composed["ray"])["launcher"]
     assert launcher["_target_"] == "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
     assert launcher["ray"]["remote"]["num_gpus"] == 0  # the override applied

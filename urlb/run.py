@@ -7,6 +7,7 @@ the process with 128+signal, after a checkpoint, in a multirun too."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -58,6 +59,11 @@ def run_phase(cfg: DictConfig) -> None:
     except RunInterrupted as exc:
         # A stop signal ends the process even in a sequential multirun: the user or the
         # scheduler wants it gone, not the next job started.
+        previous = signal.getsignal(exc.signum)
+        if exc.signum == signal.SIGUSR2 and callable(previous):
+            # submitit's pre-emption/time-limit handler, restored by the trainer: with the
+            # checkpoint now written, it requeues this job (same command, so it resumes) and exits.
+            previous(exc.signum, None)
         sys.exit(128 + exc.signum)
     except NonFiniteError as exc:
         _fail(str(exc), EXIT_NON_FINITE)
@@ -71,6 +77,10 @@ def parallel_jobs() -> int:
     hydra = HydraConfig.get()
     if hydra.mode != RunMode.MULTIRUN:
         return 1
+    per_run_cpus = OmegaConf.select(hydra, "launcher.ray.remote.num_cpus")
+    if isinstance(per_run_cpus, int) and per_run_cpus > 0:
+        # Ray runs as many tasks at once on a node as its CPUs hold num_cpus, and does not pin them.
+        return max(1, len(os.sched_getaffinity(0)) // per_run_cpus)
     n_jobs = OmegaConf.select(hydra, "launcher.n_jobs")
     if not isinstance(n_jobs, int) or "joblib" not in str(OmegaConf.select(hydra, "launcher._target_")):
         return 1  # basic launcher: one job at a time; cluster launchers: one job per allocation

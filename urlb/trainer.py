@@ -24,8 +24,11 @@ from urlb.skills import PriorSkills, SkillSchedule, finetune_schedule
 from urlb.snapshot import (SnapshotError, load_snapshot, refuse_overwrite, run_metadata, save_snapshot,
                            snapshot_path)
 from urlb.tasks import PRIMAL_TASKS
+from urlb.tools.skills.tensorboard import log_snapshot_skills
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGUSR2: what SLURM sends before a time limit or pre-emption (submitit's requeue signal);
+# after the checkpoint, urlb.run hands it on to submitit's own handler, which requeues the job.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
 
 class RunInterrupted(Exception):
@@ -229,6 +232,8 @@ class Trainer:
                                      {**self.snapshot_metadata(), "frames": self.global_frame})
                 self.snapshots_written.add(frames)
                 self.logger.message(f"snapshot at {self.global_frame} frames -> {path}")
+                if self.logger.tb is not None:  # the snapshot's skills as a picture (urlb.tools.skills)
+                    log_snapshot_skills(self.logger.tb, self.agent, self.cfg, frames, say=self.logger.message)
 
     def _maybe_checkpoint(self, force: bool = False) -> None:
         last = getattr(self, "_last_checkpoint_frame", self.resumed_at or 0)

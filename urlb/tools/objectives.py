@@ -18,12 +18,18 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from urlb import envs
-from urlb.agents import build_agent
 from urlb.agents.rewards import ParticleEntropy
-from urlb.ddpg import DDPGAgent
-from urlb.snapshot import read_torch_file, snapshot_path
-from urlb.tasks import PRIMAL_TASKS
+
+# Run discovery and snapshot loading are shared with the skill gallery (urlb.tools.skills).
+from urlb.tools.pretrained import (
+    find_pretrain_runs,
+    load_pretrained_agent,
+    primal_env,
+    written_snapshots,
+)
+
+__all__ = ["find_pretrain_runs", "load_pretrained_agent", "main", "metra_skill_displacement", "primal_env", "report",
+           "visited_states", "written_snapshots"]
 
 # Per method: the train.csv columns that show its objective working.
 OBJECTIVE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -33,18 +39,6 @@ OBJECTIVE_COLUMNS: dict[str, tuple[str, ...]] = {
     "cic": ("cic_contrastive_loss", "cic_logits_accuracy", "intrinsic_reward"),
     "metra": ("metra_along_z", "metra_step_norm", "metra_lambda", "metra_constraint"),
 }
-
-
-def find_pretrain_runs(paths: list[Path]) -> list[Path]:
-    runs = []
-    for root in paths:
-        for config in sorted(Path(root).rglob("config.yaml")):
-            if config.parent.name.startswith("."):
-                continue
-            cfg = OmegaConf.load(config)
-            if cfg.get("phase") == "pretrain" and (config.parent / "train.csv").exists():
-                runs.append(config.parent)
-    return runs
 
 
 def metric_series(run_dir: Path, column: str) -> list[float]:
@@ -70,30 +64,6 @@ def start_and_end(values: list[float], window: int = 2) -> tuple[float, float] |
 def mean_knn_distance(states: np.ndarray, k: int = 12) -> float:
     dist = ParticleEntropy(knn_k=k + 1).knn_distances(torch.as_tensor(states, dtype=torch.float32))
     return float(dist[:, 1:].mean())  # column 0 is the point itself
-
-
-def written_snapshots(cfg) -> list[int]:
-    """The run's snapshot frame counts whose files exist (a stopped run has only the first)."""
-    return [frames for frames in cfg.snapshots
-            if snapshot_path(cfg.snapshot_dir, "states", cfg.domain, cfg.agent.name, cfg.seed, frames).is_file()]
-
-
-def primal_env(cfg, seed: int = 0):
-    """The run's domain's primal task, states observations: where its policy is rolled out."""
-    return envs.make(PRIMAL_TASKS[cfg.domain], "states", seed=seed)
-
-
-def load_pretrained_agent(run_dir: Path, env, frames: int | None = None) -> DDPGAgent:
-    """The run's snapshot at ``frames`` (default: its last written) as an agent (actor, critic
-    and plugin) sized for ``env``, on CPU."""
-    cfg = OmegaConf.load(run_dir / "config.yaml")
-    frames = max(written_snapshots(cfg)) if frames is None else frames
-    obs_dim, action_dim = int(env.observation_spec().shape[0]), int(env.action_spec().shape[0])
-    agent = build_agent(OmegaConf.create({"agent": cfg.agent, "obs_type": "states"}), (obs_dim,), action_dim, "cpu",
-                        reward_free=False)
-    path = snapshot_path(cfg.snapshot_dir, "states", cfg.domain, cfg.agent.name, cfg.seed, frames)
-    agent.load_networks(read_torch_file(path, "snapshot")["state"], ("actor", "critic", "plugin"))
-    return agent
 
 
 def visited_states(run_dir: Path, steps: int, policy: str, seed: int = 0) -> np.ndarray:
