@@ -19,3 +19,8 @@ python pretrain.py $common agent=apt agent.reward_obs=next_obs run_root=runs/fid
 python -m urlb.tools.objectives runs/fidelity_apt_next --coverage-steps 2000
 # Fine-tuning with URLB's init_from (encoder, actor, critic trunk) from the rnd 20k snapshot, walker_stand, 30k frames
 python finetune.py preset=quick device=cpu seed=1 agent=rnd task=walker_stand snapshot_ts=20000 run_root=runs/fidelity snapshot_dir=models/fidelity
+# APT with URLB's knn_rms on (running mean), and with every earlier APT setting (running std,
+# reward on s_{t+n}, ICM on one-step pairs) on the new backbone; objectives of the three variants
+python pretrain.py $common agent=apt agent.knn_rms=true run_root=runs/fidelity_apt_rms snapshot_dir=models/fidelity_apt_rms
+python pretrain.py $common agent=apt agent.knn_rms=true agent.knn_rms_stat=std agent.reward_obs=next_obs agent.icm_next=one_step run_root=runs/fidelity_apt_old snapshot_dir=models/fidelity_apt_old
+python -m urlb.tools.objectives runs/fidelity_apt_rms runs/fidelity_apt_old --coverage-steps 2000
