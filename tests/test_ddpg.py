@@ -217,9 +217,10 @@ def test_act_shape_dtype_range_and_eval_determinism():
         assert np.all(np.abs(a1) <= 1.0)
         noisy = np.stack([agent.act(obs, None, step=0, eval_mode=False) for _ in range(20)])
         assert noisy.dtype == np.float32 and noisy.shape == (20, ACT_DIM)
-        assert np.all(np.abs(noisy) <= 1.0)
-        assert np.all(np.abs(noisy - a1) <= 0.3 + 1e-6), "exploration noise exceeds stddev_clip"
+        assert np.all(np.abs(noisy) <= 1.0 - 1e-6 + 1e-7)  # URLB keeps samples inside +-(1 - 1e-6)
         assert not np.allclose(noisy, a1), "training-mode actions carry no exploration noise"
+        if scale == 1.0:  # URLB acts with sample(clip=None): noise of std 0.5 often exceeds the 0.3 clip
+            assert np.any(np.abs(noisy - a1) > 0.3 + 1e-3), "acting noise was clipped at stddev_clip"
 
 
 def test_schedule():

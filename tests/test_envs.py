@@ -247,3 +247,20 @@ def test_action_repeat_sums_rewards(task):
         ts2 = double.step(action)
         assert ts2.reward == pytest.approx(r1 + ts1.reward)
         np.testing.assert_array_equal(ts2.observation, ts1.observation)
+
+
+def test_jaco_observation_keeps_composer_key_order():
+    """URLB flattens jaco's observation dict in the composer's own order (arm, hand, then the
+    Duplo target), not sorted: same seed, same state, the same 55 values in that layout."""
+    from urlb.envs import jaco
+
+    task = "jaco_reach_top_left"
+    inner = jaco.load(task, seed=3)
+    inner_obs = inner.reset().observation
+    keys = list(inner_obs)
+    assert keys[0].startswith("jaco_arm/") and keys[-1].startswith("duplo")
+    assert keys != sorted(keys), "setup: the composer's order should differ from the sorted one"
+    expected = np.concatenate([np.asarray(inner_obs[k], np.float32).ravel() for k in keys])
+    obs = envs.make(task, seed=3).reset().observation
+    assert obs.shape == (OBS_DIM["jaco"],)
+    np.testing.assert_array_equal(obs, expected)

@@ -8,6 +8,7 @@ decoded back to the time step it starts from and compared with what was written.
 from __future__ import annotations
 
 import collections
+import functools
 import io
 import math
 
@@ -16,6 +17,11 @@ import pytest
 import torch
 
 from urlb.replay import Batch, ReplayBuffer
+
+# The sampler that also draws the running episode and shortened windows near an episode's end
+# (urlb_sampling=False); the closed-form tests below enumerate every such start. URLB's rule
+# (the default) has its own tests under "URLB sampling".
+Permissive = functools.partial(ReplayBuffer, urlb_sampling=False)
 
 SKILL_DIM = 2
 ACTION_DIM = 2
@@ -26,13 +32,16 @@ PIX = 8
 class FakeStep:
     """The parts of a TimeStep the buffer reads."""
 
-    def __init__(self, observation, action, reward, discount, is_first):
+    def __init__(self, observation, action, reward, discount, is_first, is_last=False):
         self.observation, self.action = observation, action
         self.reward, self.discount = reward, discount
-        self._first = is_first
+        self._first, self._last = is_first, is_last
 
     def first(self) -> bool:
         return self._first
+
+    def last(self) -> bool:
+        return self._last
 
 
 def reward_of(ep: int, t: int) -> float:
@@ -71,6 +80,7 @@ class Recorder:
         self.steps: dict[tuple[int, int], dict] = {}
         self.order: list[tuple[int, int]] = []  # write order
         self.last_t: dict[int, int] = {}
+        self.finished: set[int] = set()  # episodes whose last step was written
         self._ep = -1
         self._t = 0
         self._stack: collections.deque | None = None
@@ -85,7 +95,7 @@ class Recorder:
             self._stack.append(frame)
         return np.concatenate(list(self._stack), axis=0)
 
-    def add_step(self, discount: float = 1.0, first: bool = False) -> None:
+    def add_step(self, discount: float = 1.0, first: bool = False, last: bool = False) -> None:
         if first:
             self._ep += 1
             self._t = 0
@@ -97,7 +107,9 @@ class Recorder:
             action, reward = action_of(ep, t), reward_of(ep, t)
         skill = skill_of(ep, t)
         for rb in self.buffers:
-            rb.add(FakeStep(obs, action, reward, discount, first), skill if rb.skill_dim else None)
+            rb.add(FakeStep(obs, action, reward, discount, first, last), skill if rb.skill_dim else None)
+        if last:
+            self.finished.add(ep)
         self.steps[(ep, t)] = dict(obs=obs, action=action, reward=reward, discount=discount, skill=skill)
         self.order.append((ep, t))
         self.last_t[ep] = t
@@ -108,9 +120,9 @@ class Recorder:
         discounts = dict(discounts or {})
         if terminal:
             discounts[length - 1] = 0.0
-        self.add_step(first=True)
+        self.add_step(first=True, last=length == 1)
         for t in range(1, length):
-            self.add_step(discount=discounts.get(t, 1.0))
+            self.add_step(discount=discounts.get(t, 1.0), last=t == length - 1)
 
     def retained(self, capacity: int) -> set[tuple[int, int]]:
         return set(self.order[-capacity:])
@@ -118,6 +130,11 @@ class Recorder:
     def valid_starts(self, capacity: int) -> set[tuple[int, int]]:
         kept = self.retained(capacity)
         return {(ep, t) for ep, t in kept if (ep, t + 1) in kept}
+
+    def urlb_starts(self, capacity: int, nstep: int) -> set[tuple[int, int]]:
+        """URLB's samplable starts: finished episodes, full n-step windows."""
+        kept = self.retained(capacity)
+        return {(ep, t) for ep, t in kept if ep in self.finished and (ep, t + nstep) in kept}
 
     def expected(self, ep: int, t: int, nstep: int, gamma: float) -> dict:
         """The closed form of the n-step transition that starts at (ep, t)."""
@@ -196,7 +213,7 @@ def fill_mixed(rec: Recorder) -> None:
 @pytest.mark.parametrize("nstep", [1, 3, 5])
 def test_every_sample_matches_closed_form(nstep):
     gamma = 0.9
-    rb = ReplayBuffer((3,), ACTION_DIM, capacity=1000, skill_dim=SKILL_DIM, nstep=nstep, discount=gamma)
+    rb = Permissive((3,), ACTION_DIM, capacity=1000, skill_dim=SKILL_DIM, nstep=nstep, discount=gamma)
     rec = Recorder(rb)
     fill_mixed(rec)
     assert len(rb) == len(rec.order)
@@ -210,7 +227,7 @@ def test_every_sample_matches_closed_form(nstep):
 
 
 def test_never_crosses_episode_boundary_nor_starts_at_final_step():
-    rb = ReplayBuffer((3,), ACTION_DIM, capacity=500, nstep=4, discount=0.95)
+    rb = Permissive((3,), ACTION_DIM, capacity=500, nstep=4, discount=0.95)
     rec = Recorder(rb)
     for length in (3, 2, 7, 4, 2, 5):
         rec.add_episode(length)
@@ -227,7 +244,7 @@ def test_never_crosses_episode_boundary_nor_starts_at_final_step():
 
 def test_terminal_stops_bootstrap_and_time_limit_bootstraps():
     gamma = 0.9
-    rb = ReplayBuffer((3,), ACTION_DIM, capacity=100, nstep=3, discount=gamma)
+    rb = Permissive((3,), ACTION_DIM, capacity=100, nstep=3, discount=gamma)
     rec = Recorder(rb)
     rec.add_episode(4, terminal=True)  # episode 0: rewards r1, r2, r3; step 3 is terminal (discount 0)
     rec.add_episode(4)  # episode 1: same length, ends on the time limit (discount 1)
@@ -275,7 +292,7 @@ def test_sampling_before_any_transition_raises():
 
 def test_wraparound_keeps_samples_consistent():
     gamma, nstep, capacity = 0.9, 3, 23
-    rb = ReplayBuffer((3,), ACTION_DIM, capacity=capacity, skill_dim=SKILL_DIM, nstep=nstep, discount=gamma)
+    rb = Permissive((3,), ACTION_DIM, capacity=capacity, skill_dim=SKILL_DIM, nstep=nstep, discount=gamma)
     rec = Recorder(rb)
     gen = torch.Generator().manual_seed(3)
     for round_ in range(3):  # the write head moves through several positions
@@ -295,7 +312,7 @@ def test_wraparound_episode_longer_than_capacity_never_reads_across_write_head()
     episode's *oldest* retained step (same episode id). Samples must not wrap from the newest
     step to the oldest (that would pair step 24 with step 15)."""
     gamma, nstep, capacity = 0.9, 3, 10
-    rb = ReplayBuffer((3,), ACTION_DIM, capacity=capacity, nstep=nstep, discount=gamma)
+    rb = Permissive((3,), ACTION_DIM, capacity=capacity, nstep=nstep, discount=gamma)
     rec = Recorder(rb)
     rec.add_episode(25)
     batch = rb.sample(1000, torch.Generator().manual_seed(4))
@@ -313,7 +330,7 @@ def test_wraparound_episode_longer_than_capacity_never_reads_across_write_head()
 
 def test_pixels_store_one_frame_per_step_and_rebuild_stacks():
     gamma, nstep, capacity = 0.99, 3, 100
-    rb = ReplayBuffer((3 * FRAME_STACK, PIX, PIX), ACTION_DIM, capacity=capacity, frame_stack=FRAME_STACK,
+    rb = Permissive((3 * FRAME_STACK, PIX, PIX), ACTION_DIM, capacity=capacity, frame_stack=FRAME_STACK,
                       nstep=nstep, discount=gamma)
     assert rb.frames.shape == (capacity, 3, PIX, PIX)
     assert rb.frames.dtype == torch.uint8
@@ -337,7 +354,7 @@ def test_pixel_wraparound_never_stacks_overwritten_frames():
     a sampled stack must still be the one the environment produced (never frames written
     later at the overwritten positions)."""
     capacity = 10
-    rb = ReplayBuffer((3 * FRAME_STACK, PIX, PIX), ACTION_DIM, capacity=capacity, frame_stack=FRAME_STACK,
+    rb = Permissive((3 * FRAME_STACK, PIX, PIX), ACTION_DIM, capacity=capacity, frame_stack=FRAME_STACK,
                       nstep=1, discount=0.99)
     rec = Recorder(rb, pixels=True)
     for _ in range(5):
@@ -393,3 +410,43 @@ def test_seeded_sampling_is_deterministic():
         assert torch.equal(x, y), name
     assert not torch.equal(a.obs, c.obs)
     assert math.isfinite(float(a.reward.sum()))
+
+
+# --- URLB sampling (the default): finished episodes, full n-step windows -------------------
+
+@pytest.mark.parametrize("nstep", [1, 3])
+def test_urlb_sampling_draws_finished_episodes_and_full_windows_only(nstep):
+    gamma = 0.9
+    rb = ReplayBuffer((3,), ACTION_DIM, capacity=1000, skill_dim=SKILL_DIM, nstep=nstep, discount=gamma)
+    assert rb.urlb_sampling
+    rec = Recorder(rb)
+    fill_mixed(rec)
+    rec.add_step(first=True)  # episode 6 is running: 7 steps, no last step yet
+    for _ in range(6):
+        rec.add_step()
+    expected = rec.urlb_starts(1000, nstep)
+    assert 6 not in {ep for ep, _ in expected}
+    assert rb.num_transitions == len(expected)
+    batch = rb.sample(3000, torch.Generator().manual_seed(nstep))
+    starts = check_batch(rec, batch, nstep, gamma, 1000)
+    assert starts == expected  # every one drawn, nothing else
+    # Every window is full: next_obs is exactly n steps later (episode ends included in it).
+    assert torch.equal(batch.next_obs[:, 1] - batch.obs[:, 1], torch.full((3000,), float(nstep)))
+    # Once the running episode ends, its full windows join.
+    rec.add_step(last=True)
+    starts = check_batch(rec, rb.sample(3000, torch.Generator().manual_seed(9)), nstep, gamma, 1000)
+    assert starts == rec.urlb_starts(1000, nstep) and any(ep == 6 for ep, _ in starts)
+
+
+def test_urlb_sampling_falls_back_before_any_finished_episode():
+    # URLB cannot sample at all here (it updates after whole seed episodes); tiny runs that
+    # update earlier draw the running episode's transitions instead of failing.
+    rb = ReplayBuffer((3,), ACTION_DIM, capacity=100, nstep=3, discount=0.9)
+    rec = Recorder(rb)
+    rec.add_step(first=True)
+    with pytest.raises(RuntimeError):
+        rb.sample(4)
+    rec.add_step()
+    rec.add_step()
+    batch = rb.sample(200, torch.Generator().manual_seed(0))
+    assert check_batch(rec, batch, 3, 0.9, 100) == {(0, 0), (0, 1)}

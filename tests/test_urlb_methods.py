@@ -370,7 +370,7 @@ def test_regress_needs_a_method_that_regresses():
         finetune_schedule(make("smm"), "regress", 10, True, 0, np.random.default_rng(0), print, replay=object())
 
 
-def test_smm_prior_schedule_draws_a_skill_per_episode_only():
+def test_smm_resample_schedule_draws_a_skill_per_episode_only():
     plugin = make("smm")
     schedule = finetune_schedule(plugin, None, 10, True, 100, np.random.default_rng(0), print)
     assert isinstance(schedule, PriorSkills)

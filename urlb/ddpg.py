@@ -40,10 +40,23 @@ def schedule(spec: str | float, step: int) -> float:
         return (1.0 - mix) * init + mix * final
 
 
-def clipped_noise_action(mean: torch.Tensor, std: float, clip: float) -> torch.Tensor:
-    """Mean plus clipped Gaussian noise, kept in [-1, 1] (URLB's TruncatedNormal sample)."""
-    noise = (torch.randn_like(mean) * std).clamp(-clip, clip)
-    return (mean + noise).clamp(-1.0, 1.0)
+# URLB's TruncatedNormal keeps samples this far inside [-1, 1].
+ACTION_EPS = 1e-6
+
+
+def straight_through_clamp(x: torch.Tensor) -> torch.Tensor:
+    """Clamp to [-1+eps, 1-eps] in value, identity in gradient (URLB ``TruncatedNormal._clamp``):
+    saturated samples still pass the critic's gradient to the actor."""
+    return x - x.detach() + x.detach().clamp(-1.0 + ACTION_EPS, 1.0 - ACTION_EPS)
+
+
+def noisy_action(mean: torch.Tensor, std: float, clip: float | None) -> torch.Tensor:
+    """URLB's TruncatedNormal sample: mean plus Gaussian noise (clipped to [-clip, clip] when
+    ``clip`` is given: in the updates; not when acting), then the straight-through clamp."""
+    noise = torch.randn_like(mean) * std
+    if clip is not None:
+        noise = noise.clamp(-clip, clip)
+    return straight_through_clamp(mean + noise)
 
 
 def check_finite(name: str, value: torch.Tensor, step: int) -> None:
@@ -57,7 +70,7 @@ COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
 
 
 class DDPGAgent(nn.Module):
-    """URLB DDPG: double-Q critic, deterministic actor with clipped Gaussian exploration."""
+    """URLB DDPG: double-Q critic, deterministic actor with Gaussian exploration noise."""
 
     def __init__(
         self,
@@ -134,13 +147,14 @@ class DDPGAgent(nn.Module):
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, skill: np.ndarray | None, step: int, eval_mode: bool) -> np.ndarray:
-        """Action for one observation: the mean in eval mode, else mean plus clipped noise."""
+        """Action for one observation: the mean in eval mode, else mean plus unclipped noise
+        (URLB acts with ``sample(clip=None)``; the clip applies in the updates only)."""
         obs_t = torch.as_tensor(obs, device=self.device).unsqueeze(0)
         skill_t = None if skill is None else torch.as_tensor(skill, dtype=torch.float32, device=self.device)[None]
         with self._autocast():
             mean = self.actor(self._policy_input(self.encoder(obs_t), skill_t)).float()
         if not eval_mode:
-            mean = clipped_noise_action(mean, schedule(self.stddev_schedule, step), self.stddev_clip)
+            mean = noisy_action(mean, schedule(self.stddev_schedule, step), clip=None)
         return mean[0].cpu().numpy().astype(np.float32)
 
     # --- learning ---
@@ -182,7 +196,7 @@ class DDPGAgent(nn.Module):
         std = schedule(self.stddev_schedule, step)
         with torch.no_grad(), self._autocast():
             next_in = self._policy_input(next_obs, skill)
-            next_action = clipped_noise_action(self.actor(next_in).float(), std, self.stddev_clip)
+            next_action = noisy_action(self.actor(next_in).float(), std, self.stddev_clip)
             target_q1, target_q2 = self.critic_target(next_in, next_action)
             target_q = reward + discount * torch.min(target_q1, target_q2).float()
         with self._autocast():
@@ -201,7 +215,7 @@ class DDPGAgent(nn.Module):
         try:
             with self._autocast():
                 policy_in = self._policy_input(obs, skill)
-                action = clipped_noise_action(self.actor(policy_in).float(), std, self.stddev_clip)
+                action = noisy_action(self.actor(policy_in).float(), std, self.stddev_clip)
                 q1, q2 = self.critic(policy_in, action)
             loss = -torch.min(q1, q2).float().mean()
             check_finite("actor loss", loss, step)
@@ -246,3 +260,23 @@ class DDPGAgent(nn.Module):
                 getattr(self, part).load_state_dict(state[part])
         if "critic" in parts and "critic_target" not in parts:
             self.critic_target.load_state_dict(self.critic.state_dict())
+
+    def init_from(self, state: dict[str, dict], load_plugin: bool = True) -> None:
+        """Fine-tuning initialisation from a snapshot payload, as URLB's ``init_from`` with
+        ``init_critic: true``: the encoder, the actor and only the critic's trunk are copied (the
+        whole critic where the plugin says so: ProtoRL); the Q heads, the target critic and every
+        optimiser keep this agent's fresh initialisation.
+        ``load_plugin`` also loads the pre-trained plugin (skill selection may need it, e.g. to
+        score or regress skills; it never reaches the actor or critic)."""
+        missing = [k for k in ("actor", "critic", "encoder") if k not in state]
+        if missing:
+            raise KeyError(f"snapshot payload lacks {', '.join(missing)}; it needs actor, critic and encoder")
+        self.encoder.load_state_dict(state["encoder"])
+        self.actor.load_state_dict(state["actor"])
+        if self.plugin is not None and self.plugin.finetune_critic_copy == "all":
+            self.critic.load_state_dict(state["critic"])
+        else:
+            trunk = {k[len("trunk."):]: v for k, v in state["critic"].items() if k.startswith("trunk.")}
+            self.critic.trunk.load_state_dict(trunk)
+        if load_plugin and self.plugin is not None and "plugin" in state:
+            self.plugin.load_state_dict(state["plugin"])

@@ -6,8 +6,12 @@ transition starting at ``i`` therefore uses ``action[i+1]``, ``reward[i+1..i+n]`
 ``obs[i+n]``. Every observation is stored once; the next observation is found by index.
 Pixel observations store only the newest frame per step and rebuild the frame stack by index.
 
-The n-step target never crosses an episode boundary: near an episode's end it is shortened
-to the steps that exist. A time-limit end still bootstraps (the suite reports discount 1.0).
+Which transitions are sampled follows URLB's replay (``replay_buffer.py``): only episodes that
+have finished (URLB stores an episode when its last step arrives) and only full n-step windows
+(a start within n-1 steps of its episode's end is never drawn). With ``urlb_sampling=False`` the
+running episode is sampled too and windows near an episode's end are shortened to the steps
+that exist. Either way the n-step target never crosses an episode boundary, and a time-limit end
+still bootstraps (the suite reports discount 1.0).
 """
 
 from __future__ import annotations
@@ -43,10 +47,12 @@ class ReplayBuffer:
         nstep: int = 3,
         discount: float = 0.99,
         device: str | torch.device = "cpu",
+        urlb_sampling: bool = True,
     ) -> None:
         if capacity <= 0 or nstep <= 0:
             raise ValueError(f"capacity and nstep must be positive, got {capacity} and {nstep}")
         self.capacity, self.nstep, self.gamma = capacity, nstep, discount
+        self.urlb_sampling = urlb_sampling
         self.frame_stack, self.device = frame_stack, torch.device(device)
         self.obs_shape = tuple(obs_shape)
         self.pixels = len(self.obs_shape) == 3
@@ -70,6 +76,7 @@ class ReplayBuffer:
         self._size = 0
         self._episode = -1
         self._episode_step = 0
+        self._episode_finished = False  # whether the newest episode has stored its last step
         self._gammas = discount ** torch.arange(nstep + 1, dtype=torch.float32, device=dev)
 
     def __len__(self) -> int:
@@ -86,6 +93,7 @@ class ReplayBuffer:
         if time_step.first():
             self._episode += 1
             self._episode_step = 0
+            self._episode_finished = False
         obs = np.asarray(time_step.observation)
         if self.pixels:
             obs = obs[-self.frames.shape[1] :]  # newest frame only
@@ -98,16 +106,24 @@ class ReplayBuffer:
         self.episode_id[i] = self._episode
         self.step_in_episode[i] = self._episode_step
         self._episode_step += 1
+        if time_step.last():
+            self._episode_finished = True
         self._next = (i + 1) % self.capacity
         self._size = min(self._size + 1, self.capacity)
 
-    def _has_next(self, idx: torch.Tensor) -> torch.Tensor:
-        """Whether ``idx`` starts a transition: its successor slot holds the next step of the same
-        episode (the step counter also rules out the write head of an episode longer than the
-        capacity) and, for pixels, the frames its stack needs are not yet overwritten."""
-        nxt = (idx + 1) % self.capacity
+    def _has_next(self, idx: torch.Tensor, strict: bool | None = None) -> torch.Tensor:
+        """Whether ``idx`` starts a transition that may be sampled: the slot ``span`` steps later
+        holds the same episode's step ``span`` later (span = n under URLB sampling, else 1; the
+        step counter also rules out the write head of an episode longer than the capacity); under
+        URLB sampling its episode has finished; for pixels, the frames its stack needs are not yet
+        overwritten. ``strict=False`` applies the permissive rule whatever ``urlb_sampling`` says."""
+        strict = self.urlb_sampling if strict is None else strict
+        span = self.nstep if strict else 1
+        nxt = (idx + span) % self.capacity
         ok = (self.episode_id[nxt] == self.episode_id[idx]) & (self.episode_id[idx] >= 0)
-        ok &= self.step_in_episode[nxt] == self.step_in_episode[idx] + 1
+        ok &= self.step_in_episode[nxt] == self.step_in_episode[idx] + span
+        if strict and not self._episode_finished:
+            ok &= self.episode_id[idx] != self._episode  # the running episode is not sampled yet
         if self.pixels and self._size == self.capacity:
             age = (idx - self._next) % self.capacity  # slots between the oldest kept step and idx
             ok &= age >= torch.clamp(self.step_in_episode[idx], max=self.frame_stack - 1)
@@ -136,7 +152,13 @@ class ReplayBuffer:
         if not bool(bad.any()):
             return idx
         # Valid starts are scarce (tiny buffer, very short episodes): draw among them directly.
-        valid = torch.nonzero(self._has_next(torch.arange(self._size, device=self.device))).flatten()
+        every = torch.arange(self._size, device=self.device)
+        valid = torch.nonzero(self._has_next(every)).flatten()
+        if valid.numel() == 0 and self.urlb_sampling:
+            # No finished episode with a full window yet: URLB cannot sample at all here (its
+            # runs start updating after whole seed episodes); tiny runs fall back to any
+            # transition, shortened at the running episode's end.
+            valid = torch.nonzero(self._has_next(every, strict=False)).flatten()
         if valid.numel() == 0:
             raise RuntimeError("replay buffer holds no complete transition yet")
         pick = torch.randint(valid.numel(), (int(bad.sum()),), device=self.device, generator=generator)
@@ -177,6 +199,7 @@ class ReplayBuffer:
         return {
             **{k: getattr(self, k)[:n].cpu().clone() for k in keys},
             "next": self._next, "size": n, "episode": self._episode, "episode_step": self._episode_step,
+            "episode_finished": self._episode_finished,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -187,3 +210,5 @@ class ReplayBuffer:
             getattr(self, k)[:n] = state[k].to(self.device)
         self._next, self._size = state["next"], n
         self._episode, self._episode_step = state["episode"], state["episode_step"]
+        # Checkpoints written before this flag existed: the newest episode counts as running.
+        self._episode_finished = bool(state.get("episode_finished", False))

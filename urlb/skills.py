@@ -1,11 +1,11 @@
 """Which skill the policy is conditioned on at step t.
 
-Pre-training draws skills from the method's prior; fine-tuning holds one skill chosen by
-``skill_selection``: ``fixed`` (the method's default skill), ``random`` (one prior sample) or
-``grid`` (candidates scored with the task reward during the seed frames, the best kept);
-``prior`` keeps drawing prior skills as pre-training does (URLB's SMM), and ``regress`` infers
-the skill from the task reward (APS). ``null`` means the method's reference choice (its
-plugin's ``finetune_skill_selection``).
+Pre-training draws skills from the method's prior; fine-tuning follows ``skill_selection``:
+``fixed`` (the method's default skill), ``random`` (one prior sample held throughout),
+``resample`` (a prior sample redrawn every ``update_skill_every_step`` steps and at each episode
+start, as URLB fine-tunes DIAYN and SMM), ``grid`` (candidates scored with the task reward during
+the seed frames, the best kept) or ``regress`` (the skill inferred from the task reward, APS).
+``null`` means the method's reference choice (its plugin's ``finetune_skill_selection``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 from urlb.agents.base import Plugin
 from urlb.errors import ConfigError
 
-SKILL_SELECTIONS = ("fixed", "random", "grid", "prior", "regress")
+SKILL_SELECTIONS = ("fixed", "random", "resample", "grid", "regress")
 
 Say = Callable[[str], None]
 
@@ -50,8 +50,8 @@ class SkillSchedule:
 
 
 class PriorSkills(SkillSchedule):
-    """Pre-training: a prior sample at each episode start and every ``update_skill_every_step``
-    (0: at episode starts only)."""
+    """A prior sample at each episode start and every ``update_skill_every_step`` (0: at episode
+    starts only): pre-training, and fine-tuning with ``skill_selection=resample``."""
 
     def __init__(self, plugin: Plugin, rng: np.random.Generator) -> None:
         self.plugin, self.rng = plugin, rng
@@ -213,12 +213,15 @@ def finetune_schedule(plugin: Plugin | None, requested: str | None, candidates: 
     if mode == "regress":
         if not hasattr(plugin, "regress_skill") or replay is None:
             raise ConfigError(f"skill_selection=regress needs a method that infers its skill from the task "
-                             f"reward (aps); agent {plugin.name} cannot: use fixed, random, grid or prior")
+                             f"reward (aps); agent {plugin.name} cannot: use fixed, random, resample or grid")
         return RegressSkills(plugin, replay, rng, action_repeat, say, encode, solved=resumed_skill)
-    if mode == "prior":
-        return PriorSkills(plugin, rng)
     if resumed_skill is not None:
         return FixedSkill(resumed_skill)
+    if mode == "resample":
+        every = plugin.update_skill_every_step
+        say(f"fine-tuning with skills (resample): a prior sample at each episode start"
+            + (f" and every {every} steps" if every else ""))
+        return PriorSkills(plugin, rng)
     if mode == "grid" and from_snapshot and seed_steps > 0:
         block = plugin.update_skill_every_step or seed_steps  # 0: the skill lasts an episode
         return GridSkills(plugin.candidate_skills(candidates, rng), seed_steps, block, plugin.default_skill(), say)

@@ -117,9 +117,9 @@ class Trainer:
         expected = {k: v for k, v in self.snapshot_metadata().items() if k != "plugin"}
         data = load_snapshot(cfg.snapshot_dir, cfg.obs_type, cfg.domain, cfg.agent.name, cfg.snapshot_seed,
                              cfg.snapshot_ts, expected)
-        # URLB fine-tuning: actor and critic (and encoder for pixels) come from the snapshot; the
-        # plugin comes too, since skill methods need it to choose or score skills.
-        self.agent.load_networks(data["state"], ("actor", "critic", "encoder", "plugin"))
+        # URLB's init_from: encoder, actor and the critic's trunk (heads, target, optimisers fresh);
+        # the plugin too, since skill methods need it to choose or score skills.
+        self.agent.init_from(data["state"])
         print(f"loaded snapshot {self._snapshot_file(cfg.snapshot_ts)} ({data['metadata']['frames']} frames)")
 
     def _refuse_existing_snapshots(self) -> None:

@@ -21,3 +21,9 @@ python -m urlb.objectives runs/metra_d2e50 runs/metra_d2e50s2 runs/metra_d2e200 
 # Fine-tuning from the 2-dim, 50-step snapshots at 50k frames on walker_stand (30k frames)
 python finetune.py preset=quick device=cpu agent=metra task=walker_stand seed=1 snapshot_ts=50000 run_root=runs/metra_d2e50 snapshot_dir=models/metra_d2e50
 python finetune.py preset=quick device=cpu agent=metra task=walker_stand seed=2 snapshot_ts=50000 run_root=runs/metra_d2e50s2 snapshot_dir=models/metra_d2e50s2
+# After the fidelity change (issue 14): METRA's defaults are now its code's (constraint
+# 1 - mean over dims of dphi^2, one-step reward after phi's step). The default skill space
+# (2 dims, 50 steps) measured again, 50k frames, one run at a time (nice 10, one thread);
+# run directory copied to runs_fidelity_mean/, objectives in objectives_fidelity_mean.txt.
+python pretrain.py preset=quick device=cpu domain=walker seed=1 agent=metra num_train_frames=50000 snapshots=[10000,25000,50000] run_root=runs/fidelity_metra snapshot_dir=models/fidelity_metra
+python -m urlb.tools.objectives runs/fidelity_metra --coverage-steps 2000

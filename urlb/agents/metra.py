@@ -11,15 +11,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from urlb.nets import adam, mlp, weight_init
 from urlb.agents.base import Metrics, Plugin
+from urlb.nets import adam, mlp, weight_init
 from urlb.replay import Batch
+
+CONSTRAINTS = ("mean", "sum")  # (phi(s') - phi(s))^2 averaged over dims (METRA's code) or summed (paper)
+REWARD_STEPS = ("one", "nstep")  # reward on (s_t, s_{t+1}) (METRA) or telescoped to s_{t+n}
 
 
 class METRA(Plugin):
-    """METRA (Park et al., 2024): phi maximises (phi(s') - phi(s))^T z subject to the
-    temporal-distance constraint ||phi(s) - phi(s')|| <= 1, enforced by a learned dual
-    variable lambda; intrinsic reward = (phi(s') - phi(s))^T z."""
+    """METRA (Park et al., 2024): phi maximises (phi(s') - phi(s))^T z subject to a
+    temporal-distance constraint on adjacent states, enforced by a learned dual variable
+    lambda; intrinsic reward = (phi(s') - phi(s))^T z.
+
+    Defaults follow METRA's ``iod/metra.py`` (inner product, dual_dist 'one'): the constraint
+    term is min(slack, 1 - mean over dims of (phi(s') - phi(s))^2); discrete skills are one-hots
+    whose reward uses z centred and scaled by D/(D-1); the reward is one step's, computed with
+    phi after its optimiser step.
+    """
 
     name = "metra"
     finetune_skill_selection = "grid"
@@ -27,10 +36,18 @@ class METRA(Plugin):
     def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int = 1024, lr: float = 1e-4,
                  skill_dim: int = 2, discrete: bool = False, update_skill_every_step: int = 50,
                  dual_lambda_init: float = 30.0, dual_slack: float = 1e-3, dual_lr: float | None = None,
-                 scale: float = 1.0) -> None:
+                 scale: float = 1.0, constraint: str = "mean", reward_steps: str = "one",
+                 reward_after_update: bool = True) -> None:
         super().__init__(obs_dim, action_dim)
+        if constraint not in CONSTRAINTS:
+            raise ValueError(f"unknown METRA constraint={constraint!r}; valid: {', '.join(CONSTRAINTS)}")
+        if reward_steps not in REWARD_STEPS:
+            raise ValueError(f"unknown METRA reward_steps={reward_steps!r}; valid: {', '.join(REWARD_STEPS)}")
+        if discrete and skill_dim < 2:
+            raise ValueError(f"discrete METRA needs skill_dim >= 2, got {skill_dim}")
         self.skill_dim, self.discrete = skill_dim, discrete
         self.update_skill_every_step, self.slack, self.scale = update_skill_every_step, dual_slack, scale
+        self.constraint, self.reward_steps, self.reward_after_update = constraint, reward_steps, reward_after_update
         self.phi = mlp(obs_dim, hidden_dim, skill_dim)
         self.apply(weight_init)
         # lambda = exp(log_lambda) stays positive; METRA optimises its log.
@@ -43,56 +60,63 @@ class METRA(Plugin):
         return self.log_lambda.exp()
 
     def sample_skill(self, rng: np.random.Generator) -> np.ndarray:
-        if self.discrete:  # centred one-hot, as in METRA
-            z = np.eye(self.skill_dim, dtype=np.float32)[rng.integers(self.skill_dim)]
-            return z - z.mean()
+        if self.discrete:  # one-hot, as METRA's policy sees it
+            return np.eye(self.skill_dim, dtype=np.float32)[rng.integers(self.skill_dim)]
         z = rng.standard_normal(self.skill_dim).astype(np.float32)
         return z / np.linalg.norm(z)
 
     def default_skill(self) -> np.ndarray:
-        z = np.eye(self.skill_dim, dtype=np.float32)[0]
-        return z - z.mean() if self.discrete else z
+        return np.eye(self.skill_dim, dtype=np.float32)[0]
 
     def candidate_skills(self, num: int, rng: np.random.Generator) -> np.ndarray:
         if self.discrete:
-            eye = np.eye(self.skill_dim, dtype=np.float32)
-            return eye - eye.mean(1, keepdims=True)
+            return np.eye(self.skill_dim, dtype=np.float32)
         if self.skill_dim == 2:  # evenly spaced directions cover the circle; random ones bunch up
             angles = rng.uniform(0.0, 2 * np.pi) + 2 * np.pi * np.arange(num) / num
             return np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
         return super().candidate_skills(num, rng)
 
+    def reward_direction(self, skill: torch.Tensor) -> torch.Tensor:
+        """The vector phi's displacement is projected on: z itself, or for discrete one-hots
+        (z - mean(z)) * D/(D-1), as METRA's code."""
+        if not self.discrete:
+            return skill
+        return (skill - skill.mean(dim=1, keepdim=True)) * self.skill_dim / (self.skill_dim - 1)
+
     def objective_terms(self, obs: torch.Tensor, next_obs: torch.Tensor, skill: torch.Tensor):
-        """Per-sample displacement along z, the clipped constraint min(eps, 1 - ||dphi||^2) and
-        the displacement phi(s') - phi(s) for adjacent states s, s'."""
+        """Per-sample displacement along z, the clipped constraint and the displacement
+        phi(s') - phi(s) for adjacent states s, s'."""
         delta = self.phi(next_obs).float() - self.phi(obs).float()
         return (*self._terms(delta, skill), delta)
 
     def _terms(self, delta: torch.Tensor, skill: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        along_z = (delta * skill).sum(-1)
-        constraint = torch.clamp(1.0 - delta.pow(2).sum(-1), max=self.slack)
-        return along_z, constraint
+        along_z = (delta * self.reward_direction(skill)).sum(-1)
+        squared = delta.pow(2).mean(-1) if self.constraint == "mean" else delta.pow(2).sum(-1)
+        return along_z, torch.clamp(1.0 - squared, max=self.slack)
+
+    @torch.no_grad()
+    def _reward(self, batch: Batch) -> torch.Tensor:
+        end = batch.next_obs_1step if self.reward_steps == "one" else batch.next_obs
+        delta = self.phi(end).float() - self.phi(batch.obs).float()
+        return self.scale * (delta * self.reward_direction(batch.skill)).sum(-1, keepdim=True)
 
     def update(self, batch: Batch, step: int) -> tuple[torch.Tensor, Metrics]:
-        # The constraint concerns adjacent states, so phi is trained on one-step pairs (one
-        # batched pass); the reward's s_{t+n} needs a forward pass only, without gradients.
+        # The constraint concerns adjacent states, so phi is trained on one-step pairs (one batched pass).
         phi_obs, phi_next = self.phi(torch.cat([batch.obs, batch.next_obs_1step])).float().chunk(2)
-        with torch.no_grad():
-            phi_next_n = self.phi(batch.next_obs).float()
         delta = phi_next - phi_obs
         along_z, constraint = self._terms(delta, batch.skill)
-        # On an n-step transition this telescopes to the sum of the n one-step rewards.
-        reward = self.scale * ((phi_next_n - phi_obs.detach()) * batch.skill).sum(-1, keepdim=True)
+        cached = None if self.reward_after_update else self._reward(batch)
         phi_loss = -(along_z + self.dual_lambda.detach() * constraint).mean()
         self.step(self.optimizer, phi_loss)
         # Dual step: lambda grows while the constraint is violated (constraint < 0), shrinks otherwise.
         dual_loss = (self.log_lambda * constraint.detach()).mean()
         self.step(self.dual_optimizer, dual_loss)
+        # METRA recomputes the policy's reward with phi after its step.
+        reward = self._reward(batch) if cached is None else cached
         return reward, {"metra_phi_loss": phi_loss.item(), "metra_along_z": along_z.mean().item(),
-                "metra_step_norm": delta.norm(dim=-1).mean().item(), "metra_lambda": self.dual_lambda.item(),
-                "metra_constraint": constraint.mean().item()}
+                        "metra_step_norm": delta.norm(dim=-1).mean().item(), "metra_lambda": self.dual_lambda.item(),
+                        "metra_constraint": constraint.mean().item()}
 
     @torch.no_grad()
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:
-        delta = self.phi(batch.next_obs).float() - self.phi(batch.obs).float()
-        return self.scale * (delta * batch.skill).sum(-1, keepdim=True)
+        return self._reward(batch)

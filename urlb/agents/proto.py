@@ -36,6 +36,7 @@ class Proto(Plugin):
     neighbour in a queue of prototype-matched candidates."""
 
     name = "proto"
+    finetune_critic_copy = "all"  # URLB ProtoAgent.init_from copies the whole critic
 
     def __init__(self, obs_dim: int, action_dim: int, lr: float = 1e-4, pred_dim: int = 128,
                  proj_dim: int = 512, num_protos: int = 512, tau: float = 0.1, topk: int = 3,

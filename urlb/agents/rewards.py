@@ -5,14 +5,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# How kNN distances are normalised before the clip: by nothing, or by the running mean, variance
-# or standard deviation of the distances seen so far.
+# How kNN distances are normalised before the clip: by nothing, or by the running mean (URLB's
+# PBE with knn_rms), variance (CIC's code: the value it names moving_std is the variance) or
+# standard deviation (a scale-free choice) of the distances seen so far.
 DISTANCE_NORMALISERS = ("none", "mean", "var", "std")
 
 
 class RunningMeanStd(nn.Module):
     """Running mean and variance (parallel Welford update) kept as buffers, so they live in
-    ``state_dict`` and travel with snapshots."""
+    ``state_dict`` and travel with snapshots.
+
+    As URLB's ``utils.RMS``: mean 0, variance 1 and count ``epsilon`` at the start, and each
+    batch enters with its unbiased variance (``torch.var``'s default; a single sample adds 0).
+    """
 
     def __init__(self, shape: tuple[int, ...] = (), epsilon: float = 1e-4) -> None:
         super().__init__()
@@ -23,7 +28,9 @@ class RunningMeanStd(nn.Module):
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
         x = x.reshape(-1, *self.mean.shape).float()
-        batch_mean, batch_var, n = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        n = x.shape[0]
+        batch_mean = x.mean(0)
+        batch_var = x.var(0) if n > 1 else torch.zeros_like(batch_mean)
         delta = batch_mean - self.mean
         total = self.count + n
         self.mean += delta * n / total
@@ -65,7 +72,8 @@ class ParticleEntropy(nn.Module):
 
     def _scale(self) -> torch.Tensor | float:
         stats = self.distance_rms
-        return {"none": 1.0, "mean": stats.mean, "var": stats.var, "std": stats.std + 1e-8}[self.normaliser]
+        # The floor only matters before any update (running mean 0), where URLB never divides.
+        return {"none": 1.0, "mean": stats.mean.clamp(min=1e-8), "var": stats.var, "std": stats.std + 1e-8}[self.normaliser]
 
     @torch.no_grad()
     def forward(self, rep: torch.Tensor, update_stats: bool = True) -> torch.Tensor:
@@ -78,5 +86,6 @@ class ParticleEntropy(nn.Module):
             if update_stats:
                 self.distance_rms.update(dist)
             dist = dist / self._scale()
-        dist = (dist - self.knn_clip).clamp(min=0.0)
+        if self.knn_clip >= 0.0:  # URLB skips the clip for a negative knn_clip
+            dist = (dist - self.knn_clip).clamp(min=0.0)
         return torch.log(1.0 + dist.mean(dim=1, keepdim=True))

@@ -3,27 +3,41 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-from urlb.nets import adam, mlp, weight_init
 from urlb.agents.base import Metrics, Plugin
 from urlb.agents.rewards import RunningMeanStd
+from urlb.nets import adam, mlp, weight_init
 from urlb.replay import Batch
+
+OBS_NORMS = ("batch", "running")
+REWARD_OBS = ("obs", "next_obs")
 
 
 class RND(Plugin):
     """Random Network Distillation (Burda et al., 2018).
 
-    A predictor regresses a frozen random target network on normalised observations;
-    intrinsic reward = prediction error / its running std (URLB's settings).
+    A predictor regresses a frozen random target network on normalised, clipped observations;
+    loss = mean squared prediction error; intrinsic reward = the per-sample error divided by the
+    running std of errors. Defaults follow URLB's ``agent/rnd.py``: observations s_t normalised
+    per batch (a ``BatchNorm1d`` without affine parameters in training mode: batch mean and
+    biased batch variance, eps 1e-5), clipped to +-5, and the reward computed with the predictor
+    after its optimiser step.
     """
 
     name = "rnd"
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int = 1024, rep_dim: int = 512,
-                 lr: float = 1e-4, scale: float = 1.0, clip_obs: float = 5.0) -> None:
+                 lr: float = 1e-4, scale: float = 1.0, clip_obs: float = 5.0, obs_norm: str = "batch",
+                 reward_obs: str = "obs", reward_after_update: bool = True) -> None:
         super().__init__(obs_dim, action_dim)
+        if obs_norm not in OBS_NORMS:
+            raise ValueError(f"unknown RND obs_norm={obs_norm!r}; valid: {', '.join(OBS_NORMS)}")
+        if reward_obs not in REWARD_OBS:
+            raise ValueError(f"unknown RND reward_obs={reward_obs!r}; valid: {', '.join(REWARD_OBS)}")
         self.scale, self.clip_obs = scale, clip_obs
-        self.obs_rms = RunningMeanStd((obs_dim,))
+        self.obs_norm, self.reward_obs, self.reward_after_update = obs_norm, reward_obs, reward_after_update
+        self.obs_rms = RunningMeanStd((obs_dim,))  # used by obs_norm=running only; kept for stable snapshots
         self.error_rms = RunningMeanStd(())
         self.predictor = mlp(obs_dim, hidden_dim, rep_dim)
         self.target = mlp(obs_dim, hidden_dim, rep_dim)
@@ -33,20 +47,32 @@ class RND(Plugin):
 
     def _normalise(self, obs: torch.Tensor) -> torch.Tensor:
         obs = obs.flatten(1).float()
-        return ((obs - self.obs_rms.mean) / (self.obs_rms.std + 1e-8)).clamp(-self.clip_obs, self.clip_obs)
+        if self.obs_norm == "batch":  # BatchNorm1d(affine=False) in training mode, without its buffers
+            obs = F.batch_norm(obs, None, None, training=True, eps=1e-5)
+        else:
+            obs = (obs - self.obs_rms.mean) / (self.obs_rms.std + 1e-8)
+        return obs.clamp(-self.clip_obs, self.clip_obs)
 
     def prediction_error(self, obs: torch.Tensor) -> torch.Tensor:
-        """Per-sample squared prediction error, shape (B, 1)."""
+        """Per-sample squared prediction error averaged over the output, shape (B, 1)."""
         x = self._normalise(obs)
         with torch.no_grad():
             target = self.target(x)
         return (self.predictor(x).float() - target.float()).pow(2).mean(-1, keepdim=True)
 
+    def _input(self, batch: Batch) -> torch.Tensor:
+        return batch.obs if self.reward_obs == "obs" else batch.next_obs
+
     def update(self, batch: Batch, step: int) -> tuple[torch.Tensor, Metrics]:
-        self.obs_rms.update(batch.next_obs.flatten(1))
-        error = self.prediction_error(batch.next_obs)
+        obs = self._input(batch)
+        if self.obs_norm == "running":
+            self.obs_rms.update(obs.flatten(1))
+        error = self.prediction_error(obs)
         loss = error.mean()
         self.step(self.optimizer, loss)
+        if self.reward_after_update:  # URLB: a second pass with the updated predictor
+            with torch.no_grad():
+                error = self.prediction_error(obs)
         return self._reward(error.detach(), update_stats=True), {"rnd_loss": loss.item()}
 
     @torch.no_grad()
@@ -57,4 +83,4 @@ class RND(Plugin):
 
     @torch.no_grad()
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:
-        return self._reward(self.prediction_error(batch.next_obs), update_stats=False)
+        return self._reward(self.prediction_error(self._input(batch)), update_stats=False)

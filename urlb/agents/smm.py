@@ -49,7 +49,7 @@ class SMM(Plugin):
     # URLB draws a new one-hot z at every episode start only, in pre-training and fine-tuning
     # alike (its update_meta never sees the last step of an episode, so z never changes inside one).
     update_skill_every_step = 0
-    finetune_skill_selection = "prior"
+    finetune_skill_selection = "resample"
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int = 1024, z_dim: int = 4,
                  sp_lr: float = 1e-3, vae_lr: float = 1e-2, vae_beta: float = 0.5, state_ent_coef: float = 1.0,

@@ -35,6 +35,6 @@ def make(
         time_limit=module.TIME_LIMIT,
         frame_stack=frame_stack,
         action_repeat=action_repeat,
-        # The composer's key order follows entity attachment; sort it so it is explicit.
-        sort_keys=module is jaco,
+        # Every domain, jaco included, keeps the inner environment's key order, as URLB's
+        # flattening does (for jaco: arm, hand, then the Duplo target).
     )

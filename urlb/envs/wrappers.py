@@ -51,8 +51,6 @@ class BenchmarkEnv:
         time_limit: the episode length in seconds (used for `max_episode_steps`).
         frame_stack: number of frames stacked in pixel observations.
         action_repeat: how many inner steps each action is applied for.
-        sort_keys: flatten state observations in sorted key order instead of the
-            inner environment's own key order.
     """
 
     def __init__(
@@ -63,7 +61,6 @@ class BenchmarkEnv:
         time_limit: float,
         frame_stack: int = 3,
         action_repeat: int = 1,
-        sort_keys: bool = False,
     ) -> None:
         if frame_stack < 1 or action_repeat < 1:
             raise ValueError("frame_stack and action_repeat must be >= 1")
@@ -76,7 +73,7 @@ class BenchmarkEnv:
 
         inner_obs_spec = env.observation_spec()
         keys = list(inner_obs_spec)
-        self._state_keys = sorted(keys) if sort_keys else keys
+        self._state_keys = keys  # the inner environment's order, as URLB flattens
         self._state_dim = sum(int(np.prod(inner_obs_spec[k].shape)) for k in keys)
 
         # Actions arrive in [-1, 1] and are mapped linearly onto the inner bounds

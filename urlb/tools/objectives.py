@@ -163,7 +163,8 @@ def metra_skill_displacement(run_dir: Path, frames: int, num_skills: int = 64, s
         ends = torch.as_tensor(np.stack([first, time_step.observation]), dtype=torch.float32)
         start_phi, end_phi = phi(ends)
         displacements.append((end_phi - start_phi).numpy())
-    scores = np.stack(displacements) @ skills.T  # [i, j] = d_i . z_j
+    # [i, j] = d_i . z_j, with z_j as METRA's reward uses it (discrete one-hots centred, D/(D-1))
+    scores = np.stack(displacements) @ agent.plugin.reward_direction(torch.as_tensor(skills)).numpy().T
     off_diagonal = ~np.eye(num_skills, dtype=bool)
     aligned = np.diag(scores)
     return {"aligned": float(aligned.mean()), "aligned_se": float(aligned.std(ddof=1) / np.sqrt(num_skills)),

@@ -49,7 +49,7 @@ class SnapshotRollouts:
 
 
 def one_hot_skills(plugin: Plugin) -> bool:
-    """Whether the skill space is a finite set of (possibly centred) one-hots: DIAYN, SMM,
+    """Whether the skill space is a finite set of one-hots: DIAYN, SMM,
     METRA with ``discrete=true``. Detected from a prior sample, so new methods need no entry."""
     if getattr(plugin, "discrete", False):
         return True
@@ -63,8 +63,7 @@ def gallery_skills(plugin: Plugin | None, k: int, seed: int) -> list[tuple[str, 
         return [(f"seed {i}", None) for i in range(k)]
     rng = np.random.default_rng(seed)
     if one_hot_skills(plugin):
-        eye = np.eye(plugin.skill_dim, dtype=np.float32)
-        table = eye - eye.mean(1, keepdims=True) if getattr(plugin, "discrete", False) else eye  # METRA centres them
+        table = np.eye(plugin.skill_dim, dtype=np.float32)  # plain one-hots (METRA centres them in its reward only)
         n = len(table)
         indices = np.arange(n) if k >= n else np.linspace(0, n, k, endpoint=False).astype(int)
         return [(f"skill {i}", table[i]) for i in indices]
@@ -146,7 +145,9 @@ def score_skills(plugin: Plugin, result: SnapshotRollouts) -> None:
         # METRA's objective summed over the rollout: (phi(s_T) - phi(s_0)) . z.
         result.score_name, result.feature_name = "phi_displacement_along_z", "phi(s)"
         result.features = [plugin.phi(o).float().cpu().numpy() for o in as_tensor]
-        result.scores = [float((f[-1] - f[0]) @ r.skill) for f, r in zip(result.features, rollouts)]
+        # z itself, or for discrete one-hots the centred, D/(D-1)-scaled direction METRA rewards.
+        directions = [plugin.reward_direction(torch.as_tensor(r.skill[None])).numpy()[0] for r in rollouts]
+        result.scores = [float((f[-1] - f[0]) @ d) for f, d in zip(result.features, directions)]
     elif plugin.name == "cic":
         # Skill identification from transitions: share of a rollout's transitions whose
         # contrastive logit is highest for its own skill among the K gallery skills.
