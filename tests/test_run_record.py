@@ -102,7 +102,7 @@ def run_precheck(script: str, *argv: str) -> tuple[int | None, str, str]:
 
 
 @pytest.mark.parametrize("override,texts", [
-    ("agent=cicc", ["agent='cicc' is not valid", "apt, cic, ddpg, diayn, metra, rnd"]),
+    ("agent=cicc", ["agent='cicc' is not valid", "aps, apt, cic, ddpg, diayn, disagreement, icm, metra, proto, rnd, smm"]),
     ("preset=fast", ["preset='fast' is not valid", "paper, quick"]),
     ("hydra/launcher=foo", ["hydra/launcher='foo' is not valid", "local", "slurm", "ray"]),
     ("agent.hiden_dim=3", ["agent.hiden_dim", "not in struct"]),
