@@ -10,7 +10,7 @@ import hydra
 from omegaconf import DictConfig
 
 import urlb.config  # noqa: F401  (registers the config resolvers)
-from urlb.run import run_phase
+from urlb.run import precheck, run_phase
 from urlb.snapshot_search import choose_agent
 
 
@@ -21,4 +21,5 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     sys.argv = choose_agent(sys.argv)  # snapshot_ts=N without agent=: the agent whose snapshot that is
+    precheck(__file__)  # refused commands and finished runs stop here, before Hydra writes anything
     main()

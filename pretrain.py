@@ -7,7 +7,7 @@ import hydra
 from omegaconf import DictConfig
 
 import urlb.config  # noqa: F401  (registers the config resolvers)
-from urlb.run import run_phase
+from urlb.run import precheck, run_phase
 
 
 @hydra.main(config_path="configs", config_name="pretrain", version_base="1.3")
@@ -16,4 +16,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    precheck(__file__)  # refused commands and finished runs stop here, before Hydra writes anything
     main()

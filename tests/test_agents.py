@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from urlb.agents import REGISTRY, agent_names, make_plugin, plugin_class
+from urlb.agents import REGISTRY, agent_names, config_keys, make_plugin, plugin_class
 from urlb.ddpg import DDPGAgent
 from urlb.agents.base import Plugin
 from urlb.agents.rewards import ParticleEntropy, RunningMeanStd
@@ -31,10 +31,15 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "cic": ("cic", {"skill_dim": 16, "knn_k": 8}),
     "metra": ("metra", {}),
     "metra-discrete": ("metra", {"discrete": True, "skill_dim": 16}),
+    "icm": ("icm", {}),
+    "disagreement": ("disagreement", {}),
+    "proto": ("proto", {"pred_dim": 16, "proj_dim": 32, "num_protos": 8, "queue_size": 16}),
+    "smm": ("smm", {}),
+    "aps": ("aps", {"knn_k": 8}),
 }
 VARIANT_IDS = list(VARIANTS)
-SKILL_VARIANTS = [v for v in VARIANT_IDS if VARIANTS[v][0] in ("diayn", "cic", "metra")]
-EXPLORATION_VARIANTS = [v for v in VARIANT_IDS if VARIANTS[v][0] in ("rnd", "apt")]
+SKILL_VARIANTS = [v for v in VARIANT_IDS if VARIANTS[v][0] in ("diayn", "cic", "metra", "smm", "aps")]
+EXPLORATION_VARIANTS = [v for v in VARIANT_IDS if VARIANTS[v][0] in ("rnd", "apt", "icm", "disagreement", "proto")]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -52,7 +57,9 @@ def _single_thread():
 def make(variant: str, seed: int = 0, **overrides) -> Plugin:
     name, kwargs = VARIANTS[variant]
     torch.manual_seed(seed)
-    plugin = make_plugin(name, OBS_DIM, ACTION_DIM, **{"hidden_dim": HIDDEN, "lr": 1e-3, **kwargs, **overrides})
+    kwargs = {"hidden_dim": HIDDEN, "lr": 1e-3, **kwargs, **overrides}
+    takes = config_keys(plugin_class(name))  # e.g. ProtoRL has no hidden width
+    plugin = make_plugin(name, OBS_DIM, ACTION_DIM, **{k: v for k, v in kwargs.items() if k in takes})
     assert plugin is not None
     return plugin
 
@@ -183,9 +190,12 @@ def test_agent_configs_build_plugins(name):
     if name == "ddpg":
         assert plugin is None
         return
-    assert plugin.skill_dim == kwargs.get("skill_dim", 0)
-    if plugin.skill_dim:
-        assert plugin.update_skill_every_step == kwargs["update_skill_every_step"]
+    # URLB's own key names: APS sizes its task by sf_dim, SMM its skill by z_dim.
+    size_key = next((k for k in ("skill_dim", "sf_dim", "z_dim") if k in kwargs), None)
+    assert plugin.skill_dim == kwargs.get(size_key, 0)
+    period_key = next((k for k in ("update_skill_every_step", "update_task_every_step") if k in kwargs), None)
+    if plugin.skill_dim and period_key:
+        assert plugin.update_skill_every_step == kwargs[period_key]
 
 
 # --------------------------------------------------------------------------- intrinsic reward contract

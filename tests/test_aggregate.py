@@ -71,12 +71,12 @@ def test_normalised_scores_match_hand_computation(tmp_path: Path) -> None:
     assert scores.loc[("walker_run", 1), "normalised"] == pytest.approx(0.5)
     assert scores.loc[("walker_run", 2), "normalised"] == pytest.approx(0.75)
     wide = read(out, "per_task.csv").set_index("task")
-    assert wide.loc["walker_run", "cic:norm_mean"] == pytest.approx(0.625)
+    assert wide.loc["walker_run", "CIC:norm_mean"] == pytest.approx(0.625)
     # sem with ddof=1 of (0.5, 0.75) is 0.125; of (398, 597) is 99.5
-    assert wide.loc["walker_run", "cic:norm_se"] == pytest.approx(0.125)
-    assert wide.loc["walker_run", "cic:return_se"] == pytest.approx(99.5)
-    assert wide.loc["walker_run", "cic:n"] == 2
-    assert wide.loc["jaco_reach_top_left", "cic:norm_mean"] == pytest.approx(0.5)
+    assert wide.loc["walker_run", "CIC:norm_se"] == pytest.approx(0.125)
+    assert wide.loc["walker_run", "CIC:return_se"] == pytest.approx(99.5)
+    assert wide.loc["walker_run", "CIC:n"] == 2
+    assert wide.loc["jaco_reach_top_left", "CIC:norm_mean"] == pytest.approx(0.5)
 
 
 def test_iqm_equals_trimmed_mean(tmp_path: Path) -> None:
@@ -113,7 +113,7 @@ def test_unequal_seed_counts_keep_lowest_common_count(tmp_path: Path, capsys) ->
     assert row["mean"] == pytest.approx(np.mean(kept))
     assert "dropped 1 run(s)" in capsys.readouterr().out
     # The per-task table still uses all three seeds.
-    assert read(out, "per_task.csv").set_index("task").loc["walker_run", "cic:n"] == 3
+    assert read(out, "per_task.csv").set_index("task").loc["walker_run", "CIC:n"] == 3
 
 
 def test_chosen_frame_and_frame_zero_evaluation(tmp_path: Path) -> None:
@@ -220,8 +220,8 @@ def test_missing_task_is_blank_not_zero(tmp_path: Path) -> None:
     run_main(runs, "--out", out, *REPS)
     wide = read(out, "per_task.csv").set_index("task")
     assert len(wide) == 12
-    assert pd.isna(wide.loc["walker_walk", "cic:norm_mean"])
-    assert pd.isna(wide.loc["walker_walk", "cic:n"])
+    assert pd.isna(wide.loc["walker_walk", "CIC:norm_mean"])
+    assert pd.isna(wide.loc["walker_walk", "CIC:n"])
     md_row = next(line for line in (out / "per_task.md").read_text().splitlines()
                   if line.startswith("| walker_walk"))
     assert md_row == "| walker_walk | — |"
@@ -286,7 +286,7 @@ def test_labels_and_scopes(full_output: tuple[Path, str]) -> None:
     out, _ = full_output
     agg = read(out, "aggregate.csv")
     runs = agg[agg["source"] == "runs"]
-    assert set(runs["method"]) == {"cic@2M", "cic@500k", "rnd"}
+    assert set(runs["method"]) == {"CIC@2M", "CIC@500k", "RND"}
     assert set(runs["scope"]) == {"overall", "walker", "quadruped", "jaco"}
     overall = runs[runs["scope"] == "overall"]
     assert (overall["n_tasks"] == 4).all() and (overall["seeds_per_task"] == 3).all()

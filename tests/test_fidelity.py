@@ -379,6 +379,22 @@ def test_finetune_init_copies_encoder_actor_and_critic_trunk_only():
     assert same(state["plugin"], snapshot["plugin"])
 
 
+def test_proto_finetune_init_copies_the_whole_critic_but_not_the_target():
+    """URLB's ProtoAgent.init_from copies the whole critic (heads too); the target stays fresh."""
+    torch.manual_seed(0)
+    pre = DDPGAgent("states", (OBS,), ACT, "cpu", hidden_dim=HID, plugin=make_plugin("proto", OBS, ACT))
+    snapshot = copy.deepcopy(pre.networks_state())
+    torch.manual_seed(1)
+    fine = DDPGAgent("states", (OBS,), ACT, "cpu", hidden_dim=HID, plugin=make_plugin("proto", OBS, ACT))
+    fresh_target = copy.deepcopy(fine.critic_target.state_dict())
+    fine.init_from(snapshot)
+    for key, value in snapshot["critic"].items():
+        assert torch.equal(fine.critic.state_dict()[key], value), key
+    for key, value in fresh_target.items():
+        assert torch.equal(fine.critic_target.state_dict()[key], value), key
+    assert not torch.equal(fine.critic_target.state_dict()["q1.0.weight"], snapshot["critic"]["q1.0.weight"])
+
+
 # --------------------------------------------------------------------------- DIAYN fine-tuning skill (URLB finetune.py)
 
 

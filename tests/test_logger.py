@@ -28,3 +28,17 @@ def test_resume_drops_rows_after_the_checkpoint_frame(tmp_path):
     rows = read(tmp_path / "eval.csv")
     assert [r["frame"] for r in rows] == ["0", "500", "1000", "1500"]
     assert rows[-1]["episode_reward"] == "-1.0"
+
+
+def test_console_line_labels_task_and_intrinsic_reward(tmp_path, capsys):
+    from urlb.logger import Logger
+
+    logger = Logger(tmp_path, total_frames=100, use_tb=False, progress=False)
+    logger.log_update({"intrinsic_reward": 0.5})
+    logger.episode({"frame": 50, "episode": 1, "episode_reward": 3.0, "fps": 10.0, "total_time": 1.0})
+    logger.evaluation({"frame": 50, "episode": 1, "episode_reward": 4.0}, elapsed=1.0)
+    logger.close()
+    train, evaluation = capsys.readouterr().out.strip().splitlines()
+    assert "E:     1 | R(task):     3.00" in train and "R(intr): 0.5" in train
+    assert "E:     1 | R(task):     4.00" in evaluation and "R(intr)" not in evaluation
+    assert not list(tmp_path.glob("*.log"))  # no empty log files

@@ -41,7 +41,8 @@ def run(script: str, work: Path, *overrides: str) -> subprocess.CompletedProcess
     env = dict(os.environ, MUJOCO_GL="egl", OMP_NUM_THREADS="1")
     env.pop("HYDRA_FULL_ERROR", None)
     cmd = [sys.executable, script, *overrides, f"run_root={work / 'runs'}", f"snapshot_dir={work / 'models'}"]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    # No timeout: a slow machine must make these runs slower, not fail them.
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
 
 
 def explain(proc: subprocess.CompletedProcess) -> str:
@@ -121,10 +122,10 @@ def test_unknown_task_exits_2_listing_tasks(work):
 
 
 def test_unknown_agent_group_is_rejected_listing_agents(work):
-    # Hydra rejects an unknown config group option before our code runs (observed: exit 1,
-    # "Could not find 'agent/foo'" and the available options); any clear non-zero exit is fine.
+    # Checked before Hydra composes the run (urlb.run.precheck): one line, exit 2, no search path.
     proc = run("finetune.py", work, "agent=foo", "task=walker_walk", *TINY)
-    assert proc.returncode != 0, explain(proc)
+    assert proc.returncode == 2, explain(proc)
+    assert len(proc.stderr.strip().splitlines()) == 1, explain(proc)
     assert "foo" in proc.stderr and "ddpg" in proc.stderr and "rnd" in proc.stderr, explain(proc)
     assert "Traceback" not in proc.stderr + proc.stdout
 
@@ -146,6 +147,7 @@ def test_no_seed_frames_does_not_crash(work):
     assert proc.returncode in (0, 2), explain(proc)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("agent,selection", [("cic", "grid"), ("metra", "grid"), ("diayn", "fixed"),
                                              ("apt", "grid")])
 def test_every_agent_pretrains_then_finetunes_with_its_skill_selection(tmp_path, agent, selection):

@@ -9,7 +9,9 @@ regular file (mkdir fails with NotADirectoryError whoever runs it).
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import os
 import random
 import stat
@@ -37,15 +39,18 @@ JACO_TASK = "jaco_reach_top_left"
 
 
 def child_env() -> dict[str, str]:
-    env = dict(os.environ, MUJOCO_GL="egl", OMP_NUM_THREADS="1")
+    # PYTHONPATH: scripts run through a wrapper in another directory still import this tree's urlb.
+    env = dict(os.environ, MUJOCO_GL="egl", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     env.pop("HYDRA_FULL_ERROR", None)
     return env
 
 
-def run(script: str, *overrides: str, timeout: float = 300, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+def run(script: str, *overrides: str, timeout: float | None = None, prefix: tuple[str, ...] = (),
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``python [prefix...] script overrides...``; later overrides win in Hydra, so the value
-    under test goes last."""
-    return subprocess.run([sys.executable, *prefix, script, *overrides], cwd=REPO, env=child_env(),
+    under test goes last. ``timeout`` only where a hang is what is tested: a slow machine must
+    make a run slower, not fail it."""
+    return subprocess.run([sys.executable, *prefix, script, *overrides], cwd=REPO, env={**child_env(), **(env or {})},
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -72,17 +77,19 @@ def assert_no_traceback(proc) -> None:
 
 # --------------------------------------------------------------------------- 1. bad configs
 
-# (id, script, overrides, expected exit (2, or "hydra" for Hydra's own non-zero exit), texts the
-# message must contain: the bad value and the valid choices).
+# (id, script, overrides, expected exit, texts the message must contain: the bad value and the
+# valid choices). Every one is refused before Hydra creates a run directory (urlb.run.precheck).
 BAD_CONFIGS = [
+    ("agent_group", "pretrain.py", ["domain=jaco", "agent=cicc"], 2,
+     ["agent='cicc'", "apt", "cic", "ddpg", "diayn", "metra", "rnd"]),
     ("agent_name", "pretrain.py", ["domain=jaco", "agent.name=foo"], 2,
      ["'foo'", "apt", "cic", "ddpg", "diayn", "metra", "rnd"]),
     ("domain", "pretrain.py", ["domain=foo"], 2, ["'foo'", "walker", "quadruped", "jaco"]),
     ("task", "finetune.py", ["task=foo"], 2, ["'foo'", *ALL_TASKS]),
     ("obs_type", "pretrain.py", ["domain=jaco", "obs_type=foo"], 2, ["'foo'", "states", "pixels"]),
-    ("preset", "finetune.py", [f"task={JACO_TASK}", "preset=foo"], "hydra", ["preset/foo", "paper", "quick"]),
-    ("launcher", "pretrain.py", ["domain=jaco", "hydra/launcher=foo"], "hydra",
-     ["hydra/launcher/foo", "local", "slurm", "ray"]),
+    ("preset", "finetune.py", [f"task={JACO_TASK}", "preset=foo"], 2, ["preset='foo'", "paper", "quick"]),
+    ("launcher", "pretrain.py", ["domain=jaco", "hydra/launcher=foo"], 2,
+     ["hydra/launcher='foo'", "local", "slurm", "ray"]),
     ("task_outside_domain", "finetune.py", ["task=walker_run", "domain=jaco"], 2,
      ["task=walker_run", "walker", "domain=jaco", *TASKS["jaco"]]),
     ("num_train_frames_0", "pretrain.py", ["domain=jaco", "num_train_frames=0"], 2, ["num_train_frames=0", "positive"]),
@@ -107,34 +114,61 @@ BAD_CONFIGS = [
 
 
 @pytest.fixture(scope="module")
-def bad_config_results(tmp_path_factory) -> dict[str, subprocess.CompletedProcess]:
-    """Every bad command, two at a time (they fail in ~2 s, before any training)."""
-    work = tmp_path_factory.mktemp("bad")
-    paths = [f"run_root={work / 'runs'}", f"snapshot_dir={work / 'models'}"]
+def bad_work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("bad")
 
-    def one(case):
-        name, script, overrides, _, _ = case
-        return name, run(script, *TINY, *paths, *overrides, timeout=120)
 
-    with ThreadPoolExecutor(2) as pool:
-        return dict(pool.map(one, BAD_CONFIGS))
+def precheck_command(script: str, *overrides: str) -> subprocess.CompletedProcess:
+    """What ``python script overrides...`` does before Hydra starts (urlb.run.precheck, the entry
+    points' first call), in this process: a refused command stops there, so this is its whole
+    output. Tests of the real command line for the same errors: test_pipeline.py."""
+    from urlb.run import precheck
+
+    out, err, code = io.StringIO(), io.StringIO(), None
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            precheck(str(REPO / script), list(overrides))
+        except SystemExit as exc:
+            code = exc.code
+    return subprocess.CompletedProcess([script, *overrides], code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture(scope="module")
+def bad_config_results(bad_work) -> dict[str, subprocess.CompletedProcess]:
+    """Every bad command, checked in this process (each is refused before Hydra starts)."""
+    paths = [f"run_root={bad_work / 'runs'}", f"snapshot_dir={bad_work / 'models'}"]
+    return {name: precheck_command(script, *TINY, *paths, *overrides)
+            for name, script, overrides, _, _ in BAD_CONFIGS}
 
 
 @pytest.mark.parametrize("case", BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
 def test_bad_config_fails_with_one_clear_message(case, bad_config_results):
     name, _, _, expected_exit, texts = case
     proc = bad_config_results[name]
-    if expected_exit == "hydra":  # an unknown config-group option: Hydra's own error (exit 1)
-        assert proc.returncode != 0, explain(proc)
-        assert "Available options" in proc.stderr, explain(proc)
-    else:
-        assert proc.returncode == expected_exit, explain(proc)
-        assert proc.stderr.count("error:") == 1, explain(proc)  # one message
-        assert len(proc.stderr.strip().splitlines()) == 1, explain(proc)
+    assert proc.returncode == expected_exit, explain(proc)
+    assert proc.stderr.count("error:") == 1, explain(proc)  # one message
+    assert len(proc.stderr.strip().splitlines()) == 1, explain(proc)
     for text in texts:
         assert text in proc.stderr, f"{text!r} missing\n{explain(proc)}"
     assert_no_traceback(proc)
     assert "| eval" not in proc.stdout, explain(proc)  # failed before any work
+
+
+def test_refused_commands_leave_no_run_directory(bad_config_results, bad_work):
+    assert len(bad_config_results) == len(BAD_CONFIGS)
+    assert not (bad_work / "runs").exists(), sorted(str(p) for p in (bad_work / "runs").rglob("*"))
+
+
+def test_bf16_without_native_support_is_refused(tmp_path):
+    # The variables lower torch's and oneDNN's ISA to AVX2 (no bf16 instructions) on any x86 CPU;
+    # on others the flags decide: either way this is not a machine with usable bf16 here.
+    proc = run("pretrain.py", *TINY, "domain=jaco", "precision=bf16", f"run_root={tmp_path / 'runs'}",
+               env={"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert proc.returncode == 2, explain(proc)
+    assert len(proc.stderr.strip().splitlines()) == 1, explain(proc)
+    for text in ("precision=bf16", "ONEDNN_MAX_CPU_ISA=AVX2", "precision=fp32", "precision_check=false"):
+        assert text in proc.stderr, explain(proc)
+    assert not (tmp_path / "runs").exists()
 
 
 # --------------------------------------------------------------------------- 2. snapshots
@@ -148,11 +182,60 @@ def pretrained(tmp_path_factory) -> dict:
     """One tiny jaco pre-training run with snapshots=[500]. It also uses a huge
     eval_every_frames (legal: only the frame-0 evaluation happens)."""
     work = tmp_path_factory.mktemp("snap")
-    proc = run("pretrain.py", *SNAP_SETTINGS, "agent=rnd", "domain=jaco", f"snapshots=[{SNAP_FRAMES}]",
-               f"eval_every_frames={10**9}", f"run_root={work / 'runs'}", f"snapshot_dir={work / 'models'}")
+    overrides = [*SNAP_SETTINGS, "agent=rnd", "domain=jaco", f"snapshots=[{SNAP_FRAMES}]",
+                 f"eval_every_frames={10**9}", f"run_root={work / 'runs'}", f"snapshot_dir={work / 'models'}"]
+    proc = run("pretrain.py", *overrides)
     assert proc.returncode == 0, explain(proc)
-    return {"work": work, "proc": proc,
+    return {"work": work, "proc": proc, "overrides": overrides,
             "snapshot": snapshot_path(work / "models", "states", "jaco", "rnd", 1, SNAP_FRAMES)}
+
+
+def listing(directory: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(directory.rglob("*"))}
+
+
+def test_run_logs_the_last_episode_labels_rewards_and_leaves_no_empty_log(pretrained):
+    run_dir = pretrain_dir(pretrained["work"] / "runs")
+    assert frames_of(read_rows(run_dir / "train.csv")) == [250, 500]  # 500: the last episode
+    assert "R(task):" in pretrained["proc"].stdout and "R(intr):" in pretrained["proc"].stdout
+    assert not list(run_dir.glob("*.log"))
+
+
+def test_rerun_of_a_finished_run_is_already_complete_and_touches_nothing(pretrained, tmp_path):
+    run_dir = pretrain_dir(pretrained["work"] / "runs")
+    before = listing(run_dir)
+    same = run("pretrain.py", *pretrained["overrides"])
+    assert same.returncode == 0 and same.stdout.startswith(f"already complete: {run_dir}"), explain(same)
+    neutral = run("pretrain.py", *pretrained["overrides"], "use_tb=true", f"snapshot_dir={tmp_path / 'elsewhere'}")
+    assert neutral.returncode == 0 and "already complete" in neutral.stdout, explain(neutral)
+    assert "use_tb: False -> True" in neutral.stdout and "snapshot_dir:" in neutral.stdout
+    changed = run("pretrain.py", *pretrained["overrides"], "agent.lr=0.001")
+    assert changed.returncode == 2 and "agent.lr: 0.0001 -> 0.001" in changed.stderr, explain(changed)
+    assert len(changed.stderr.strip().splitlines()) == 1, explain(changed)
+    assert listing(run_dir) == before and not (tmp_path / "elsewhere").exists()
+
+
+def test_missing_snapshot_hint_works_when_followed(tmp_path):
+    # One 250-step episode each way, all seed frames: the hint is what is tested, not training.
+    settings = [*TINY, "agent=rnd", f"task={JACO_TASK}", "seed=3", "pretrain_frames=250", "num_train_frames=250",
+                "num_seed_frames=250", "eval_every_frames=500", f"run_root={tmp_path / 'runs'}",
+                f"snapshot_dir={tmp_path / 'models'}"]
+    missing = run("finetune.py", *settings)
+    assert missing.returncode == 2, explain(missing)
+    assert not (tmp_path / "runs").exists()  # refused before Hydra made a run directory
+    hint = [line for line in missing.stderr.splitlines() if line.startswith("create it with: python pretrain.py ")]
+    assert len(hint) == 1, explain(missing)
+    words = hint[0].split()[4:]  # after "create it with: python"
+    assert "preset=quick" in words and "agent.hidden_dim=32" in words and "pretrain_frames=250" in words
+    followed = run(*words)
+    assert followed.returncode == 0, explain(followed)
+    assert snapshot_path(tmp_path / "models", "states", "jaco", "rnd", 3, 250).is_file()
+    again = run("finetune.py", *settings)
+    assert again.returncode == 0 and "loaded snapshot" in again.stdout, explain(again)
+
+
+# --------------------------------------------------------------------------- 2. snapshots
 
 
 def test_huge_eval_every_frames_is_legal(pretrained):
@@ -324,7 +407,7 @@ def unwritable_run_root(tmp_path_factory) -> tuple[subprocess.CompletedProcess, 
     blocker = work / "a_regular_file"
     blocker.write_text("not a directory\n")
     proc = run("pretrain.py", *SNAP_SETTINGS, "domain=jaco", "snapshots=[500]", f"run_root={blocker / 'runs'}",
-               f"snapshot_dir={work / 'models'}", timeout=60)  # a hang would fail here
+               f"snapshot_dir={work / 'models'}", timeout=600)  # a hang would fail here
     return proc, blocker
 
 
@@ -347,7 +430,7 @@ def test_unwritable_snapshot_dir_exits_2_naming_the_path(tmp_path):
     blocker = tmp_path / "a_regular_file"
     blocker.write_text("not a directory\n")
     proc = run("pretrain.py", *SNAP_SETTINGS, "domain=jaco", "snapshots=[500]", f"eval_every_frames={10**9}",
-               f"run_root={tmp_path / 'runs'}", f"snapshot_dir={blocker / 'models'}", timeout=120)
+               f"run_root={tmp_path / 'runs'}", f"snapshot_dir={blocker / 'models'}", timeout=600)
     assert proc.returncode == 2, explain(proc)
     assert "snapshot_dir" in proc.stderr and str(blocker) in proc.stderr, explain(proc)
     assert_no_traceback(proc)
@@ -384,7 +467,7 @@ def disk_full(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     # Rows in order: eval 0, train 250, eval 500, train 500; the 5th (train 750) fails.
     proc = run("pretrain.py", *SNAP_SETTINGS, "domain=jaco", "num_train_frames=1500", "snapshots=[1500]",
                "eval_every_frames=500", "checkpoint_every_frames=250", f"run_root={work / 'runs'}",
-               f"snapshot_dir={work / 'models'}", prefix=(str(wrapper), "4"), timeout=120)
+               f"snapshot_dir={work / 'models'}", prefix=(str(wrapper), "4"), timeout=600)
     return proc, pretrain_dir(work / "runs")
 
 
@@ -437,6 +520,14 @@ def test_same_seed_gives_byte_identical_eval_csv(same_and_other_seed):
     rows_a, rows_b = (read_rows(d / "train.csv") for d in (a.parent, b.parent))
     strip = lambda rows: [{k: v for k, v in r.items() if k not in timing} for r in rows]  # noqa: E731
     assert strip(rows_a) == strip(rows_b)
+
+
+def test_train_and_eval_lines_count_episodes_alike(same_and_other_seed):
+    run_dir = same_and_other_seed["a"]
+    train = {int(float(r["frame"])): r["episode"] for r in read_rows(run_dir / "train.csv")}
+    assert sorted(train) == [250, 500, 750, 1000, 1250, 1500]  # the last episode has its row
+    evals = {int(float(r["frame"])): r["episode"] for r in read_rows(run_dir / "eval.csv")}
+    assert all(evals[f] == train[f] for f in (500, 1000, 1500)), (evals, train)
 
 
 def test_other_seed_gives_different_eval_csv(same_and_other_seed):

@@ -350,8 +350,8 @@ def test_stop_signal_at_an_episode_end_keeps_that_episode(tmp_path, monkeypatch)
     finally:
         torch.set_num_threads(threads)
     rows = read_rows(run_dir / "train.csv")
-    assert frames_of(rows) == [250, 500, 750], rows
-    assert [int(r["episode"]) for r in rows] == [1, 2, 3], rows
+    assert frames_of(rows) == [250, 500, 750, 1000], rows  # 1000: the last episode has its row too
+    assert [int(r["episode"]) for r in rows] == [1, 2, 3, 4], rows
     assert frames_of(read_rows(run_dir / "eval.csv")) == [0, 500, 1000]
 
 

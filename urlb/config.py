@@ -8,6 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 from urlb.agents import agent_names, split_agent_config
 from urlb.ddpg import COMPILE_BACKENDS
 from urlb.errors import ConfigError
+from urlb.hardware import bf16_support
 from urlb.skills import SKILL_SELECTIONS
 from urlb.tasks import ALL_TASKS, DOMAINS, OBS_TYPES, TASKS, domain_of
 
@@ -131,4 +132,18 @@ def validate(cfg: DictConfig) -> None:
         _choice("compile", cfg.compile, COMPILE_BACKENDS)
     if cfg.phase == "pretrain":
         _check_snapshot_frames(cfg)
-    resolve_device(cfg.device)
+    resolve_threads(OmegaConf.select(cfg, "threads", default="auto"), 1, 1)  # the value only; counted at start
+    _check_precision(cfg, resolve_device(cfg.device))
+
+
+def _check_precision(cfg: DictConfig, device: torch.device) -> None:
+    """bf16 on a CPU without native bf16 is emulated, ~45x slower than fp32: refuse unless told."""
+    if cfg.precision != "bf16" or OmegaConf.select(cfg, "precision_check", default=True) is False:
+        return
+    support = bf16_support(device)
+    if not support.native:
+        raise ConfigError(
+            f"precision=bf16 needs native bf16 on this CPU and none was found ({support.description}); "
+            "emulated bf16 runs many times slower than fp32. Use precision=fp32, or precision_check=false "
+            "to run bf16 anyway"
+        )

@@ -109,8 +109,10 @@ class DDPGAgent(nn.Module):
         self.skill_dim = plugin.skill_dim if plugin is not None else 0
         in_dim = feat_dim + self.skill_dim
         self.actor = Actor(obs_type, in_dim, action_dim, feature_dim, hidden_dim)
-        self.critic = Critic(obs_type, in_dim, action_dim, feature_dim, hidden_dim)
-        self.critic_target = Critic(obs_type, in_dim, action_dim, feature_dim, hidden_dim)
+        # A plugin may replace the critic (APS: successor features); same inputs and outputs.
+        make_critic = getattr(plugin, "make_critic", None) or Critic
+        self.critic = make_critic(obs_type, in_dim, action_dim, feature_dim, hidden_dim)
+        self.critic_target = make_critic(obs_type, in_dim, action_dim, feature_dim, hidden_dim)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
         self.to(self.device)
@@ -261,8 +263,9 @@ class DDPGAgent(nn.Module):
 
     def init_from(self, state: dict[str, dict], load_plugin: bool = True) -> None:
         """Fine-tuning initialisation from a snapshot payload, as URLB's ``init_from`` with
-        ``init_critic: true``: the encoder, the actor and only the critic's trunk are copied; the
-        Q heads, the target critic and every optimiser keep this agent's fresh initialisation.
+        ``init_critic: true``: the encoder, the actor and only the critic's trunk are copied (the
+        whole critic where the plugin says so: ProtoRL); the Q heads, the target critic and every
+        optimiser keep this agent's fresh initialisation.
         ``load_plugin`` also loads the pre-trained plugin (skill selection may need it, e.g. to
         score or regress skills; it never reaches the actor or critic)."""
         missing = [k for k in ("actor", "critic", "encoder") if k not in state]
@@ -270,7 +273,10 @@ class DDPGAgent(nn.Module):
             raise KeyError(f"snapshot payload lacks {', '.join(missing)}; it needs actor, critic and encoder")
         self.encoder.load_state_dict(state["encoder"])
         self.actor.load_state_dict(state["actor"])
-        trunk = {k[len("trunk."):]: v for k, v in state["critic"].items() if k.startswith("trunk.")}
-        self.critic.trunk.load_state_dict(trunk)
+        if self.plugin is not None and self.plugin.finetune_critic_copy == "all":
+            self.critic.load_state_dict(state["critic"])
+        else:
+            trunk = {k[len("trunk."):]: v for k, v in state["critic"].items() if k.startswith("trunk.")}
+            self.critic.trunk.load_state_dict(trunk)
         if load_plugin and self.plugin is not None and "plugin" in state:
             self.plugin.load_state_dict(state["plugin"])

@@ -128,12 +128,14 @@ class Logger:
 
     def _print(self, kind: str, row: dict[str, Any]) -> None:
         elapsed = time.strftime("%H:%M:%S", time.gmtime(row.get("total_time", 0)))
+        # R(task): the episode's return under the task reward (in pre-training the domain's primal
+        # task, informative only); R(intr): mean intrinsic reward of the updates since the last line.
         parts = [f"| {kind:<5}", f"F: {row['frame']:>8}", f"E: {row.get('episode', 0):>5}",
-                 f"R: {row.get('episode_reward', 0.0):8.2f}"]
+                 f"R(task): {row.get('episode_reward', 0.0):8.2f}"]
         if "fps" in row:
             parts.append(f"FPS: {row['fps']:7.1f}")
         if "intrinsic_reward" in row:
-            parts.append(f"Ri: {row['intrinsic_reward']:.3g}")
+            parts.append(f"R(intr): {row['intrinsic_reward']:.3g}")
         parts.append(f"T: {elapsed}")
         self.message(" | ".join(parts))
 

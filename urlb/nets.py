@@ -97,9 +97,11 @@ class Actor(nn.Module):
 
 
 class Critic(nn.Module):
-    """Two Q heads on a shared trunk. For states the action enters the trunk (URLB)."""
+    """Two Q heads on a shared trunk. For states the action enters the trunk (URLB). Heads have
+    ``out_dim`` outputs (1: a value; more: APS's successor features)."""
 
-    def __init__(self, obs_type: str, in_dim: int, action_dim: int, feature_dim: int, hidden_dim: int) -> None:
+    def __init__(self, obs_type: str, in_dim: int, action_dim: int, feature_dim: int, hidden_dim: int,
+                 out_dim: int = 1) -> None:
         super().__init__()
         self.action_in_trunk = obs_type != "pixels"
         if self.action_in_trunk:
@@ -109,8 +111,8 @@ class Critic(nn.Module):
             self.trunk = nn.Sequential(nn.Linear(in_dim, feature_dim), nn.LayerNorm(feature_dim), nn.Tanh())
             head_in = feature_dim + action_dim
         depth = 1 if self.action_in_trunk else 2
-        self.q1 = mlp(head_in, hidden_dim, 1, num_hidden=depth)
-        self.q2 = mlp(head_in, hidden_dim, 1, num_hidden=depth)
+        self.q1 = mlp(head_in, hidden_dim, out_dim, num_hidden=depth)
+        self.q2 = mlp(head_in, hidden_dim, out_dim, num_hidden=depth)
         self.apply(weight_init)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

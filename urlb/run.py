@@ -7,6 +7,7 @@ the process with 128+signal, after a checkpoint, in a multirun too."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from urlb.config import ConfigError, resolve_threads, validate
 from urlb.ddpg import NonFiniteError
+from urlb.run_record import check_run_record, check_snapshot_exists
 from urlb.snapshot import SnapshotError
 from urlb.trainer import RunInterrupted, Trainer
 
@@ -45,16 +47,33 @@ def _os_error_message(exc: OSError) -> str:
     return f"cannot write{where}: {exc.strerror or exc}"
 
 
-def run_phase(cfg: DictConfig) -> None:
-    try:
-        validate(cfg)
-        with open_dict(cfg):
-            cfg.snapshot_dir = to_absolute_path(cfg.snapshot_dir)
+def check_before_work(cfg: DictConfig, run_dir: Path, overrides: list[str], announce: bool = True) -> str | None:
+    """Every check that needs no environment or network: the config's values, the run
+    directory's record and the snapshot to load. Returns the "already complete" message when
+    there is nothing to do; raises ConfigError/SnapshotError for a refused command."""
+    validate(cfg)
+    with open_dict(cfg):
+        cfg.snapshot_dir = to_absolute_path(cfg.snapshot_dir)
+    done = check_run_record(cfg, run_dir, announce)
+    if done is None:
         check_writable(Path(cfg.snapshot_dir), "snapshot_dir")
+        check_snapshot_exists(cfg, run_dir, overrides)
+    return done
+
+
+def run_phase(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    try:
+        overrides = getattr(getattr(hydra_cfg, "overrides", None), "task", None) or []
+        done = check_before_work(cfg, run_dir, list(overrides))
+        if done is not None:
+            print(done, flush=True)
+            return
         set_threads(cfg.threads)
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
         Trainer(cfg, run_dir).train()
     except (ConfigError, SnapshotError) as exc:
+        remove_unused_run_dir(run_dir, cfg)
         _fail(str(exc), EXIT_USER_ERROR)
     except RunInterrupted as exc:
         # A stop signal ends the process even in a sequential multirun: the user or the
@@ -70,6 +89,61 @@ def run_phase(cfg: DictConfig) -> None:
     except OSError as exc:
         # Full disk, unwritable directory: say which file; what is already written stays.
         _fail(_os_error_message(exc), EXIT_USER_ERROR)
+
+
+def precheck(script: str, argv: list[str] | None = None) -> None:
+    """Called by the entry points before ``hydra.main``: compose the config as Hydra will and run
+    :func:`check_before_work`, so that a refused command (unknown agent, preset, launcher or
+    task, a bad value, a run that differs from its record) is one line and exit 2 within
+    seconds, and a finished run says "already complete" (exit 0), before Hydra creates or
+    writes anything in a run directory. Command lines with flags (``-m``, ``--help``, ``--cfg``
+    ...) are left to Hydra; the jobs of a multirun run the same checks themselves."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException, MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(arg.startswith("-") for arg in argv):
+        return
+    script_path = Path(script).resolve()
+    try:
+        with initialize_config_dir(str(script_path.parent / "configs"), version_base="1.3", job_name=script_path.stem):
+            cfg = compose(config_name=script_path.stem, overrides=argv, return_hydra_config=True)
+        # announce=False: the job repeats these checks and says what it resumes with.
+        done = check_before_work(cfg, Path(cfg.hydra.run.dir).absolute(), argv, announce=False)
+    except MissingConfigException as exc:
+        _exit_with(_missing_option_message(exc, argv), EXIT_USER_ERROR)
+    except (ConfigError, SnapshotError) as exc:
+        _exit_with(str(exc), EXIT_USER_ERROR)
+    except (HydraException, OmegaConfBaseException) as exc:
+        cause = f" ({_one_line(str(exc.__cause__))})" if exc.__cause__ is not None else ""
+        _exit_with(_one_line(str(exc)) + cause, EXIT_USER_ERROR)
+    if done is not None:
+        print(done, flush=True)
+        sys.exit(0)
+
+
+def _exit_with(message: str, code: int) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def _one_line(text: str) -> str:
+    # Hydra's and OmegaConf's messages end with details (full_key, object_type) users need not read.
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    kept = [line for line in lines if not line.startswith(("full_key:", "object_type=", "reference_type="))]
+    return "; ".join(kept or lines)
+
+
+def _missing_option_message(exc, argv: list[str]) -> str:
+    """``agent=cicc`` -> "agent='cicc' is not valid; choose one of: apt, cic, ..." (Hydra's own text
+    spans many lines with its search path)."""
+    missing = str(exc.missing_cfg_file or "")
+    group, _, name = missing.rpartition("/")
+    options = sorted(exc.options or [])
+    if not group or not options:
+        return _one_line(str(exc))
+    return f"{group}={name!r} is not valid (no config {missing}.yaml); choose one of: {', '.join(options)}"
 
 
 def parallel_jobs() -> int:
@@ -122,3 +196,21 @@ class CheckOutputDirs(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         self._check(config.hydra.sweep.dir, "sweep directory (run_root)")
+
+
+def remove_unused_run_dir(run_dir: Path, cfg: DictConfig) -> None:
+    """A refused command leaves no run directory: remove ``run_dir`` when it holds nothing but
+    what Hydra put there (``.hydra/``, empty log files), and the empty directories above it up
+    to ``run_root``. A directory with anything else in it is kept as it is."""
+    if not run_dir.is_dir():
+        return
+    for entry in run_dir.iterdir():
+        if entry.name == ".hydra" or (entry.suffix == ".log" and entry.is_file() and entry.stat().st_size == 0):
+            continue
+        return
+    shutil.rmtree(run_dir)
+    root = Path(to_absolute_path(str(cfg.run_root)))
+    parent = run_dir.absolute().parent
+    while parent != root.parent and root in (parent, *parent.parents) and not any(parent.iterdir()):
+        parent.rmdir()
+        parent = parent.parent

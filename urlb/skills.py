@@ -3,8 +3,8 @@
 Pre-training draws skills from the method's prior; fine-tuning follows ``skill_selection``:
 ``fixed`` (the method's default skill), ``random`` (one prior sample held throughout),
 ``resample`` (a prior sample redrawn every ``update_skill_every_step`` steps and at each episode
-start, as URLB fine-tunes DIAYN) or ``grid`` (candidates scored with the task reward during the
-seed frames, the best kept).
+start, as URLB fine-tunes DIAYN and SMM), ``grid`` (candidates scored with the task reward during
+the seed frames, the best kept) or ``regress`` (the skill inferred from the task reward, APS).
 ``null`` means the method's reference choice (its plugin's ``finetune_skill_selection``).
 """
 
@@ -15,8 +15,9 @@ from typing import Any, Callable
 import numpy as np
 
 from urlb.agents.base import Plugin
+from urlb.errors import ConfigError
 
-SKILL_SELECTIONS = ("fixed", "random", "resample", "grid")
+SKILL_SELECTIONS = ("fixed", "random", "resample", "grid", "regress")
 
 Say = Callable[[str], None]
 
@@ -49,15 +50,16 @@ class SkillSchedule:
 
 
 class PriorSkills(SkillSchedule):
-    """A prior sample at each episode start and every ``update_skill_every_step``: pre-training,
-    and fine-tuning with ``skill_selection=resample``."""
+    """A prior sample at each episode start and every ``update_skill_every_step`` (0: at episode
+    starts only): pre-training, and fine-tuning with ``skill_selection=resample``."""
 
     def __init__(self, plugin: Plugin, rng: np.random.Generator) -> None:
         self.plugin, self.rng = plugin, rng
         self.skill: np.ndarray | None = None
 
     def skill_at(self, step: int | None) -> np.ndarray:
-        if step is None or step % self.plugin.update_skill_every_step == 0:
+        every = self.plugin.update_skill_every_step
+        if step is None or (every > 0 and step % every == 0):
             self.skill = self.plugin.sample_skill(self.rng)
         return self.skill
 
@@ -148,6 +150,50 @@ class GridSkills(SkillSchedule):
         return {"fixed_skill": self.chosen}
 
 
+class RegressSkills(SkillSchedule):
+    """APS's task inference at fine-tuning (URLB finetune.py with ``regress_meta``).
+
+    Up to ``num_init_steps`` frames the skill is a prior sample renewed every
+    ``update_skill_every_step`` steps, as in pre-training. After that, every
+    ``update_skill_every_step`` frames, ``lstsq_batch_size`` replay transitions are drawn and the
+    plugin's ``regress_skill(features, n-step task reward)`` gives the skill, which is then held
+    (also for evaluation) until the next regression.
+    """
+
+    def __init__(self, plugin: Plugin, replay, rng: np.random.Generator, action_repeat: int, say: Say,
+                 encode: Callable | None = None, solved: np.ndarray | None = None) -> None:
+        self.plugin, self.replay, self.rng, self.say = plugin, replay, rng, say
+        self.encode = encode  # pixels: the agent's encoder (the plugin works on its features)
+        self.init_step = plugin.num_init_steps // action_repeat
+        self.every = max(1, plugin.update_skill_every_step // action_repeat)
+        self.skill: np.ndarray | None = None
+        self.solved = solved
+
+    def _regress(self) -> None:
+        batch = self.replay.sample(self.plugin.lstsq_batch_size)
+        obs = batch.obs if self.encode is None else self.encode(batch.obs)
+        skill = self.plugin.regress_skill(obs, batch.reward)
+        if skill is None:  # e.g. no task reward yet: keep the current skill
+            return
+        if self.solved is None:
+            self.say(f"regressed fine-tuning skill from {self.plugin.lstsq_batch_size} transitions: "
+                     f"{np.round(skill, 3)}")
+        self.solved = skill
+
+    def skill_at(self, step: int | None) -> np.ndarray:
+        if self.solved is None and (step is None or step % self.plugin.update_skill_every_step == 0):
+            self.skill = self.plugin.sample_skill(self.rng)
+        if step is not None and step > self.init_step and step % self.every == 0 and len(self.replay):
+            self._regress()
+        return self.solved if self.solved is not None else self.skill
+
+    def eval_skill(self) -> np.ndarray:
+        return self.solved if self.solved is not None else self.plugin.sample_skill(self.rng)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"fixed_skill": self.solved}
+
+
 def selection_mode(plugin: Plugin | None, requested: str | None) -> str | None:
     """The fine-tuning skill selection in force (None: the method has no skills)."""
     if plugin is None or plugin.skill_dim == 0:
@@ -157,20 +203,28 @@ def selection_mode(plugin: Plugin | None, requested: str | None) -> str | None:
 
 def finetune_schedule(plugin: Plugin | None, requested: str | None, candidates: int, from_snapshot: bool,
                       seed_steps: int, rng: np.random.Generator, say: Say,
-                      resumed_skill: np.ndarray | None = None) -> SkillSchedule:
-    """The fine-tuning skill schedule for ``skill_selection=requested``."""
+                      resumed_skill: np.ndarray | None = None, replay=None, action_repeat: int = 1,
+                      encode: Callable | None = None) -> SkillSchedule:
+    """The fine-tuning skill schedule for ``skill_selection=requested`` (``replay`` and
+    ``encode`` serve ``regress``)."""
     mode = selection_mode(plugin, requested)
     if mode is None:
         return SkillSchedule()
+    if mode == "regress":
+        if not hasattr(plugin, "regress_skill") or replay is None:
+            raise ConfigError(f"skill_selection=regress needs a method that infers its skill from the task "
+                             f"reward (aps); agent {plugin.name} cannot: use fixed, random, resample or grid")
+        return RegressSkills(plugin, replay, rng, action_repeat, say, encode, solved=resumed_skill)
     if resumed_skill is not None:
         return FixedSkill(resumed_skill)
     if mode == "resample":
-        say(f"fine-tuning with skills (resample): a prior sample every {plugin.update_skill_every_step} steps "
-            "and at each episode start")
+        every = plugin.update_skill_every_step
+        say(f"fine-tuning with skills (resample): a prior sample at each episode start"
+            + (f" and every {every} steps" if every else ""))
         return PriorSkills(plugin, rng)
     if mode == "grid" and from_snapshot and seed_steps > 0:
-        return GridSkills(plugin.candidate_skills(candidates, rng), seed_steps, plugin.update_skill_every_step,
-                          plugin.default_skill(), say)
+        block = plugin.update_skill_every_step or seed_steps  # 0: the skill lasts an episode
+        return GridSkills(plugin.candidate_skills(candidates, rng), seed_steps, block, plugin.default_skill(), say)
     # fixed; and grid when there is nothing to score (from scratch, or no seed frames)
     skill = plugin.sample_skill(rng) if mode == "random" else plugin.default_skill()
     say(f"fine-tuning with skill ({mode}): {np.round(skill, 3)}")

@@ -97,6 +97,16 @@ def _existing_snapshots(root: Path, obs_type: str, domain: str) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in base.glob("*/*/snapshot_*.pt"))
 
 
+def _mismatch_hint(mismatched: dict[str, tuple[Any, Any]]) -> str:
+    """The likely cause of a size mismatch: the snapshot came from another preset."""
+    if "hidden_dim" not in mismatched:
+        return ""
+    have = mismatched["hidden_dim"][0]
+    preset = {256: " (the quick preset's size): add preset=quick", 1024: " (the paper preset's size): use preset=paper"}
+    return (f". Likely cause: the snapshot was pre-trained with agent.hidden_dim={have}{preset.get(have, '')}; "
+            f"otherwise pass agent.hidden_dim={have} and the other overrides its pre-training used")
+
+
 def load_snapshot(root: str | Path, obs_type: str, domain: str, agent: str, seed: int, frames: int,
                   expected: dict[str, Any]) -> dict:
     """Find, read and validate a snapshot; ``expected`` holds metadata that must match."""
@@ -117,5 +127,5 @@ def load_snapshot(root: str | Path, obs_type: str, domain: str, agent: str, seed
     mismatched = {k: (meta.get(k), v) for k, v in expected.items() if meta.get(k) != v}
     if mismatched:
         detail = "; ".join(f"{k}: snapshot has {a!r}, this run needs {b!r}" for k, (a, b) in mismatched.items())
-        raise SnapshotError(f"snapshot {path} does not fit this run: {detail}")
+        raise SnapshotError(f"snapshot {path} does not fit this run: {detail}{_mismatch_hint(mismatched)}")
     return data

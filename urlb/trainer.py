@@ -88,7 +88,13 @@ class Trainer:
             return PriorSkills(plugin, self.rng) if self.skill_dim else SkillSchedule()
         return finetune_schedule(plugin, self.cfg.skill_selection, self.cfg.skill_selection_candidates,
                                  from_snapshot=self.cfg.snapshot_ts > 0, seed_steps=self._seed_steps,
-                                 rng=self.rng, say=self.logger.message, resumed_skill=self.resumed_skill)
+                                 rng=self.rng, say=self.logger.message, resumed_skill=self.resumed_skill,
+                                 replay=self.replay, action_repeat=self.action_repeat, encode=self._features)
+
+    @torch.no_grad()
+    def _features(self, obs):
+        """What a plugin sees of an observation (encoder features for pixels)."""
+        return self.agent._encode(obs)
 
     @property
     def _seed_steps(self) -> int:
@@ -179,7 +185,6 @@ class Trainer:
         self.logger.episode({"frame": self.global_frame, "step": self.global_step, "episode": self.global_episode,
                              "episode_reward": reward, "episode_length": steps * self.action_repeat, "fps": fps,
                              "buffer_size": len(self.replay), "total_time": self.total_time()})
-        self._maybe_checkpoint()
 
     def _loop(self) -> None:
         cfg = self.cfg
@@ -191,7 +196,7 @@ class Trainer:
         episode_reward, episode_step, window = 0.0, 0, (time.time(), self.global_frame)
         while self.global_step < total_steps:
             if time_step.last():
-                self._end_episode(episode_reward, episode_step, window)
+                self._maybe_checkpoint()  # the episode's row was logged when it ended
                 time_step = self._start_episode()
                 episode_reward, episode_step, window = 0.0, 0, (time.time(), self.global_frame)
             # After the episode-end bookkeeping, so a stop there keeps that episode's row.
@@ -209,6 +214,10 @@ class Trainer:
             episode_step += 1
             self.global_step += 1
             self.logger.advance(self.action_repeat)
+            if time_step.last():
+                # Logged at once, so the last episode has its row and an evaluation at this
+                # frame counts this episode too.
+                self._end_episode(episode_reward, episode_step, window)
             if self.pretrain:
                 self._maybe_snapshot()
             if self.global_step % eval_every_steps == 0:

@@ -28,6 +28,11 @@ REGISTRY: dict[str, str | None] = {
     "diayn": "urlb.agents.diayn:DIAYN",
     "cic": "urlb.agents.cic:CIC",
     "metra": "urlb.agents.metra:METRA",
+    "icm": "urlb.agents.icm:ICM",
+    "disagreement": "urlb.agents.disagreement:Disagreement",
+    "proto": "urlb.agents.proto:Proto",
+    "smm": "urlb.agents.smm:SMM",
+    "aps": "urlb.agents.aps:APS",
 }
 # Agent-config keys the training loop reads (everything else is the backbone's or the plugin's).
 LOOP_KEYS = ("name", "update_every_steps")

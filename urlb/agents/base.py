@@ -27,6 +27,9 @@ class Plugin(nn.Module):
     update_skill_every_step: int = 50
     # How the reference code picks the fine-tuning skill (``skill_selection=null``): see urlb.skills.
     finetune_skill_selection: str = "fixed"
+    # What URLB's ``init_from`` copies of the pre-trained critic: its trunk (every method but one) or
+    # the whole critic, heads included (ProtoRL's own ``init_from``). The target critic stays fresh.
+    finetune_critic_copy: str = "trunk"
 
     def __init__(self, obs_dim: int, action_dim: int) -> None:
         super().__init__()

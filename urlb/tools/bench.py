@@ -3,7 +3,8 @@
 For each agent it runs the real training loop on walker (states) after a warm-up and prints
 frames/s, where the time goes (environment, acting, replay sampling, the update and its parts),
 peak resident memory, and the update's floating-point rate against this machine's matrix-multiply
-rate measured in the same run. It also measures replay sampling and replay bytes per transition.
+rate measured in the same run (only for the precisions asked for). It reports whether this CPU
+has native bf16 (see urlb.hardware) and measures replay sampling and replay bytes per transition.
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ from urlb import envs
 from urlb.agents import agent_names, build_agent
 from urlb.config import resolve_device
 from urlb.ddpg import COMPILE_BACKENDS, DDPGAgent
+from urlb.hardware import bf16_support
 from urlb.replay import ReplayBuffer
 
 SIZES = {  # name -> (hidden_dim, batch_size); update every 2 steps in both
     "paper": (1024, 1024),
     "quick": (256, 256),
+    "tiny": (32, 32),  # for checking that the command works (tests), not for figures
 }
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 UPDATE_PARTS = {  # timed part -> (object attribute path, method)
     "plugin": ("plugin", "update"),  # its own training step and the batch reward
     "critic": (None, "_update_critic"),
@@ -115,12 +119,12 @@ def fill_replay(env, replay: ReplayBuffer, agent: DDPGAgent, steps: int, rng: np
 
 
 def bench_agent(agent_name: str, size: str, device: torch.device, precision: str, seconds: float,
-                warmup_updates: int = 3, compile_backend: str | None = None) -> dict:
+                warmup_updates: int = 3, compile_backend: str | None = None, fill_steps: int = 4_000) -> dict:
     hidden, batch_size = SIZES[size]
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     env, agent, replay = build(agent_name, hidden, device, precision, capacity=100_000)
-    fill_replay(env, replay, agent, 4_000, rng)
+    fill_replay(env, replay, agent, fill_steps, rng)
     flops = update_flops(agent, replay, batch_size)  # counted eagerly: the work is the same compiled
     if compile_backend is not None:
         agent.compile_networks(compile_backend)
@@ -172,12 +176,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench_replay(device: torch.device, batch_size: int = 1024, seconds: float = 2.0) -> dict:
+def bench_replay(device: torch.device, batch_size: int = 1024, seconds: float = 2.0, fill_steps: int = 20_000) -> dict:
     """Sampling rate of n-step batches and stored bytes per transition (states and pixels)."""
     rng = np.random.default_rng(0)
     env = envs.make("walker_stand", "states", seed=1)
-    states = ReplayBuffer((24,), 6, 20_000, device=device)
-    fill_replay(env, states, _NoPlugin(6), 20_000, rng)
+    states = ReplayBuffer((24,), 6, fill_steps, device=device)
+    fill_replay(env, states, _NoPlugin(6), fill_steps, rng)
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         states.sample(batch_size)
@@ -208,8 +212,12 @@ def stored_bytes(replay: ReplayBuffer) -> int:
 
 
 def format_table(rows: list[dict], machine: dict) -> str:
-    lines = [f"matmul rate here: fp32 {machine['matmul_gflops_fp32']:.0f} GFLOP/s, "
-             f"bf16 {machine['matmul_gflops_bf16']:.0f} GFLOP/s (2048^3, {machine['threads']} threads)", ""]
+    rates = ", ".join(f"{p} {machine[f'matmul_gflops_{p}']:.0f} GFLOP/s" for p in DTYPES
+                      if f"matmul_gflops_{p}" in machine)
+    n = machine["matmul_size"]
+    lines = [f"matmul rate here: {rates} ({n}^3, {machine['threads']} threads)",
+             f"bf16 here: {'native' if machine['bf16_native'] else 'NOT native (emulated, much slower than fp32)'} "
+             f"({machine['bf16_found']})", ""]
     header = ("agent", "size", "prec", "frames/s", "env ms", "act ms", "sample ms", "update ms",
               "parts ms (plugin, critic, actor)", "GFLOP/upd", "GFLOP/s", "% matmul", "peak MB")
     lines.append(" | ".join(header))
@@ -226,7 +234,8 @@ def format_table(rows: list[dict], machine: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def run(argv: list[str] | None = None) -> dict:
+    """Parse ``argv``, measure, print the table; returns the results (what --json writes)."""
     parser = argparse.ArgumentParser(prog="python -m urlb.tools.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--agents", default="ddpg,rnd,apt,diayn,cic,metra", help="comma-separated agents")
     parser.add_argument("--sizes", default="paper,quick", help=f"comma-separated, of: {', '.join(SIZES)}")
@@ -236,6 +245,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured window per configuration")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--matmul-size", type=int, default=2048, help="n of the n^3 reference matrix product")
+    parser.add_argument("--fill-steps", type=int, default=4_000,
+                        help="environment steps put in each agent's replay before timing (the replay benchmark uses 5x)")
+    parser.add_argument("--replay-seconds", type=float, default=2.0, help="measured window of replay sampling")
     args = parser.parse_args(argv)
     agents = [a for a in args.agents.split(",") if a]
     sizes = [s for s in args.sizes.split(",") if s]
@@ -248,9 +261,13 @@ def main(argv: list[str] | None = None) -> dict:
         if bad:
             parser.error(f"unknown {name} {', '.join(bad)}; valid: {', '.join(valid)}")
     device = resolve_device(args.device)
-    machine = {"device": str(device), "threads": torch.get_num_threads(),
-               "matmul_gflops_fp32": matmul_gflops(torch.float32, device),
-               "matmul_gflops_bf16": matmul_gflops(torch.bfloat16, device)}
+    support = bf16_support(device)
+    print(f"bf16 here: {'native' if support.native else 'NOT native'} ({support.description})",
+          file=sys.stderr, flush=True)
+    # Only the precisions asked for: an emulated bf16 2048^3 product takes minutes on an AVX2-only CPU.
+    machine = {"device": str(device), "threads": torch.get_num_threads(), "matmul_size": args.matmul_size,
+               "bf16_native": support.native, "bf16_found": support.description,
+               **{f"matmul_gflops_{p}": matmul_gflops(DTYPES[p], device, args.matmul_size) for p in precisions}}
     rows = []
     for size in sizes:
         for precision in precisions:
@@ -259,8 +276,9 @@ def main(argv: list[str] | None = None) -> dict:
                     print(f"benchmarking {agent} size={size} precision={precision} compile={backend} ...",
                           file=sys.stderr, flush=True)
                     rows.append(bench_agent(agent, size, device, precision, args.seconds,
-                                            compile_backend=None if backend == "none" else backend))
-    replay = bench_replay(device)
+                                            compile_backend=None if backend == "none" else backend,
+                                            fill_steps=args.fill_steps))
+    replay = bench_replay(device, seconds=args.replay_seconds, fill_steps=5 * args.fill_steps)
     result = {"machine": machine, "agents": rows, "replay": replay}
     print(format_table(rows, machine))
     print(f"\nreplay: {replay['sample_transitions_per_s']:.0f} n-step transitions/s sampled (batch 1024); "
@@ -274,5 +292,11 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point (``urlb-bench``): exit code 0 on success, 2 on bad arguments."""
+    run(argv)
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -19,6 +19,7 @@ import torch
 from omegaconf import OmegaConf
 
 from urlb.agents.rewards import ParticleEntropy
+from urlb.replay import Batch
 
 # Run discovery and snapshot loading are shared with the skill gallery (urlb.tools.skills).
 from urlb.tools.pretrained import (
@@ -29,7 +30,7 @@ from urlb.tools.pretrained import (
 )
 
 __all__ = ["find_pretrain_runs", "load_pretrained_agent", "main", "metra_skill_displacement", "primal_env", "report",
-           "visited_states", "written_snapshots"]
+           "rollout", "rollout_intrinsic_reward", "visited_states", "written_snapshots"]
 
 # Per method: the train.csv columns that show its objective working.
 OBJECTIVE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -38,7 +39,15 @@ OBJECTIVE_COLUMNS: dict[str, tuple[str, ...]] = {
     "diayn": ("diayn_accuracy", "diayn_loss"),
     "cic": ("cic_contrastive_loss", "cic_logits_accuracy", "intrinsic_reward"),
     "metra": ("metra_along_z", "metra_step_norm", "metra_lambda", "metra_constraint"),
+    "icm": ("icm_forward_error", "icm_inverse_error", "intrinsic_reward"),
+    "disagreement": ("disagreement_loss", "intrinsic_reward"),
+    "proto": ("proto_loss", "intrinsic_reward"),
+    "smm": ("smm_vae_loss", "smm_pred_loss", "smm_pred_accuracy", "intrinsic_reward"),
+    "aps": ("aps_loss", "aps_entropy_reward", "aps_sf_reward"),
 }
+
+# Methods whose final reward model scores the pre-trained policy's transitions against a random policy's.
+REWARD_CHECK = ("icm", "disagreement", "proto", "smm", "aps")
 
 
 def metric_series(run_dir: Path, column: str) -> list[float]:
@@ -66,29 +75,71 @@ def mean_knn_distance(states: np.ndarray, k: int = 12) -> float:
     return float(dist[:, 1:].mean())  # column 0 is the point itself
 
 
-def visited_states(run_dir: Path, steps: int, policy: str, seed: int = 0) -> np.ndarray:
-    """States visited on the domain's primal task by the pre-trained policy acting as in
-    pre-training (exploration noise, skills resampled), or by uniform random actions."""
+def rollout(run_dir: Path, steps: int, policy: str, seed: int = 0) -> dict[str, np.ndarray]:
+    """``steps`` transitions on the domain's primal task by the pre-trained policy acting as in
+    pre-training (exploration noise, skills resampled), or by uniform random actions: obs, action,
+    skill (the prior's, drawn for both policies, None-free only for skill methods), next_obs and
+    the episode index of each step."""
     env = primal_env(OmegaConf.load(run_dir / "config.yaml"), seed)
     action_dim = env.action_spec().shape[0]
-    rng = np.random.default_rng(seed)
+    rng, skill_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
     torch.manual_seed(seed)  # exploration noise: the same figures on every call
     agent = load_pretrained_agent(run_dir, env) if policy == "pretrained" else None
-    plugin = agent.plugin if agent is not None else None
-    states, time_step, skill, t = [], env.reset(), None, 0
-    while len(states) < steps:
-        if plugin is not None and t % plugin.update_skill_every_step == 0:
-            skill = plugin.sample_skill(rng)
+    plugin = agent.plugin if agent is not None else (load_pretrained_agent(run_dir, env).plugin
+                                                      if policy == "random_with_skills" else None)
+    out: dict[str, list] = {"obs": [], "action": [], "skill": [], "next_obs": [], "episode": []}
+    time_step, skill, t, episode = env.reset(), None, 0, 0
+    while len(out["obs"]) < steps:
+        every = plugin.update_skill_every_step if plugin is not None else 0
+        if plugin is not None and (t == 0 or (every > 0 and t % every == 0)):  # 0: per episode (SMM)
+            skill = plugin.sample_skill(rng if agent is not None else skill_rng)
         if agent is None:
             action = rng.uniform(-1, 1, action_dim).astype(np.float32)
         else:
             action = agent.act(time_step.observation, skill, step=10**6, eval_mode=False)
+        obs = time_step.observation
         time_step = env.step(action)
-        states.append(time_step.observation)
+        for key, value in (("obs", obs), ("action", action), ("skill", skill), ("next_obs", time_step.observation),
+                           ("episode", episode)):
+            out[key].append(value)
         t += 1
         if time_step.last():
-            time_step, t = env.reset(), 0
-    return np.stack(states)
+            time_step, t, episode = env.reset(), 0, episode + 1
+    return {k: (np.stack(v) if k != "skill" or v[0] is not None else None) for k, v in out.items()}
+
+
+def visited_states(run_dir: Path, steps: int, policy: str, seed: int = 0) -> np.ndarray:
+    """States visited by the pre-trained or a uniform random policy (see ``rollout``)."""
+    return rollout(run_dir, steps, policy, seed)["next_obs"]
+
+
+@torch.no_grad()
+def rollout_intrinsic_reward(run_dir: Path, steps: int, seed: int = 0) -> dict[str, float]:
+    """Mean intrinsic reward, under the last snapshot's reward model (``intrinsic_reward``: no
+    training, no change to running statistics), of the n-step transitions of the pre-trained
+    policy and of a uniform random policy (skills drawn from the prior for both). Pre-training maximises this
+    reward's return, so a working method's policy scores above the random one."""
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    plugin = load_pretrained_agent(run_dir, primal_env(cfg)).plugin
+    means = {}
+    for policy in ("pretrained", "random_with_skills"):
+        data = rollout(run_dir, steps, policy, seed)
+        n, last = int(cfg.nstep), len(data["obs"]) - 1
+        idx = np.arange(len(data["obs"]))
+        ahead = np.minimum(idx + n - 1, last)
+        ok = data["episode"][ahead] == data["episode"]  # n-step successor within the episode
+        idx, ahead = idx[ok], ahead[ok]
+        t = lambda a: torch.as_tensor(a, dtype=torch.float32)
+        rewards = []
+        for chunk in np.array_split(np.arange(len(idx)), max(1, len(idx) // int(cfg.batch_size))):
+            i, j = idx[chunk], ahead[chunk]
+            batch = Batch(obs=t(data["obs"][i]), action=t(data["action"][i]), reward=torch.zeros(len(i), 1),
+                          discount=torch.ones(len(i), 1), next_obs=t(data["next_obs"][j]),
+                          next_obs_1step=t(data["next_obs"][i]),
+                          skill=None if data["skill"] is None else t(data["skill"][i]))
+            rewards.append(plugin.intrinsic_reward(batch).mean().item() * len(i))
+        means[policy.split("_")[0]] = sum(rewards) / len(idx)
+    return means
 
 
 @torch.no_grad()
@@ -137,6 +188,10 @@ def report(run_dir: Path, coverage_steps: int, metra_skills: int = 64) -> list[s
             d = metra_skill_displacement(run_dir, frames, metra_skills)
             lines.append(f"    {frames:>8} frames: {d['aligned']:8.4f} +- {d['aligned_se']:.4f} | {d['mismatched']:8.4f} | "
                          f"{d['aligned_positive']:.2f} | {d['norm']:.4f}")
+    if agent in REWARD_CHECK and written_snapshots(cfg) and coverage_steps > 0:
+        r = rollout_intrinsic_reward(run_dir, coverage_steps)
+        lines.append(f"  intrinsic reward (final reward model) of {coverage_steps} steps: "
+                     f"pre-trained policy {r['pretrained']:.4f}, random policy {r['random']:.4f}")
     missing = sorted(set(cfg.snapshots) - set(written_snapshots(cfg)))
     if missing:
         lines.append(f"  snapshots not written (the run stopped before them): {missing}")

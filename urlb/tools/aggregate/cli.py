@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="urlb-aggregate",
         description="Aggregate URLB fine-tuning runs: per-task tables, rliable aggregate "
                     "metrics (IQM, mean, median, optimality gap with stratified bootstrap "
-                    "95%% CIs) and plots.")
+                    "95% CIs) and plots.")
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUNS",
                         help="run directories or roots to search (any depth)")
     parser.add_argument("--out", required=True, type=Path, help="output directory")

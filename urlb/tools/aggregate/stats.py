@@ -46,13 +46,26 @@ def format_frames(frames: int) -> str:
     return str(frames)
 
 
+# Each agent's name in the published table (urlb/data/published_states_2M.csv), used as its
+# display name so a run and its published row pair by name ("ProtoRL" and "ProtoRL (published)").
+METHOD_NAMES: dict[str, str] = {
+    "icm": "ICM", "disagreement": "Disagreement", "rnd": "RND", "apt": "APT", "proto": "ProtoRL",
+    "smm": "SMM", "diayn": "DIAYN", "aps": "APS", "cic": "CIC", "metra": "METRA", "ddpg": "DDPG",
+}
+
+
+def method_name(agent: str) -> str:
+    """Display name of an agent: its published name, else the agent name itself."""
+    return METHOD_NAMES.get(agent, agent)
+
+
 def make_labels(runs: Sequence[Run]) -> dict[tuple[str, int], str]:
     """Display label per (agent, snapshot_ts); the snapshot is shown only when an agent
-    has several, so a plain comparison reads 'cic' rather than 'cic@2M'."""
+    has several, so a plain comparison reads 'CIC' rather than 'CIC@2M'."""
     snaps: dict[str, set[int]] = {}
     for run in runs:
         snaps.setdefault(run.agent, set()).add(run.snapshot_ts)
-    return {(a, s): (a if len(ss) == 1 else f"{a}@{format_frames(s)}")
+    return {(a, s): (method_name(a) if len(ss) == 1 else f"{method_name(a)}@{format_frames(s)}")
             for a, ss in snaps.items() for s in ss}
 
 
