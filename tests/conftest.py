@@ -8,7 +8,8 @@ def pytest_configure(config):
     # test workers on a 2-core machine they would spin-wait on each other.
     torch.set_num_threads(1)
     config.addinivalue_line(
-        "markers", "pipeline: end-to-end subprocess runs of pretrain.py/finetune.py (~30 s in total); "
+        "markers",
+        "pipeline: end-to-end subprocess runs of pretrain.py/finetune.py (~30 s in total); "
         "deselect with -m 'not pipeline'",
     )
 

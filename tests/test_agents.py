@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from urlb.agents import REGISTRY, agent_names, config_keys, make_plugin, plugin_class
-from urlb.ddpg import DDPGAgent
 from urlb.agents.base import Plugin
 from urlb.agents.rewards import ParticleEntropy, RunningMeanStd
+from urlb.ddpg import DDPGAgent
 from urlb.replay import Batch
 from urlb.skills import GridSkills
 
@@ -89,8 +89,16 @@ def make_batch(plugin: Plugin, batch_size: int = 32, seed: int = 0, **fields) ->
 
 def make_agent(plugin: Plugin | None, reward_free: bool) -> DDPGAgent:
     torch.manual_seed(123)
-    return DDPGAgent("states", (OBS_DIM,), ACTION_DIM, "cpu", hidden_dim=HIDDEN, feature_dim=16,
-                     plugin=plugin, reward_free=reward_free)
+    return DDPGAgent(
+        "states",
+        (OBS_DIM,),
+        ACTION_DIM,
+        "cpu",
+        hidden_dim=HIDDEN,
+        feature_dim=16,
+        plugin=plugin,
+        reward_free=reward_free,
+    )
 
 
 def param_snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -505,8 +513,7 @@ def test_metra_learns_displacement_along_skill_within_constraint(constraint, bou
 @pytest.mark.parametrize("scale", [1.0, 0.5])
 def test_diayn_reward_on_hand_built_discriminator(scale):
     plugin = make("diayn", scale=scale)
-    logits = torch.tensor([2.0, -1.0, 0.5, 0.0, 3.0, -2.0, 1.0, 0.25,
-                           -0.5, 0.75, 1.5, -3.0, 0.1, 2.5, -1.5, 0.0])
+    logits = torch.tensor([2.0, -1.0, 0.5, 0.0, 3.0, -2.0, 1.0, 0.25, -0.5, 0.75, 1.5, -3.0, 0.1, 2.5, -1.5, 0.0])
     with torch.no_grad():
         plugin.discriminator[-1].weight.zero_()
         plugin.discriminator[-1].bias.copy_(logits)
@@ -792,8 +799,9 @@ def test_grid_skill_search_scores_every_candidate_in_every_episode():
     np.testing.assert_array_equal(grid.counts, [200] * 10)
     np.testing.assert_allclose(grid.scores(), [0.5] * 10)
     # Each candidate's two turns fall at different places in their episodes.
-    starts = {i: [s % episode_steps for s in range(0, seed_steps, grid.block) if grid._index(s) == i]
-              for i in range(10)}
+    starts = {
+        i: [s % episode_steps for s in range(0, seed_steps, grid.block) if grid._index(s) == i] for i in range(10)
+    }
     assert all(len(set(v)) == 2 for v in starts.values()), starts
 
 

@@ -16,15 +16,25 @@ from urlb.tasks import EXPERT_SCORES
 from urlb.tools.aggregate import cli, stats
 
 REPS = ["--reps", "50"]
-PLOTS = ("aggregate_metrics.png", "performance_profile.png", "curves_per_task.png",
-         "curves_per_domain.png")
+PLOTS = ("aggregate_metrics.png", "performance_profile.png", "curves_per_task.png", "curves_per_domain.png")
 
 
-def make_run(root: Path, name: str, *, agent: str = "cic", task: str = "walker_run",
-             seed: int = 1, snapshot_ts: int = 2_000_000, obs_type: str = "states",
-             num_train_frames: int = 100_000, eval_every: int = 10_000,
-             final: float = 400.0, n_evals: int | None = None, frame0: bool = False,
-             phase: str = "finetune") -> Path:
+def make_run(
+    root: Path,
+    name: str,
+    *,
+    agent: str = "cic",
+    task: str = "walker_run",
+    seed: int = 1,
+    snapshot_ts: int = 2_000_000,
+    obs_type: str = "states",
+    num_train_frames: int = 100_000,
+    eval_every: int = 10_000,
+    final: float = 400.0,
+    n_evals: int | None = None,
+    frame0: bool = False,
+    phase: str = "finetune",
+) -> Path:
     """A fine-tuning run directory as finetune.py writes it.
 
     The return ramps linearly up to ``final`` at ``num_train_frames``; ``n_evals``
@@ -32,18 +42,32 @@ def make_run(root: Path, name: str, *, agent: str = "cic", task: str = "walker_r
     """
     run_dir = root / name
     run_dir.mkdir(parents=True)
-    cfg = {"phase": phase, "agent": {"name": agent}, "task": task,
-           "domain": task.split("_")[0], "obs_type": obs_type, "seed": seed,
-           "snapshot_ts": snapshot_ts, "num_train_frames": num_train_frames,
-           "eval_every_frames": eval_every, "num_eval_episodes": 10}
+    cfg = {
+        "phase": phase,
+        "agent": {"name": agent},
+        "task": task,
+        "domain": task.split("_")[0],
+        "obs_type": obs_type,
+        "seed": seed,
+        "snapshot_ts": snapshot_ts,
+        "num_train_frames": num_train_frames,
+        "eval_every_frames": eval_every,
+        "num_eval_episodes": 10,
+    }
     OmegaConf.save(OmegaConf.create(cfg), run_dir / "config.yaml")
     frames = list(range(eval_every, num_train_frames + 1, eval_every))
     frames = ([0] if frame0 else []) + frames[: n_evals if n_evals is not None else None]
     rewards = [final * f / num_train_frames for f in frames]
-    pd.DataFrame({"frame": frames, "step": [f // 2 for f in frames],
-                  "episode": [f // 1000 for f in frames], "episode_reward": rewards,
-                  "episode_length": 1000, "total_time": 1.0}).to_csv(
-        run_dir / "eval.csv", index=False)
+    pd.DataFrame(
+        {
+            "frame": frames,
+            "step": [f // 2 for f in frames],
+            "episode": [f // 1000 for f in frames],
+            "episode_reward": rewards,
+            "episode_length": 1000,
+            "total_time": 1.0,
+        }
+    ).to_csv(run_dir / "eval.csv", index=False)
     return run_dir
 
 
@@ -60,9 +84,9 @@ def read(out: Path, name: str) -> pd.DataFrame:
 
 def test_normalised_scores_match_hand_computation(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    make_run(runs, "a", task="walker_run", seed=1, final=398.0)      # 398 / 796 = 0.5
-    make_run(runs, "b", task="walker_run", seed=2, final=597.0)      # 597 / 796 = 0.75
-    make_run(runs, "c", task="jaco_reach_top_left", final=95.5)      # 95.5 / 191 = 0.5
+    make_run(runs, "a", task="walker_run", seed=1, final=398.0)  # 398 / 796 = 0.5
+    make_run(runs, "b", task="walker_run", seed=2, final=597.0)  # 597 / 796 = 0.75
+    make_run(runs, "c", task="jaco_reach_top_left", final=95.5)  # 95.5 / 191 = 0.5
     assert stats.normalise("quadruped_jump", 666.0) == pytest.approx(0.75)
     out = tmp_path / "out"
     assert run_main(runs, "--out", out, *REPS) == 0
@@ -134,15 +158,13 @@ def test_bad_runs_are_excluded_with_reasons(tmp_path: Path, capsys) -> None:
     for seed in (1, 2, 3):
         make_run(runs, f"0{seed}/deep/run", seed=seed)  # nested like a Hydra multirun
     (runs / "01" / "deep" / "run" / ".hydra").mkdir()  # Hydra's copy: not a second run
-    OmegaConf.save(OmegaConf.create({"phase": "finetune"}),
-                   runs / "01" / "deep" / "run" / ".hydra" / "config.yaml")
+    OmegaConf.save(OmegaConf.create({"phase": "finetune"}), runs / "01" / "deep" / "run" / ".hydra" / "config.yaml")
     make_run(runs, "incomplete", seed=4, n_evals=5)
     make_run(runs, "pixels", seed=5, obs_type="pixels")
     make_run(runs, "longer", seed=6, num_train_frames=200_000)
     make_run(runs, "zz_duplicate", seed=1)
     make_run(runs, "no_column", seed=7)
-    pd.DataFrame({"frame": [10_000], "reward": [1.0]}).to_csv(
-        runs / "no_column" / "eval.csv", index=False)
+    pd.DataFrame({"frame": [10_000], "reward": [1.0]}).to_csv(runs / "no_column" / "eval.csv", index=False)
     make_run(runs, "bad_yaml", seed=8)
     (runs / "bad_yaml" / "config.yaml").write_text("agent: {name: [unclosed\n")
     make_run(runs, "pretrain", phase="pretrain")
@@ -208,8 +230,11 @@ def test_no_usable_runs_is_a_clear_error(tmp_path: Path, capsys, kind: str) -> N
     err = capsys.readouterr().err
     assert err.startswith("urlb-aggregate: error:")
     assert "Traceback" not in err
-    message = {"empty": "no fine-tuning runs found", "nonexistent": "do not exist",
-               "only_pretrain": "none of the 1 run directories is usable"}[kind]
+    message = {
+        "empty": "no fine-tuning runs found",
+        "nonexistent": "do not exist",
+        "only_pretrain": "none of the 1 run directories is usable",
+    }[kind]
     assert message in err
 
 
@@ -222,8 +247,7 @@ def test_missing_task_is_blank_not_zero(tmp_path: Path) -> None:
     assert len(wide) == 12
     assert pd.isna(wide.loc["walker_walk", "CIC:norm_mean"])
     assert pd.isna(wide.loc["walker_walk", "CIC:n"])
-    md_row = next(line for line in (out / "per_task.md").read_text().splitlines()
-                  if line.startswith("| walker_walk"))
+    md_row = next(line for line in (out / "per_task.md").read_text().splitlines() if line.startswith("| walker_walk"))
     assert md_row == "| walker_walk | — |"
     overall = read(out, "aggregate.csv").query("scope == 'overall'").iloc[0]
     assert overall["n_tasks"] == 1
@@ -255,8 +279,15 @@ def full_output(tmp_path_factory) -> tuple[Path, str]:
         for task in tasks:
             for seed in (1, 2, 3):
                 final = float(rng.uniform(0.2, 0.9) * EXPERT_SCORES[task])
-                make_run(runs, f"{agent}/{snapshot}/{task}/{seed}", agent=agent, task=task,
-                         seed=seed, snapshot_ts=snapshot, final=final)
+                make_run(
+                    runs,
+                    f"{agent}/{snapshot}/{task}/{seed}",
+                    agent=agent,
+                    task=task,
+                    seed=seed,
+                    snapshot_ts=snapshot,
+                    final=final,
+                )
     out = root / "out"
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
@@ -290,8 +321,7 @@ def test_labels_and_scopes(full_output: tuple[Path, str]) -> None:
     assert set(runs["scope"]) == {"overall", "walker", "quadruped", "jaco"}
     overall = runs[runs["scope"] == "overall"]
     assert (overall["n_tasks"] == 4).all() and (overall["seeds_per_task"] == 3).all()
-    assert ((overall["iqm_ci_low"] <= overall["iqm"])
-            & (overall["iqm"] <= overall["iqm_ci_high"])).all()
+    assert ((overall["iqm_ci_low"] <= overall["iqm"]) & (overall["iqm"] <= overall["iqm_ci_high"])).all()
 
 
 def test_all_plots_written(full_output: tuple[Path, str]) -> None:
@@ -300,8 +330,7 @@ def test_all_plots_written(full_output: tuple[Path, str]) -> None:
         path = out / name
         assert path.is_file() and path.stat().st_size > 1000, name
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    for name in ("per_task.csv", "per_task.md", "aggregate.csv", "aggregate.md",
-                 "excluded.csv", "runs.csv"):
+    for name in ("per_task.csv", "per_task.md", "aggregate.csv", "aggregate.md", "excluded.csv", "runs.csv"):
         assert (out / name).stat().st_size > 0, name
 
 

@@ -16,23 +16,38 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-AGENT_FIELDS = {"agent", "size", "hidden_dim", "batch_size", "precision", "compile", "device", "frames_per_s",
-                "measured_s", "steps", "updates", "ms_per_step", "ms_per_update", "update_gflop",
-                "update_gflops_per_s", "peak_rss_mb"}
+AGENT_FIELDS = {
+    "agent",
+    "size",
+    "hidden_dim",
+    "batch_size",
+    "precision",
+    "compile",
+    "device",
+    "frames_per_s",
+    "measured_s",
+    "steps",
+    "updates",
+    "ms_per_step",
+    "ms_per_update",
+    "update_gflop",
+    "update_gflops_per_s",
+    "peak_rss_mb",
+}
 STEP_PARTS = {"env", "act", "replay_add"}
 UPDATE_PARTS = {"sample", "update", "critic", "actor", "target"}
 PLUGIN_PARTS = {"plugin"}
 
 
-TINY = ["--sizes", "tiny", "--seconds", "0.2", "--matmul-size", "128", "--fill-steps", "300",
-        "--replay-seconds", "0.2"]
+TINY = ["--sizes", "tiny", "--seconds", "0.2", "--matmul-size", "128", "--fill-steps", "300", "--replay-seconds", "0.2"]
 
 
 def bench_process(*args: str) -> subprocess.CompletedProcess:
     # No timeout: a slow machine must make this slower, not fail it.
     env = {**os.environ, "MUJOCO_GL": "egl", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "urlb.tools.bench", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "urlb.tools.bench", *args], cwd=REPO, env=env, capture_output=True, text=True
+    )
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,13 @@ import re
 import numpy as np
 import pytest
 import torch
+from conftest import parameters_finite
 
 from urlb.agents import make_plugin
 from urlb.agents.rnd import RND
 from urlb.ddpg import DDPGAgent, NonFiniteError, schedule
 from urlb.nets import Encoder
 from urlb.replay import Batch
-from conftest import parameters_finite
 
 OBS_DIM, ACT_DIM, B = 24, 6, 16
 HIDDEN, FEATURE, REP = 32, 16, 16
@@ -39,22 +39,34 @@ def make_agent(rnd: bool = False, reward_free: bool = False, obs_type: str = "st
             plugin = make_rnd(pixel_repr_dim())  # pixel plugins see encoder features
         else:
             plugin = make_rnd()
-    return DDPGAgent(obs_type, obs_shape, ACT_DIM, "cpu", hidden_dim=HIDDEN, feature_dim=FEATURE,
-                     plugin=plugin, reward_free=reward_free, **kwargs)
+    return DDPGAgent(
+        obs_type,
+        obs_shape,
+        ACT_DIM,
+        "cpu",
+        hidden_dim=HIDDEN,
+        feature_dim=FEATURE,
+        plugin=plugin,
+        reward_free=reward_free,
+        **kwargs,
+    )
 
 
 def random_batch(gen: torch.Generator, batch_size: int = B, pixels: bool = False) -> Batch:
     if pixels:
+
         def obs():
             return torch.randint(0, 256, (batch_size, *PIXEL_SHAPE), generator=gen, dtype=torch.uint8)
     else:
+
         def obs():
             return torch.randn(batch_size, OBS_DIM, generator=gen)
+
     return Batch(
         obs=obs(),
         action=torch.rand(batch_size, ACT_DIM, generator=gen) * 2 - 1,
         reward=torch.rand(batch_size, 1, generator=gen),
-        discount=torch.full((batch_size, 1), 0.99 ** 3),
+        discount=torch.full((batch_size, 1), 0.99**3),
         next_obs=obs(),
         next_obs_1step=obs(),
         skill=None,
@@ -75,8 +87,10 @@ def any_changed(before, module) -> bool:
 
 # --- update -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("rnd,reward_free", [(False, False), (True, True), (True, False)],
-                         ids=["ddpg", "rnd-reward-free", "rnd-task-reward"])
+
+@pytest.mark.parametrize(
+    "rnd,reward_free", [(False, False), (True, True), (True, False)], ids=["ddpg", "rnd-reward-free", "rnd-task-reward"]
+)
 def test_update_returns_finite_metrics(rnd, reward_free):
     torch.manual_seed(0)
     agent = make_agent(rnd=rnd, reward_free=reward_free)
@@ -116,8 +130,9 @@ def test_critic_target_moves_by_lerp_with_tau(tau):
         agent.update(random_batch(gen), step)
         online_after = clone_params(agent.critic)
         assert not all_equal(online_before, online_after), "the critic did not learn"
-        for name_p, pre, post, got in zip(agent.critic_target.state_dict(), target_before, online_after,
-                                          agent.critic_target.parameters(), strict=True):
+        for name_p, pre, post, got in zip(
+            agent.critic_target.state_dict(), target_before, online_after, agent.critic_target.parameters(), strict=True
+        ):
             expected = pre + tau * (post - pre)
             torch.testing.assert_close(got, expected, rtol=0, atol=1e-6, msg=lambda m: f"{name_p}: {m}")
         # The target is not a copy of the online critic.
@@ -145,6 +160,7 @@ def test_actor_update_changes_neither_critic_params_nor_grads():
 
 
 # --- RND ----------------------------------------------------------------------------------
+
 
 def test_rnd_target_frozen_predictor_learns():
     torch.manual_seed(0)
@@ -204,6 +220,7 @@ def test_make_plugin_registry():
 
 # --- acting -------------------------------------------------------------------------------
 
+
 def test_act_shape_dtype_range_and_eval_determinism():
     torch.manual_seed(0)
     agent = make_agent(stddev_schedule=0.5, stddev_clip=0.3)
@@ -234,6 +251,7 @@ def test_schedule():
 
 
 # --- determinism and failure --------------------------------------------------------------
+
 
 def _train_seeded(seed: int, batches: list[Batch]) -> DDPGAgent:
     torch.manual_seed(seed)
@@ -273,6 +291,7 @@ def test_nan_reward_raises_non_finite_error_naming_critic_loss_and_step():
 
 # --- pixels and precision -----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("rnd", [False, True], ids=["ddpg", "rnd-reward-free"])
 def test_pixels_update_trains_encoder(rnd):
     torch.manual_seed(0)
@@ -311,6 +330,7 @@ def test_unknown_precision_rejected():
 
 # --- torch.compile -------------------------------------------------------------------------
 
+
 def test_compiled_agent_updates_like_the_eager_one():
     """compile_backend compiles the networks in place: same losses, parameters and state_dict
     keys as eager (aot_eager traces forward and backward without needing a C++ compiler)."""
@@ -328,8 +348,12 @@ def test_compiled_agent_updates_like_the_eager_one():
     for key, value in eager_state.items():
         torch.testing.assert_close(compiled_state[key], value, rtol=1e-4, atol=1e-5)
     obs = np.zeros(OBS_DIM, np.float32)
-    np.testing.assert_allclose(agents[1].act(obs, None, step=0, eval_mode=True),
-                               agents[0].act(obs, None, step=0, eval_mode=True), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        agents[1].act(obs, None, step=0, eval_mode=True),
+        agents[0].act(obs, None, step=0, eval_mode=True),
+        rtol=1e-4,
+        atol=1e-5,
+    )
 
 
 def test_unknown_compile_backend_rejected():

@@ -67,9 +67,7 @@ def test_walker_state_order_follows_suite():
     env = envs.make("walker_walk")
     obs = env.reset().observation
     physics = env.physics
-    expected = np.concatenate(
-        [physics.orientations(), [physics.torso_height()], physics.velocity()]
-    ).astype(np.float32)
+    expected = np.concatenate([physics.orientations(), [physics.torso_height()], physics.velocity()]).astype(np.float32)
     np.testing.assert_array_equal(obs, expected)
 
 

@@ -37,7 +37,7 @@ def _single_thread():
 def np_forward(module: nn.Module, x: np.ndarray) -> np.ndarray:
     """float64 forward pass of a Sequential of Linear / ReLU / Tanh / LayerNorm / Identity."""
     x = np.asarray(x, dtype=np.float64)
-    for layer in (module if isinstance(module, nn.Sequential) else [module]):
+    for layer in module if isinstance(module, nn.Sequential) else [module]:
         if isinstance(layer, nn.Sequential):
             x = np_forward(layer, x)
         elif isinstance(layer, nn.Linear):
@@ -48,8 +48,9 @@ def np_forward(module: nn.Module, x: np.ndarray) -> np.ndarray:
             x = np.tanh(x)
         elif isinstance(layer, nn.LayerNorm):
             mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
-            x = (x - mu) / np.sqrt(var + layer.eps) * layer.weight.detach().double().numpy() \
-                + layer.bias.detach().double().numpy()
+            x = (x - mu) / np.sqrt(
+                var + layer.eps
+            ) * layer.weight.detach().double().numpy() + layer.bias.detach().double().numpy()
         elif isinstance(layer, nn.Identity):
             pass
         else:
@@ -92,10 +93,15 @@ def batch_of(plugin, seed: int = 0, batch_size: int = B, skill: np.ndarray | Non
     if skill is None and plugin.skill_dim:
         rng = np.random.default_rng(seed)
         skill = np.stack([plugin.sample_skill(rng) for _ in range(batch_size)])
-    return Batch(obs=obs(), action=torch.rand(batch_size, ACT, generator=g) * 2 - 1,
-                 reward=torch.zeros(batch_size, 1), discount=torch.ones(batch_size, 1),
-                 next_obs=obs(), next_obs_1step=obs(),
-                 skill=None if skill is None else torch.as_tensor(skill, dtype=torch.float32))
+    return Batch(
+        obs=obs(),
+        action=torch.rand(batch_size, ACT, generator=g) * 2 - 1,
+        reward=torch.zeros(batch_size, 1),
+        discount=torch.ones(batch_size, 1),
+        next_obs=obs(),
+        next_obs_1step=obs(),
+        skill=None if skill is None else torch.as_tensor(skill, dtype=torch.float32),
+    )
 
 
 def plugin(name: str, seed: int = 0, **kwargs):
@@ -272,13 +278,34 @@ def test_metra_nstep_reward_option_telescopes_to_s_t_plus_n():
 
 PUBLIC_DEFAULTS = {
     "rnd": {"obs_norm": "batch", "reward_obs": "obs", "reward_after_update": True, "clip_obs": 5.0},
-    "apt": {"knn_rms": False, "knn_rms_stat": "mean", "knn_k": 12, "knn_avg": True, "knn_clip": 0.0,
-            "reward_obs": "obs", "icm_next": "nstep", "rep": "icm"},
-    "cic": {"knn_rms": True, "knn_rms_stat": "var", "knn_k": 16, "knn_clip": 0.0005, "nce": "cic",
-            "reward_after_update": True, "temperature": 0.5, "skill_dim": 64},
+    "apt": {
+        "knn_rms": False,
+        "knn_rms_stat": "mean",
+        "knn_k": 12,
+        "knn_avg": True,
+        "knn_clip": 0.0,
+        "reward_obs": "obs",
+        "icm_next": "nstep",
+        "rep": "icm",
+    },
+    "cic": {
+        "knn_rms": True,
+        "knn_rms_stat": "var",
+        "knn_k": 16,
+        "knn_clip": 0.0005,
+        "nce": "cic",
+        "reward_after_update": True,
+        "temperature": 0.5,
+        "skill_dim": 64,
+    },
     "diayn": {"reward_after_update": True, "skill_dim": 16, "update_skill_every_step": 50},
-    "metra": {"constraint": "mean", "reward_steps": "one", "reward_after_update": True, "dual_slack": 1e-3,
-              "dual_lambda_init": 30.0},
+    "metra": {
+        "constraint": "mean",
+        "reward_steps": "one",
+        "reward_after_update": True,
+        "dual_slack": 1e-3,
+        "dual_lambda_init": 30.0,
+    },
 }
 
 
@@ -318,7 +345,7 @@ def test_actor_gradient_for_saturated_actions_is_the_critic_gradient():
     mean = torch.full((64, ACT), 0.95, requires_grad=True)  # most noisy samples land beyond 1
     torch.manual_seed(1)
     action = noisy_action(mean, 0.2, 0.3)
-    saturated = (action.detach().abs() >= 1 - 1e-6)
+    saturated = action.detach().abs() >= 1 - 1e-6
     assert saturated.float().mean() > 0.2, "setup: many samples should saturate"
     q1, q2 = agent.critic(obs, action)
     (-torch.min(q1, q2).mean()).backward()
@@ -404,8 +431,9 @@ def test_diayn_finetuning_redraws_a_one_hot_every_period_and_at_episode_start():
     p = plugin("diayn", skill_dim=16)
     assert p.finetune_skill_selection == "resample"
     said: list[str] = []
-    schedule = finetune_schedule(p, None, 10, from_snapshot=True, seed_steps=100, rng=np.random.default_rng(0),
-                                 say=said.append)
+    schedule = finetune_schedule(
+        p, None, 10, from_snapshot=True, seed_steps=100, rng=np.random.default_rng(0), say=said.append
+    )
     period = p.update_skill_every_step
     assert period == 50 and said
     per_period = []
@@ -419,9 +447,20 @@ def test_diayn_finetuning_redraws_a_one_hot_every_period_and_at_episode_start():
     assert len(starts) > 5  # and at each episode start
 
 
-@pytest.mark.parametrize("name, key", [("rnd", "obs_norm"), ("rnd", "reward_obs"), ("apt", "reward_obs"),
-                                       ("apt", "icm_next"), ("apt", "knn_rms_stat"), ("cic", "nce"),
-                                       ("cic", "knn_rms_stat"), ("metra", "constraint"), ("metra", "reward_steps")])
+@pytest.mark.parametrize(
+    "name, key",
+    [
+        ("rnd", "obs_norm"),
+        ("rnd", "reward_obs"),
+        ("apt", "reward_obs"),
+        ("apt", "icm_next"),
+        ("apt", "knn_rms_stat"),
+        ("cic", "nce"),
+        ("cic", "knn_rms_stat"),
+        ("metra", "constraint"),
+        ("metra", "reward_steps"),
+    ],
+)
 def test_unknown_option_value_is_a_clear_error(name, key):
     with pytest.raises(ValueError, match=f"{key}='bogus'; valid: "):
         make_plugin(name, OBS, ACT, hidden_dim=HID, **{key: "bogus"})

@@ -24,16 +24,19 @@ def test_flags_are_read_from_x86_and_arm_cpuinfo():
     assert cpu_flags("processor : 0\n") == set()
 
 
-@pytest.mark.parametrize("flags,capability,env,native", [
-    ({"avx2", "fma"}, "AVX2", {}, False),                                    # the AVX2-only EPYC of issue 12
-    ({"avx512f", "avx512_bf16", "amx_bf16"}, "AVX512", {}, True),
-    ({"avx512f", "amx_bf16"}, "AVX512", {}, True),
-    ({"avx512f", "avx512_bf16"}, "AVX2", {}, False),                          # ATEN_CPU_CAPABILITY=avx2
-    ({"avx512f", "avx512_bf16"}, "AVX512", {"ONEDNN_MAX_CPU_ISA": "AVX2"}, False),
-    ({"avx512f", "avx512_bf16"}, "AVX512", {"ONEDNN_MAX_CPU_ISA": "avx512_core_bf16"}, True),
-    ({"avx512f"}, "AVX512", {}, False),                                      # AVX-512 without its bf16 part
-    ({"asimd", "bf16"}, "DEFAULT", {}, True),                                # Arm with the BF16 extension
-])
+@pytest.mark.parametrize(
+    "flags,capability,env,native",
+    [
+        ({"avx2", "fma"}, "AVX2", {}, False),  # the AVX2-only EPYC of issue 12
+        ({"avx512f", "avx512_bf16", "amx_bf16"}, "AVX512", {}, True),
+        ({"avx512f", "amx_bf16"}, "AVX512", {}, True),
+        ({"avx512f", "avx512_bf16"}, "AVX2", {}, False),  # ATEN_CPU_CAPABILITY=avx2
+        ({"avx512f", "avx512_bf16"}, "AVX512", {"ONEDNN_MAX_CPU_ISA": "AVX2"}, False),
+        ({"avx512f", "avx512_bf16"}, "AVX512", {"ONEDNN_MAX_CPU_ISA": "avx512_core_bf16"}, True),
+        ({"avx512f"}, "AVX512", {}, False),  # AVX-512 without its bf16 part
+        ({"asimd", "bf16"}, "DEFAULT", {}, True),  # Arm with the BF16 extension
+    ],
+)
 def test_native_bf16_follows_flags_and_lowering_variables(flags, capability, env, native):
     support = cpu_bf16_support(flags, capability, env)
     assert support.native is native
@@ -56,7 +59,7 @@ def test_bf16_without_native_support_is_refused_naming_what_was_found(monkeypatc
     assert found in message and "precision=fp32" in message and "precision_check=false" in message
     assert "\n" not in message
     validate(_cfg("precision=bf16", "precision_check=false"))  # the override allows it
-    validate(_cfg("precision=fp32"))                            # fp32 never asks
+    validate(_cfg("precision=fp32"))  # fp32 never asks
 
 
 def test_bf16_with_native_support_passes(monkeypatch):

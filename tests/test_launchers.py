@@ -31,11 +31,26 @@ import yaml
 from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["preset=quick", "agent=rnd", "domain=jaco", "agent.hidden_dim=32", "batch_size=32",
-        "replay_buffer_size=5000", "num_eval_episodes=1", "device=cpu", "use_tb=false"]
+TINY = [
+    "preset=quick",
+    "agent=rnd",
+    "domain=jaco",
+    "agent.hidden_dim=32",
+    "batch_size=32",
+    "replay_buffer_size=5000",
+    "num_eval_episodes=1",
+    "device=cpu",
+    "use_tb=false",
+]
 FRAMES = 1000  # jaco episodes are 250 steps: four episodes, evaluations at 0, 500, 1000
-KILL_SETTINGS = [*TINY, f"num_train_frames={FRAMES}", "num_seed_frames=250", "eval_every_frames=500",
-                 f"snapshots=[{FRAMES}]", "checkpoint_every_frames=250"]
+KILL_SETTINGS = [
+    *TINY,
+    f"num_train_frames={FRAMES}",
+    "num_seed_frames=250",
+    "eval_every_frames=500",
+    f"snapshots=[{FRAMES}]",
+    "checkpoint_every_frames=250",
+]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -118,8 +133,11 @@ def run_phase_stub(monkeypatch, tmp_path):
         monkeypatch.setattr(run, "Trainer", StoppedTrainer)
         monkeypatch.setattr(run, "validate", lambda cfg: None)
         monkeypatch.setattr(run, "set_threads", lambda spec: None)
-        monkeypatch.setattr(run.HydraConfig, "get",
-                            staticmethod(lambda: SimpleNamespace(runtime=SimpleNamespace(output_dir=str(tmp_path)))))
+        monkeypatch.setattr(
+            run.HydraConfig,
+            "get",
+            staticmethod(lambda: SimpleNamespace(runtime=SimpleNamespace(output_dir=str(tmp_path)))),
+        )
         cfg = OmegaConf.create({"snapshot_dir": str(tmp_path / "models"), "threads": "auto"})
         return lambda: run.run_phase(cfg)
 
@@ -189,8 +207,10 @@ def test_trainer_stops_on_sigusr2_with_a_checkpoint_and_restores_the_handler(tmp
     torch.set_num_threads(1)
     try:
         with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-            cfg = compose(config_name="pretrain", overrides=[
-                *KILL_SETTINGS, f"run_root={tmp_path / 'runs'}", f"snapshot_dir={tmp_path / 'models'}"])
+            cfg = compose(
+                config_name="pretrain",
+                overrides=[*KILL_SETTINGS, f"run_root={tmp_path / 'runs'}", f"snapshot_dir={tmp_path / 'models'}"],
+            )
         real_evaluate = Trainer.evaluate
 
         def evaluate_then_signal(self):
@@ -212,13 +232,20 @@ def test_trainer_stops_on_sigusr2_with_a_checkpoint_and_restores_the_handler(tmp
 def test_ray_runs_at_once_follow_num_cpus(monkeypatch, num_cpus, cores, expected_parallel):
     """Under the Ray launcher, threads=auto splits a node's cores by the runs that fit on it
     (cores // num_cpus), so each run gets num_cpus threads instead of every core."""
-    import urlb.run as run
     from hydra.types import RunMode
 
+    import urlb.run as run
     from urlb.config import resolve_threads
 
-    hydra = OmegaConf.create({"mode": RunMode.MULTIRUN, "launcher": {
-        "_target_": "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher", "ray": {"remote": {"num_cpus": num_cpus}}}})
+    hydra = OmegaConf.create(
+        {
+            "mode": RunMode.MULTIRUN,
+            "launcher": {
+                "_target_": "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher",
+                "ray": {"remote": {"num_cpus": num_cpus}},
+            },
+        }
+    )
     monkeypatch.setattr(run.HydraConfig, "get", staticmethod(lambda: hydra))
     monkeypatch.setattr(run.os, "sched_getaffinity", lambda pid: set(range(cores)))
     assert run.parallel_jobs() == expected_parallel
@@ -266,16 +293,23 @@ def submitit_job_id(directory: Path) -> int | None:
 
 
 def sweep_command(run_root: Path, models: Path) -> list[str]:
-    return [sys.executable, "pretrain.py", "-m", "hydra/launcher=slurm_local", "seed=1,2", *KILL_SETTINGS,
-            f"run_root={run_root}", f"snapshot_dir={models}"]
+    return [
+        sys.executable,
+        "pretrain.py",
+        "-m",
+        "hydra/launcher=slurm_local",
+        "seed=1,2",
+        *KILL_SETTINGS,
+        f"run_root={run_root}",
+        f"snapshot_dir={models}",
+    ]
 
 
 @pytest.mark.slow
 def test_submitit_local_sweep_requeues_on_sigusr2_and_resumes_after_sigterm(tmp_path):
     runs, models = tmp_path / "runs", tmp_path / "models"
     cmd = sweep_command(runs, models)
-    proc = subprocess.Popen(cmd, cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     plan = {1: signal.SIGUSR2, 2: signal.SIGTERM}  # seed -> the signal its job receives
     before: dict[int, list[dict[str, str]]] = {}
     job_ids: dict[int, int] = {}
@@ -320,7 +354,7 @@ def test_submitit_local_sweep_requeues_on_sigusr2_and_resumes_after_sigterm(tmp_
     assert marker in log1, log1
     stopped1 = int(log1.split(marker)[1].split(";")[0])
     assert 500 <= stopped1 < FRAMES
-    assert "Requeued job" in log1 and f"at frame {stopped1}" in log1[log1.index("Requeued job"):], log1
+    assert "Requeued job" in log1 and f"at frame {stopped1}" in log1[log1.index("Requeued job") :], log1
     assert log1.count("Starting with JobEnvironment") == 2, log1
     check_seamless(run_dir(runs, 1), before[1])
     finished1 = {name: (run_dir(runs, 1) / name).read_bytes() for name in ("train.csv", "eval.csv")}
@@ -344,8 +378,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-RAY_MISSING = (importlib.util.find_spec("ray") is None
-               or importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None)
+RAY_MISSING = (
+    importlib.util.find_spec("ray") is None or importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None
+)
 
 
 @pytest.fixture
@@ -358,10 +393,26 @@ def ray_head(tmp_path):
     env = child_env(RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
     log = (tmp_path / "ray_head.log").open("w")
     head = subprocess.Popen(
-        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", "--node-ip-address=127.0.0.1",
-         f"--port={port}", "--num-cpus=2", "--num-gpus=0", "--include-dashboard=false",
-         "--object-store-memory=100000000", "--disable-usage-stats"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "ray.scripts.scripts",
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--num-gpus=0",
+            "--include-dashboard=false",
+            "--object-store-memory=100000000",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 120
         while "Ray runtime started" not in (tmp_path / "ray_head.log").read_text():
@@ -386,15 +437,30 @@ def ray_head(tmp_path):
 @pytest.mark.skipif(RAY_MISSING, reason="ray and hydra-ray-launcher are not installed: pip install -e '.[ray]'")
 def test_ray_launcher_sweep_on_a_local_head(tmp_path, ray_head):
     runs, models = tmp_path / "runs", tmp_path / "models"
-    cmd = [sys.executable, "pretrain.py", "-m", "hydra/launcher=ray", f"hydra.launcher.ray.init.address={ray_head.address}",
-           "hydra.launcher.ray.remote.num_gpus=0", "hydra.launcher.ray.remote.num_cpus=1", "seed=1,2", *TINY,
-           "num_train_frames=500", "num_seed_frames=250", "eval_every_frames=250", "snapshots=[500]",
-           f"run_root={runs}", f"snapshot_dir={models}"]
+    cmd = [
+        sys.executable,
+        "pretrain.py",
+        "-m",
+        "hydra/launcher=ray",
+        f"hydra.launcher.ray.init.address={ray_head.address}",
+        "hydra.launcher.ray.remote.num_gpus=0",
+        "hydra.launcher.ray.remote.num_cpus=1",
+        "seed=1,2",
+        *TINY,
+        "num_train_frames=500",
+        "num_seed_frames=250",
+        "eval_every_frames=250",
+        "snapshots=[500]",
+        f"run_root={runs}",
+        f"snapshot_dir={models}",
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=ray_head.env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, explain(proc)
     out = proc.stdout + proc.stderr
-    assert "Ray Launcher is launching 2 jobs" in out and f"Connecting to existing Ray cluster at address: " \
-        f"{ray_head.address}" in out, explain(proc)
+    assert (
+        "Ray Launcher is launching 2 jobs" in out
+        and f"Connecting to existing Ray cluster at address: {ray_head.address}" in out
+    ), explain(proc)
     # Each job ran as a Ray task (worker output is prefixed with the task) with one torch thread:
     # 2 cores // num_cpus=1 -> two runs at once.
     assert "(_run_job pid=" in out and "torch threads: 1" in out, explain(proc)

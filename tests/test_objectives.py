@@ -8,10 +8,10 @@ import re
 
 import pytest
 from omegaconf import OmegaConf
-
 from test_pipeline import explain, run, tiny
-from urlb.tools.objectives import find_pretrain_runs, metra_skill_displacement, report, written_snapshots
+
 from urlb.snapshot import snapshot_path
+from urlb.tools.objectives import find_pretrain_runs, metra_skill_displacement, report, written_snapshots
 
 pytestmark = pytest.mark.pipeline
 SNAPSHOTS = (300, 600)
@@ -36,7 +36,7 @@ def test_metra_displacement_is_measured_per_snapshot(runs):
     lines = report(runs["metra"], coverage_steps=0, metra_skills=8)
     assert any(line.startswith("  metra_along_z") for line in lines), lines
     header = next(i for i, line in enumerate(lines) if "phi displacement over" in line)
-    rows = lines[header + 1:header + 1 + len(SNAPSHOTS)]
+    rows = lines[header + 1 : header + 1 + len(SNAPSHOTS)]
     for frames, row in zip(SNAPSHOTS, rows):
         assert row.strip().startswith(f"{frames} frames:"), row
         aligned, se, mismatched, share, norm = floats(row)

@@ -22,9 +22,18 @@ from urlb.tasks import ALL_TASKS
 pytestmark = pytest.mark.pipeline
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_SETTINGS = {"preset": "quick", "num_train_frames": 600, "num_seed_frames": 200, "eval_every_frames": 300,
-                 "num_eval_episodes": 1, "agent.hidden_dim": 32, "batch_size": 32, "replay_buffer_size": 2000,
-                 "device": "cpu", "use_tb": "false"}
+TINY_SETTINGS = {
+    "preset": "quick",
+    "num_train_frames": 600,
+    "num_seed_frames": 200,
+    "eval_every_frames": 300,
+    "num_eval_episodes": 1,
+    "agent.hidden_dim": 32,
+    "batch_size": 32,
+    "replay_buffer_size": 2000,
+    "device": "cpu",
+    "use_tb": "false",
+}
 
 
 def tiny(**changes) -> list[str]:
@@ -72,8 +81,15 @@ def test_pretrain_writes_snapshot(work, pretrained):
     assert pretrained.returncode == 0, explain(pretrained)
     path = snapshot_path(work / "models", "states", "walker", "rnd", 1, 600)
     assert path.is_file(), explain(pretrained)
-    data = load_snapshot(work / "models", "states", "walker", "rnd", 1, 600,
-                         expected={"agent": "rnd", "domain": "walker", "obs_type": "states", "hidden_dim": 32})
+    data = load_snapshot(
+        work / "models",
+        "states",
+        "walker",
+        "rnd",
+        1,
+        600,
+        expected={"agent": "rnd", "domain": "walker", "obs_type": "states", "hidden_dim": 32},
+    )
     assert data["metadata"]["frames"] == 600
     assert "plugin" in data["state"] and not any(k.endswith("_opt") for k in data["state"])
     run_dir = work / "runs" / "quick" / "pretrain" / "states" / "walker" / "rnd" / "seed_1"
@@ -141,15 +157,19 @@ def test_unknown_agent_name_exits_2_listing_agents(work):
 def test_no_seed_frames_does_not_crash(work):
     # num_seed_frames=0 passes validation; the first update must not sample a buffer that
     # holds only the reset step (it should run, or be refused with a clear message).
-    proc = run("finetune.py", work, "agent=ddpg", "task=walker_run",
-               *tiny(num_seed_frames=0, num_train_frames=100, eval_every_frames=1000))
+    proc = run(
+        "finetune.py",
+        work,
+        "agent=ddpg",
+        "task=walker_run",
+        *tiny(num_seed_frames=0, num_train_frames=100, eval_every_frames=1000),
+    )
     assert "Traceback" not in proc.stderr + proc.stdout, explain(proc)
     assert proc.returncode in (0, 2), explain(proc)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("agent,selection", [("cic", "grid"), ("metra", "grid"), ("diayn", "fixed"),
-                                             ("apt", "grid")])
+@pytest.mark.parametrize("agent,selection", [("cic", "grid"), ("metra", "grid"), ("diayn", "fixed"), ("apt", "grid")])
 def test_every_agent_pretrains_then_finetunes_with_its_skill_selection(tmp_path, agent, selection):
     """Jaco episodes are 250 steps, which keeps these runs short; grid selection scores
     candidates during the seed frames and must print its choice."""
@@ -157,8 +177,16 @@ def test_every_agent_pretrains_then_finetunes_with_its_skill_selection(tmp_path,
     pre = run("pretrain.py", tmp_path, f"agent={agent}", "domain=jaco", *short, "snapshots=[500]")
     assert pre.returncode == 0, explain(pre)
     skill_keys = ["skill_selection_candidates=5"]  # ignored by apt, which has no skills
-    fine = run("finetune.py", tmp_path, f"agent={agent}", "task=jaco_reach_bottom_right", "snapshot_ts=500",
-               f"skill_selection={selection}", *skill_keys, *short)
+    fine = run(
+        "finetune.py",
+        tmp_path,
+        f"agent={agent}",
+        "task=jaco_reach_bottom_right",
+        "snapshot_ts=500",
+        f"skill_selection={selection}",
+        *skill_keys,
+        *short,
+    )
     assert fine.returncode == 0, explain(fine)
     run_dir = tmp_path / "runs" / "quick" / "finetune" / "states" / "jaco_reach_bottom_right" / agent
     with (run_dir / "snapshot_500" / "seed_1" / "eval.csv").open(newline="") as f:

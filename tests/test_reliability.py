@@ -22,16 +22,23 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import parameters_finite
 
 from urlb.snapshot import read_torch_file, snapshot_path
 from urlb.tasks import ALL_TASKS, TASKS
-from conftest import parameters_finite
 
 pytestmark = pytest.mark.pipeline
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["preset=quick", "agent.hidden_dim=32", "batch_size=32", "replay_buffer_size=5000",
-        "num_eval_episodes=1", "device=cpu", "use_tb=false"]
+TINY = [
+    "preset=quick",
+    "agent.hidden_dim=32",
+    "batch_size=32",
+    "replay_buffer_size=5000",
+    "num_eval_episodes=1",
+    "device=cpu",
+    "use_tb=false",
+]
 JACO_TASK = "jaco_reach_top_left"
 
 
@@ -45,13 +52,24 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run(script: str, *overrides: str, timeout: float | None = None, prefix: tuple[str, ...] = (),
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run(
+    script: str,
+    *overrides: str,
+    timeout: float | None = None,
+    prefix: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
     """``python [prefix...] script overrides...``; later overrides win in Hydra, so the value
     under test goes last. ``timeout`` only where a hang is what is tested: a slow machine must
     make a run slower, not fail it."""
-    return subprocess.run([sys.executable, *prefix, script, *overrides], cwd=REPO, env={**child_env(), **(env or {})},
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *prefix, script, *overrides],
+        cwd=REPO,
+        env={**child_env(), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def explain(proc) -> str:
@@ -80,27 +98,61 @@ def assert_no_traceback(proc) -> None:
 # (id, script, overrides, expected exit, texts the message must contain: the bad value and the
 # valid choices). Every one is refused before Hydra creates a run directory (urlb.run.precheck).
 BAD_CONFIGS = [
-    ("agent_group", "pretrain.py", ["domain=jaco", "agent=cicc"], 2,
-     ["agent='cicc'", "apt", "cic", "ddpg", "diayn", "metra", "rnd"]),
-    ("agent_name", "pretrain.py", ["domain=jaco", "agent.name=foo"], 2,
-     ["'foo'", "apt", "cic", "ddpg", "diayn", "metra", "rnd"]),
+    (
+        "agent_group",
+        "pretrain.py",
+        ["domain=jaco", "agent=cicc"],
+        2,
+        ["agent='cicc'", "apt", "cic", "ddpg", "diayn", "metra", "rnd"],
+    ),
+    (
+        "agent_name",
+        "pretrain.py",
+        ["domain=jaco", "agent.name=foo"],
+        2,
+        ["'foo'", "apt", "cic", "ddpg", "diayn", "metra", "rnd"],
+    ),
     ("domain", "pretrain.py", ["domain=foo"], 2, ["'foo'", "walker", "quadruped", "jaco"]),
     ("task", "finetune.py", ["task=foo"], 2, ["'foo'", *ALL_TASKS]),
     ("obs_type", "pretrain.py", ["domain=jaco", "obs_type=foo"], 2, ["'foo'", "states", "pixels"]),
     ("preset", "finetune.py", [f"task={JACO_TASK}", "preset=foo"], 2, ["preset='foo'", "paper", "quick"]),
-    ("launcher", "pretrain.py", ["domain=jaco", "hydra/launcher=foo"], 2,
-     ["hydra/launcher='foo'", "local", "slurm", "ray"]),
-    ("task_outside_domain", "finetune.py", ["task=walker_run", "domain=jaco"], 2,
-     ["task=walker_run", "walker", "domain=jaco", *TASKS["jaco"]]),
+    (
+        "launcher",
+        "pretrain.py",
+        ["domain=jaco", "hydra/launcher=foo"],
+        2,
+        ["hydra/launcher='foo'", "local", "slurm", "ray"],
+    ),
+    (
+        "task_outside_domain",
+        "finetune.py",
+        ["task=walker_run", "domain=jaco"],
+        2,
+        ["task=walker_run", "walker", "domain=jaco", *TASKS["jaco"]],
+    ),
     ("num_train_frames_0", "pretrain.py", ["domain=jaco", "num_train_frames=0"], 2, ["num_train_frames=0", "positive"]),
     ("batch_size_negative", "pretrain.py", ["domain=jaco", "batch_size=-1"], 2, ["batch_size=-1", "positive"]),
-    ("eval_every_frames_0", "pretrain.py", ["domain=jaco", "eval_every_frames=0"], 2,
-     ["eval_every_frames=0", "positive"]),
-    ("seed_frames_exceed_train_frames", "pretrain.py",
-     ["domain=jaco", "num_train_frames=1000", "snapshots=[1000]", "num_seed_frames=2000"], 2,
-     ["num_seed_frames=2000", "num_train_frames=1000"]),
-    ("snapshot_beyond_train_frames", "pretrain.py", ["domain=jaco", "snapshots=[999999]"], 2,
-     ["999999", "num_train_frames=20000"]),
+    (
+        "eval_every_frames_0",
+        "pretrain.py",
+        ["domain=jaco", "eval_every_frames=0"],
+        2,
+        ["eval_every_frames=0", "positive"],
+    ),
+    (
+        "seed_frames_exceed_train_frames",
+        "pretrain.py",
+        ["domain=jaco", "num_train_frames=1000", "snapshots=[1000]", "num_seed_frames=2000"],
+        2,
+        ["num_seed_frames=2000", "num_train_frames=1000"],
+    ),
+    (
+        "snapshot_beyond_train_frames",
+        "pretrain.py",
+        ["domain=jaco", "snapshots=[999999]"],
+        2,
+        ["999999", "num_train_frames=20000"],
+    ),
     ("device_cuda_unavailable", "pretrain.py", ["domain=jaco", "device=cuda"], 2, ["'cuda'", "device=cpu"]),
     ("device_tpu", "pretrain.py", ["domain=jaco", "device=tpu"], 2, ["'tpu'", "cpu", "cuda"]),
     ("threads_zero", "pretrain.py", ["domain=jaco", "threads=0"], 2, ["threads=0", "auto"]),
@@ -108,8 +160,13 @@ BAD_CONFIGS = [
     # Values of the wrong type must be user errors too, not a TypeError traceback.
     ("discount_not_a_number", "pretrain.py", ["domain=jaco", "discount=abc"], 2, ["discount", "abc"]),
     ("seed_not_a_number", "pretrain.py", ["domain=jaco", "seed=abc"], 2, ["seed", "abc"]),
-    ("snapshot_ts_not_a_number", "finetune.py", ["agent=ddpg", f"task={JACO_TASK}", "snapshot_ts=abc"], 2,
-     ["snapshot_ts", "abc"]),
+    (
+        "snapshot_ts_not_a_number",
+        "finetune.py",
+        ["agent=ddpg", f"task={JACO_TASK}", "snapshot_ts=abc"],
+        2,
+        ["snapshot_ts", "abc"],
+    ),
 ]
 
 
@@ -137,8 +194,7 @@ def precheck_command(script: str, *overrides: str) -> subprocess.CompletedProces
 def bad_config_results(bad_work) -> dict[str, subprocess.CompletedProcess]:
     """Every bad command, checked in this process (each is refused before Hydra starts)."""
     paths = [f"run_root={bad_work / 'runs'}", f"snapshot_dir={bad_work / 'models'}"]
-    return {name: precheck_command(script, *TINY, *paths, *overrides)
-            for name, script, overrides, _, _ in BAD_CONFIGS}
+    return {name: precheck_command(script, *TINY, *paths, *overrides) for name, script, overrides, _, _ in BAD_CONFIGS}
 
 
 @pytest.mark.parametrize("case", BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
@@ -162,8 +218,14 @@ def test_refused_commands_leave_no_run_directory(bad_config_results, bad_work):
 def test_bf16_without_native_support_is_refused(tmp_path):
     # The variables lower torch's and oneDNN's ISA to AVX2 (no bf16 instructions) on any x86 CPU;
     # on others the flags decide: either way this is not a machine with usable bf16 here.
-    proc = run("pretrain.py", *TINY, "domain=jaco", "precision=bf16", f"run_root={tmp_path / 'runs'}",
-               env={"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"})
+    proc = run(
+        "pretrain.py",
+        *TINY,
+        "domain=jaco",
+        "precision=bf16",
+        f"run_root={tmp_path / 'runs'}",
+        env={"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    )
     assert proc.returncode == 2, explain(proc)
     assert len(proc.stderr.strip().splitlines()) == 1, explain(proc)
     for text in ("precision=bf16", "ONEDNN_MAX_CPU_ISA=AVX2", "precision=fp32", "precision_check=false"):
@@ -182,17 +244,29 @@ def pretrained(tmp_path_factory) -> dict:
     """One tiny jaco pre-training run with snapshots=[500]. It also uses a huge
     eval_every_frames (legal: only the frame-0 evaluation happens)."""
     work = tmp_path_factory.mktemp("snap")
-    overrides = [*SNAP_SETTINGS, "agent=rnd", "domain=jaco", f"snapshots=[{SNAP_FRAMES}]",
-                 f"eval_every_frames={10**9}", f"run_root={work / 'runs'}", f"snapshot_dir={work / 'models'}"]
+    overrides = [
+        *SNAP_SETTINGS,
+        "agent=rnd",
+        "domain=jaco",
+        f"snapshots=[{SNAP_FRAMES}]",
+        f"eval_every_frames={10**9}",
+        f"run_root={work / 'runs'}",
+        f"snapshot_dir={work / 'models'}",
+    ]
     proc = run("pretrain.py", *overrides)
     assert proc.returncode == 0, explain(proc)
-    return {"work": work, "proc": proc, "overrides": overrides,
-            "snapshot": snapshot_path(work / "models", "states", "jaco", "rnd", 1, SNAP_FRAMES)}
+    return {
+        "work": work,
+        "proc": proc,
+        "overrides": overrides,
+        "snapshot": snapshot_path(work / "models", "states", "jaco", "rnd", 1, SNAP_FRAMES),
+    }
 
 
 def listing(directory: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(directory.rglob("*"))}
+    return {
+        str(p.relative_to(directory)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(directory.rglob("*"))
+    }
 
 
 def test_run_logs_the_last_episode_labels_rewards_and_leaves_no_empty_log(pretrained):
@@ -218,9 +292,18 @@ def test_rerun_of_a_finished_run_is_already_complete_and_touches_nothing(pretrai
 
 def test_missing_snapshot_hint_works_when_followed(tmp_path):
     # One 250-step episode each way, all seed frames: the hint is what is tested, not training.
-    settings = [*TINY, "agent=rnd", f"task={JACO_TASK}", "seed=3", "pretrain_frames=250", "num_train_frames=250",
-                "num_seed_frames=250", "eval_every_frames=500", f"run_root={tmp_path / 'runs'}",
-                f"snapshot_dir={tmp_path / 'models'}"]
+    settings = [
+        *TINY,
+        "agent=rnd",
+        f"task={JACO_TASK}",
+        "seed=3",
+        "pretrain_frames=250",
+        "num_train_frames=250",
+        "num_seed_frames=250",
+        "eval_every_frames=500",
+        f"run_root={tmp_path / 'runs'}",
+        f"snapshot_dir={tmp_path / 'models'}",
+    ]
     missing = run("finetune.py", *settings)
     assert missing.returncode == 2, explain(missing)
     assert not (tmp_path / "runs").exists()  # refused before Hydra made a run directory
@@ -245,8 +328,16 @@ def test_huge_eval_every_frames_is_legal(pretrained):
 
 
 def finetune_from(snapshot_dir: Path, work: Path, task: str = JACO_TASK) -> subprocess.CompletedProcess:
-    return run("finetune.py", *SNAP_SETTINGS, "eval_every_frames=500", "agent=rnd", f"task={task}",
-               f"snapshot_ts={SNAP_FRAMES}", f"snapshot_dir={snapshot_dir}", f"run_root={work / 'ft_runs'}")
+    return run(
+        "finetune.py",
+        *SNAP_SETTINGS,
+        "eval_every_frames=500",
+        "agent=rnd",
+        f"task={task}",
+        f"snapshot_ts={SNAP_FRAMES}",
+        f"snapshot_dir={snapshot_dir}",
+        f"run_root={work / 'ft_runs'}",
+    )
 
 
 def place(snapshot_dir: Path, domain: str, data: bytes) -> Path:
@@ -273,8 +364,15 @@ def test_corrupted_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
     checkpoint.parent.mkdir(parents=True)
     garbage = random.Random(1).randbytes(2048)
     checkpoint.write_bytes(garbage)
-    proc = run("pretrain.py", *SNAP_SETTINGS, "agent=rnd", "domain=jaco", f"snapshots=[{SNAP_FRAMES}]",
-               f"run_root={tmp_path / 'runs'}", f"snapshot_dir={tmp_path / 'models'}")
+    proc = run(
+        "pretrain.py",
+        *SNAP_SETTINGS,
+        "agent=rnd",
+        "domain=jaco",
+        f"snapshots=[{SNAP_FRAMES}]",
+        f"run_root={tmp_path / 'runs'}",
+        f"snapshot_dir={tmp_path / 'models'}",
+    )
     assert proc.returncode == 2, explain(proc)
     assert "unreadable" in proc.stderr and str(checkpoint) in proc.stderr, explain(proc)
     assert_no_traceback(proc)
@@ -307,8 +405,15 @@ def test_second_pretraining_refuses_to_overwrite_snapshots(pretrained, tmp_path)
     original = pretrained["snapshot"].read_bytes()
     path = place(tmp_path / "models", "jaco", original)
     before = path.stat()
-    overrides = [*SNAP_SETTINGS, "agent=rnd", "domain=jaco", f"snapshots=[{SNAP_FRAMES}]", "eval_every_frames=500",
-                 f"run_root={tmp_path / 'second_runs'}", f"snapshot_dir={tmp_path / 'models'}"]
+    overrides = [
+        *SNAP_SETTINGS,
+        "agent=rnd",
+        "domain=jaco",
+        f"snapshots=[{SNAP_FRAMES}]",
+        "eval_every_frames=500",
+        f"run_root={tmp_path / 'second_runs'}",
+        f"snapshot_dir={tmp_path / 'models'}",
+    ]
     refused = run("pretrain.py", *overrides)
     assert refused.returncode == 2, explain(refused)
     assert "overwrite_snapshots" in refused.stderr and str(path) in refused.stderr, explain(refused)
@@ -363,9 +468,20 @@ def test_nan_intrinsic_reward_raises_non_finite_error_keeping_checkpoint(tmp_pat
     from urlb.trainer import Trainer
 
     monkeypatch.setenv("MUJOCO_GL", "egl")
-    cfg = compose_cfg([*TINY, "agent=rnd", "domain=jaco", "num_train_frames=1500", "num_seed_frames=500",
-                       "eval_every_frames=500", "snapshots=[1500]", "checkpoint_every_frames=250",
-                       f"run_root={tmp_path / 'runs'}", f"snapshot_dir={tmp_path / 'models'}"])
+    cfg = compose_cfg(
+        [
+            *TINY,
+            "agent=rnd",
+            "domain=jaco",
+            "num_train_frames=1500",
+            "num_seed_frames=500",
+            "eval_every_frames=500",
+            "snapshots=[1500]",
+            "checkpoint_every_frames=250",
+            f"run_root={tmp_path / 'runs'}",
+            f"snapshot_dir={tmp_path / 'models'}",
+        ]
+    )
     original = RND.update
     calls = {"n": 0}
     healthy_calls = 200  # updates every 2 steps from step 500: the NaN comes at step 500 + 2 * 200 = 900
@@ -406,8 +522,15 @@ def unwritable_run_root(tmp_path_factory) -> tuple[subprocess.CompletedProcess, 
     work = tmp_path_factory.mktemp("unwritable")
     blocker = work / "a_regular_file"
     blocker.write_text("not a directory\n")
-    proc = run("pretrain.py", *SNAP_SETTINGS, "domain=jaco", "snapshots=[500]", f"run_root={blocker / 'runs'}",
-               f"snapshot_dir={work / 'models'}", timeout=600)  # a hang would fail here
+    proc = run(
+        "pretrain.py",
+        *SNAP_SETTINGS,
+        "domain=jaco",
+        "snapshots=[500]",
+        f"run_root={blocker / 'runs'}",
+        f"snapshot_dir={work / 'models'}",
+        timeout=600,
+    )  # a hang would fail here
     return proc, blocker
 
 
@@ -429,8 +552,16 @@ def test_unwritable_run_root_is_a_clear_error_without_traceback(unwritable_run_r
 def test_unwritable_snapshot_dir_exits_2_naming_the_path(tmp_path):
     blocker = tmp_path / "a_regular_file"
     blocker.write_text("not a directory\n")
-    proc = run("pretrain.py", *SNAP_SETTINGS, "domain=jaco", "snapshots=[500]", f"eval_every_frames={10**9}",
-               f"run_root={tmp_path / 'runs'}", f"snapshot_dir={blocker / 'models'}", timeout=600)
+    proc = run(
+        "pretrain.py",
+        *SNAP_SETTINGS,
+        "domain=jaco",
+        "snapshots=[500]",
+        f"eval_every_frames={10**9}",
+        f"run_root={tmp_path / 'runs'}",
+        f"snapshot_dir={blocker / 'models'}",
+        timeout=600,
+    )
     assert proc.returncode == 2, explain(proc)
     assert "snapshot_dir" in proc.stderr and str(blocker) in proc.stderr, explain(proc)
     assert_no_traceback(proc)
@@ -465,9 +596,19 @@ def disk_full(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     wrapper = work / "disk_full.py"
     wrapper.write_text(DISK_FULL_WRAPPER)
     # Rows in order: eval 0, train 250, eval 500, train 500; the 5th (train 750) fails.
-    proc = run("pretrain.py", *SNAP_SETTINGS, "domain=jaco", "num_train_frames=1500", "snapshots=[1500]",
-               "eval_every_frames=500", "checkpoint_every_frames=250", f"run_root={work / 'runs'}",
-               f"snapshot_dir={work / 'models'}", prefix=(str(wrapper), "4"), timeout=600)
+    proc = run(
+        "pretrain.py",
+        *SNAP_SETTINGS,
+        "domain=jaco",
+        "num_train_frames=1500",
+        "snapshots=[1500]",
+        "eval_every_frames=500",
+        "checkpoint_every_frames=250",
+        f"run_root={work / 'runs'}",
+        f"snapshot_dir={work / 'models'}",
+        prefix=(str(wrapper), "4"),
+        timeout=600,
+    )
     return proc, pretrain_dir(work / "runs")
 
 
@@ -496,16 +637,24 @@ def test_disk_full_message_names_the_file(disk_full):
 @pytest.fixture(scope="module")
 def same_and_other_seed(tmp_path_factory) -> dict[str, Path]:
     work = tmp_path_factory.mktemp("determinism")
-    settings = [*TINY, "agent=ddpg", f"task={JACO_TASK}", "num_train_frames=1500", "num_seed_frames=500",
-                "eval_every_frames=500", f"snapshot_dir={work / 'models'}"]
+    settings = [
+        *TINY,
+        "agent=ddpg",
+        f"task={JACO_TASK}",
+        "num_train_frames=1500",
+        "num_seed_frames=500",
+        "eval_every_frames=500",
+        f"snapshot_dir={work / 'models'}",
+    ]
     runs = {"a": 1, "b": 1, "other_seed": 2}
 
     def one(item):
         name, seed = item
         proc = run("finetune.py", *settings, f"seed={seed}", f"run_root={work / name}")
         assert proc.returncode == 0, explain(proc)
-        return name, (work / name / "quick" / "finetune" / "states" / JACO_TASK / "ddpg" / "snapshot_0"
-                      / f"seed_{seed}")
+        return name, (
+            work / name / "quick" / "finetune" / "states" / JACO_TASK / "ddpg" / "snapshot_0" / f"seed_{seed}"
+        )
 
     with ThreadPoolExecutor(2) as pool:  # concurrency must not change results either
         return dict(pool.map(one, runs.items()))

@@ -64,11 +64,13 @@ def pixel_frame(ep: int, t: int) -> np.ndarray:
     """One RGB frame (3, 8, 8) whose first channel encodes (ep, t)."""
     base = 20 * ep + t
     assert base < 256
-    return np.stack([
-        np.full((PIX, PIX), base, np.uint8),
-        np.full((PIX, PIX), 255 - base, np.uint8),
-        (np.arange(PIX * PIX).reshape(PIX, PIX) + base).astype(np.uint8),
-    ])
+    return np.stack(
+        [
+            np.full((PIX, PIX), base, np.uint8),
+            np.full((PIX, PIX), 255 - base, np.uint8),
+            (np.arange(PIX * PIX).reshape(PIX, PIX) + base).astype(np.uint8),
+        ]
+    )
 
 
 class Recorder:
@@ -144,7 +146,7 @@ class Recorder:
         for k in range(1, m + 1):
             ret += gamma ** (k - 1) * survive * self.steps[(ep, t + k)]["reward"]
             survive *= self.steps[(ep, t + k)]["discount"]
-        return dict(m=m, reward=ret, discount=gamma ** m * survive)
+        return dict(m=m, reward=ret, discount=gamma**m * survive)
 
 
 def decode_state(row) -> tuple[int, int]:
@@ -174,12 +176,12 @@ def check_batch(rec: Recorder, batch: Batch, nstep: int, gamma: float, capacity:
         assert decode(batch.next_obs_1step[b]) == (ep, t + 1), where
         assert (ep, t + m) in kept and (ep, t + 1) in kept, where
         np.testing.assert_array_equal(batch.next_obs[b].cpu().numpy(), rec.steps[(ep, t + m)]["obs"], err_msg=where)
-        np.testing.assert_array_equal(batch.next_obs_1step[b].cpu().numpy(), rec.steps[(ep, t + 1)]["obs"],
-                                      err_msg=where)
+        np.testing.assert_array_equal(
+            batch.next_obs_1step[b].cpu().numpy(), rec.steps[(ep, t + 1)]["obs"], err_msg=where
+        )
         np.testing.assert_array_equal(batch.action[b].cpu().numpy(), rec.steps[(ep, t + 1)]["action"], err_msg=where)
         if batch.skill is not None:
-            np.testing.assert_array_equal(batch.skill[b].cpu().numpy(), rec.steps[(ep, t + 1)]["skill"],
-                                          err_msg=where)
+            np.testing.assert_array_equal(batch.skill[b].cpu().numpy(), rec.steps[(ep, t + 1)]["skill"], err_msg=where)
         assert float(batch.reward[b, 0]) == pytest.approx(exp["reward"], rel=1e-5, abs=1e-5), where
         assert float(batch.discount[b, 0]) == pytest.approx(exp["discount"], rel=1e-5, abs=1e-7), where
     return starts
@@ -209,6 +211,7 @@ def fill_mixed(rec: Recorder) -> None:
 
 
 # --- n-step closed form -------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("nstep", [1, 3, 5])
 def test_every_sample_matches_closed_form(nstep):
@@ -259,10 +262,10 @@ def test_terminal_stops_bootstrap_and_time_limit_bootstraps():
         left = [r[(ep, k)] for k in range(t + 1, 4)][:3]
         if ep == 0:  # terminal: no bootstrap at all, only the episode's own rewards
             assert disc == 0.0
-            assert rew == pytest.approx(sum(gamma ** k * x for k, x in enumerate(left)), rel=1e-6)
+            assert rew == pytest.approx(sum(gamma**k * x for k, x in enumerate(left)), rel=1e-6)
         elif ep == 1:  # time limit: bootstraps with gamma^m from the last observation
             assert disc == pytest.approx(gamma ** len(left), rel=1e-6)
-            assert rew == pytest.approx(sum(gamma ** k * x for k, x in enumerate(left)), rel=1e-6)
+            assert rew == pytest.approx(sum(gamma**k * x for k, x in enumerate(left)), rel=1e-6)
             assert decode_state(batch.next_obs[b]) == (1, 3)
         else:
             if t <= 1:  # the window reaches the discount-0 step 2: step 3's reward is excluded
@@ -289,6 +292,7 @@ def test_sampling_before_any_transition_raises():
 
 
 # --- ring buffer ----------------------------------------------------------------------------
+
 
 def test_wraparound_keeps_samples_consistent():
     gamma, nstep, capacity = 0.9, 3, 23
@@ -328,10 +332,12 @@ def test_wraparound_episode_longer_than_capacity_never_reads_across_write_head()
 
 # --- pixels ---------------------------------------------------------------------------------
 
+
 def test_pixels_store_one_frame_per_step_and_rebuild_stacks():
     gamma, nstep, capacity = 0.99, 3, 100
-    rb = Permissive((3 * FRAME_STACK, PIX, PIX), ACTION_DIM, capacity=capacity, frame_stack=FRAME_STACK,
-                      nstep=nstep, discount=gamma)
+    rb = Permissive(
+        (3 * FRAME_STACK, PIX, PIX), ACTION_DIM, capacity=capacity, frame_stack=FRAME_STACK, nstep=nstep, discount=gamma
+    )
     assert rb.frames.shape == (capacity, 3, PIX, PIX)
     assert rb.frames.dtype == torch.uint8
     rec = Recorder(rb, pixels=True)
@@ -354,8 +360,9 @@ def test_pixel_wraparound_never_stacks_overwritten_frames():
     a sampled stack must still be the one the environment produced (never frames written
     later at the overwritten positions)."""
     capacity = 10
-    rb = Permissive((3 * FRAME_STACK, PIX, PIX), ACTION_DIM, capacity=capacity, frame_stack=FRAME_STACK,
-                      nstep=1, discount=0.99)
+    rb = Permissive(
+        (3 * FRAME_STACK, PIX, PIX), ACTION_DIM, capacity=capacity, frame_stack=FRAME_STACK, nstep=1, discount=0.99
+    )
     rec = Recorder(rb, pixels=True)
     for _ in range(5):
         rec.add_episode(4)
@@ -365,10 +372,12 @@ def test_pixel_wraparound_never_stacks_overwritten_frames():
 
 # --- checkpointing and determinism ----------------------------------------------------------
 
+
 def test_state_dict_round_trip_gives_identical_batches():
     gamma, nstep, capacity = 0.9, 3, 30
-    kwargs = dict(obs_shape=(3,), action_dim=ACTION_DIM, capacity=capacity, skill_dim=SKILL_DIM, nstep=nstep,
-                  discount=gamma)
+    kwargs = dict(
+        obs_shape=(3,), action_dim=ACTION_DIM, capacity=capacity, skill_dim=SKILL_DIM, nstep=nstep, discount=gamma
+    )
     rb = ReplayBuffer(**kwargs)
     rec = Recorder(rb)
     for length in (8, 6, 9, 7, 5, 8):  # 43 steps: wrapped
@@ -413,6 +422,7 @@ def test_seeded_sampling_is_deterministic():
 
 
 # --- URLB sampling (the default): finished episodes, full n-step windows -------------------
+
 
 @pytest.mark.parametrize("nstep", [1, 3])
 def test_urlb_sampling_draws_finished_episodes_and_full_windows_only(nstep):

@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def compose(name: str, *overrides: str):
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
 
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         return hydra_compose(config_name=name, overrides=list(overrides))
@@ -35,6 +36,7 @@ def write_checkpoint(run_dir: Path, cfg, frame: int) -> Path:
 
 
 # --------------------------------------------------------------------------- config differences
+
 
 def test_differences_split_into_result_changing_and_neutral_keys():
     old = {"seed": 1, "use_tb": True, "device": "cpu", "agent": {"lr": 1e-4, "name": "rnd"}, "snapshot_dir": "/a"}
@@ -55,8 +57,15 @@ def test_keys_on_one_side_only_are_not_compared():
 
 # --------------------------------------------------------------------------- check_run_record
 
-TINY = ["preset=quick", "domain=jaco", "agent=rnd", "device=cpu", "num_train_frames=500", "snapshots=[500]",
-        "num_seed_frames=250"]
+TINY = [
+    "preset=quick",
+    "domain=jaco",
+    "agent=rnd",
+    "device=cpu",
+    "num_train_frames=500",
+    "snapshots=[500]",
+    "num_seed_frames=250",
+]
 
 
 def test_finished_run_is_already_complete_without_writing(tmp_path):
@@ -90,6 +99,7 @@ def test_unfinished_run_resumes_and_says_which_neutral_keys_changed(tmp_path, ca
 
 # --------------------------------------------------------------------------- pre-Hydra check
 
+
 def run_precheck(script: str, *argv: str) -> tuple[int | None, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = None
@@ -101,13 +111,19 @@ def run_precheck(script: str, *argv: str) -> tuple[int | None, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-@pytest.mark.parametrize("override,texts", [
-    ("agent=cicc", ["agent='cicc' is not valid", "aps, apt, cic, ddpg, diayn, disagreement, icm, metra, proto, rnd, smm"]),
-    ("preset=fast", ["preset='fast' is not valid", "paper, quick"]),
-    ("hydra/launcher=foo", ["hydra/launcher='foo' is not valid", "local", "slurm", "ray"]),
-    ("agent.hiden_dim=3", ["agent.hiden_dim", "not in struct"]),
-    ("discount=2", ["discount=2"]),
-])
+@pytest.mark.parametrize(
+    "override,texts",
+    [
+        (
+            "agent=cicc",
+            ["agent='cicc' is not valid", "aps, apt, cic, ddpg, diayn, disagreement, icm, metra, proto, rnd, smm"],
+        ),
+        ("preset=fast", ["preset='fast' is not valid", "paper, quick"]),
+        ("hydra/launcher=foo", ["hydra/launcher='foo' is not valid", "local", "slurm", "ray"]),
+        ("agent.hiden_dim=3", ["agent.hiden_dim", "not in struct"]),
+        ("discount=2", ["discount=2"]),
+    ],
+)
 def test_config_errors_are_one_line_exit_2_before_hydra(tmp_path, override, texts):
     code, out, err = run_precheck("pretrain.py", override, f"run_root={tmp_path / 'runs'}")
     assert code == 2 and out == ""
@@ -132,14 +148,30 @@ def test_precheck_stops_a_finished_run_with_exit_0(tmp_path):
 
 # --------------------------------------------------------------------------- hints
 
+
 def test_missing_snapshot_hint_repeats_preset_and_shaping_overrides(tmp_path):
-    common = ["preset=quick", "agent=rnd", "task=jaco_reach_top_left", "agent.hidden_dim=32", "batch_size=32",
-              "skill_selection=random", "num_train_frames=300", f"snapshot_dir={tmp_path}"]
+    common = [
+        "preset=quick",
+        "agent=rnd",
+        "task=jaco_reach_top_left",
+        "agent.hidden_dim=32",
+        "batch_size=32",
+        "skill_selection=random",
+        "num_train_frames=300",
+        f"snapshot_dir={tmp_path}",
+    ]
     hint = pretrain_command(compose("finetune", *common, "snapshot_ts=20000"), common)
     words = hint.split()
     assert words[:2] == ["python", "pretrain.py"]
-    for word in ("agent=rnd", "domain=jaco", "seed=1", "preset=quick", "agent.hidden_dim=32", "batch_size=32",
-                 f"snapshot_dir={tmp_path}"):
+    for word in (
+        "agent=rnd",
+        "domain=jaco",
+        "seed=1",
+        "preset=quick",
+        "agent.hidden_dim=32",
+        "batch_size=32",
+        f"snapshot_dir={tmp_path}",
+    ):
         assert word in words, hint
     # Fine-tuning keys stay out; 20000 is a snapshot the quick preset writes anyway.
     assert not any(w.startswith(("task=", "skill_selection=", "num_train_frames=", "snapshots=")) for w in words)
@@ -161,6 +193,7 @@ def test_size_mismatch_names_the_preset_as_likely_cause(tmp_path):
 
 
 # --------------------------------------------------------------------------- refused commands leave nothing
+
 
 def test_unused_run_dir_is_removed_with_its_empty_parents(tmp_path):
     cfg = OmegaConf.create({"run_root": str(tmp_path / "runs")})

@@ -21,16 +21,23 @@ import torch
 import yaml
 
 from urlb.agents import agent_names
-from urlb.tools.aggregate.stats import method_name
 from urlb.config import ConfigError, resolve_threads
 from urlb.snapshot import read_torch_file, snapshot_path
 from urlb.tasks import ALL_TASKS, DOMAINS
+from urlb.tools.aggregate.stats import method_name
 
 pytestmark = pytest.mark.pipeline
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["preset=quick", "agent.hidden_dim=32", "batch_size=32", "replay_buffer_size=5000",
-        "num_eval_episodes=1", "device=cpu", "use_tb=false"]
+TINY = [
+    "preset=quick",
+    "agent.hidden_dim=32",
+    "batch_size=32",
+    "replay_buffer_size=5000",
+    "num_eval_episodes=1",
+    "device=cpu",
+    "use_tb=false",
+]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -47,8 +54,9 @@ def command(script: str, *overrides: str) -> list[str]:
 
 
 def run(script: str, *overrides: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(command(script, *overrides), cwd=REPO, env=child_env(), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        command(script, *overrides), cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def run_parallel(calls: list[tuple[str, ...]], workers: int = 2) -> list[subprocess.CompletedProcess]:
@@ -92,13 +100,29 @@ def sweep(tmp_path_factory) -> dict:
     whose jobs each load the snapshot their pre-training job wrote."""
     work = tmp_path_factory.mktemp("sweep")
     paths = [f"run_root={work / 'runs'}", f"snapshot_dir={work / 'models'}"]
-    pre = run("pretrain.py", "-m", "hydra/launcher=local", "hydra.launcher.n_jobs=2",
-              f"agent={','.join(SWEEP_AGENTS)}", "domain=jaco", *SWEEP_SETTINGS,
-              f"snapshots=[{SWEEP_FRAMES}]", *paths)
+    pre = run(
+        "pretrain.py",
+        "-m",
+        "hydra/launcher=local",
+        "hydra.launcher.n_jobs=2",
+        f"agent={','.join(SWEEP_AGENTS)}",
+        "domain=jaco",
+        *SWEEP_SETTINGS,
+        f"snapshots=[{SWEEP_FRAMES}]",
+        *paths,
+    )
     fine = None
     if pre.returncode == 0:
-        fine = run("finetune.py", "-m", "hydra/launcher=local", f"agent={','.join(SWEEP_AGENTS)}",
-                   f"task={SWEEP_TASK}", f"snapshot_ts={SWEEP_FRAMES}", *SWEEP_SETTINGS, *paths)
+        fine = run(
+            "finetune.py",
+            "-m",
+            "hydra/launcher=local",
+            f"agent={','.join(SWEEP_AGENTS)}",
+            f"task={SWEEP_TASK}",
+            f"snapshot_ts={SWEEP_FRAMES}",
+            *SWEEP_SETTINGS,
+            *paths,
+        )
     return {"work": work, "runs": work / "runs", "models": work / "models", "pre": pre, "fine": fine}
 
 
@@ -121,8 +145,10 @@ def test_parallel_joblib_jobs_share_the_cores_instead_of_oversubscribing(sweep):
     assert (sweep["pre"].stdout + sweep["pre"].stderr).count(f"torch threads: {expected}\n") == len(SWEEP_AGENTS)
 
 
-@pytest.mark.parametrize("spec,jobs,cores,expected", [
-    ("auto", 1, 2, None), ("auto", 2, 2, 1), ("auto", 3, 8, 2), ("auto", 16, 8, 1), (3, 2, 2, 3)])
+@pytest.mark.parametrize(
+    "spec,jobs,cores,expected",
+    [("auto", 1, 2, None), ("auto", 2, 2, 1), ("auto", 3, 8, 2), ("auto", 16, 8, 1), (3, 2, 2, 3)],
+)
 def test_resolve_threads(spec, jobs, cores, expected):
     assert resolve_threads(spec, jobs, cores) == expected
 
@@ -151,9 +177,14 @@ def test_finetune_multirun_loads_each_jobs_snapshot(sweep):
 def aggregate(sweep) -> tuple[subprocess.CompletedProcess, Path]:
     out = sweep["work"] / "agg"
     if "agg" not in sweep:
-        sweep["agg"] = subprocess.run([sys.executable, "-m", "urlb.aggregate", str(sweep["runs"]), "--out", str(out),
-                                       "--reps", "20"], cwd=REPO, env=child_env(), capture_output=True, text=True,
-                                      timeout=120)
+        sweep["agg"] = subprocess.run(
+            [sys.executable, "-m", "urlb.aggregate", str(sweep["runs"]), "--out", str(out), "--reps", "20"],
+            cwd=REPO,
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     return sweep["agg"], out
 
 
@@ -189,9 +220,17 @@ def test_one_failing_job_does_not_abort_the_other_jobs_of_a_sweep(sweep):
     # running next to it in the joblib pool completes; the multirun as a whole exits non-zero.
     assert sweep["pre"].returncode == 0, explain(sweep["pre"])
     runs = sweep["work"] / "runs_partial"
-    proc = run("finetune.py", "-m", "hydra/launcher=local", "agent=rnd,apt", f"task={SWEEP_TASK}",
-               f"snapshot_ts={SWEEP_FRAMES}", *SWEEP_SETTINGS, f"run_root={runs}",
-               f"snapshot_dir={sweep['models']}")
+    proc = run(
+        "finetune.py",
+        "-m",
+        "hydra/launcher=local",
+        "agent=rnd,apt",
+        f"task={SWEEP_TASK}",
+        f"snapshot_ts={SWEEP_FRAMES}",
+        *SWEEP_SETTINGS,
+        f"run_root={runs}",
+        f"snapshot_dir={sweep['models']}",
+    )
     assert proc.returncode != 0, explain(proc)
     missing = snapshot_path(sweep["models"], "states", "jaco", "apt", 1, SWEEP_FRAMES)
     assert f"no snapshot at {missing}" in proc.stderr, explain(proc)
@@ -204,8 +243,16 @@ def test_one_failing_job_does_not_abort_the_other_jobs_of_a_sweep(sweep):
 
 KILL_FRAMES = 2000
 SNAPSHOTS = (1000, 2000)
-KILL_SETTINGS = [*TINY, "agent=rnd", "domain=jaco", f"num_train_frames={KILL_FRAMES}", "num_seed_frames=500",
-                 f"snapshots=[{SNAPSHOTS[0]},{SNAPSHOTS[1]}]", "eval_every_frames=500", "checkpoint_every_frames=250"]
+KILL_SETTINGS = [
+    *TINY,
+    "agent=rnd",
+    "domain=jaco",
+    f"num_train_frames={KILL_FRAMES}",
+    "num_seed_frames=500",
+    f"snapshots=[{SNAPSHOTS[0]},{SNAPSHOTS[1]}]",
+    "eval_every_frames=500",
+    "checkpoint_every_frames=250",
+]
 
 
 def read_rows_while_running(path: Path) -> list[dict[str, str]]:
@@ -224,16 +271,15 @@ def read_rows_while_running(path: Path) -> list[dict[str, str]]:
     return good
 
 
-def start_and_interrupt(work: Path, signum: int, past_frame: int,
-                        *extra: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+def start_and_interrupt(
+    work: Path, signum: int, past_frame: int, *extra: str
+) -> tuple[subprocess.CompletedProcess, list[str]]:
     """Start the tiny pre-training run (seed 1), wait until train.csv shows a row past
     ``past_frame`` (a periodic checkpoint has been written by then), send ``signum``, wait for
     the exit. ``extra`` arguments go first on the command line (e.g. ``-m``)."""
-    cmd = command("pretrain.py", *extra, *KILL_SETTINGS, f"run_root={work / 'runs'}",
-                  f"snapshot_dir={work / 'models'}")
+    cmd = command("pretrain.py", *extra, *KILL_SETTINGS, f"run_root={work / 'runs'}", f"snapshot_dir={work / 'models'}")
     run_dir = pretrain_dir(work / "runs", "jaco", "rnd")
-    proc = subprocess.Popen(cmd, cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None:
@@ -328,10 +374,21 @@ def test_stop_signal_at_an_episode_end_keeps_that_episode(tmp_path, monkeypatch)
     torch.set_num_threads(1)  # tiny networks on a busy 2-core machine
     try:
         with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-            cfg = compose(config_name="pretrain", overrides=[
-                *TINY, "agent=rnd", "domain=jaco", "num_train_frames=1000", "num_seed_frames=250",
-                "eval_every_frames=500", "snapshots=[1000]", "checkpoint_every_frames=250",
-                f"run_root={tmp_path / 'runs'}", f"snapshot_dir={tmp_path / 'models'}"])
+            cfg = compose(
+                config_name="pretrain",
+                overrides=[
+                    *TINY,
+                    "agent=rnd",
+                    "domain=jaco",
+                    "num_train_frames=1000",
+                    "num_seed_frames=250",
+                    "eval_every_frames=500",
+                    "snapshots=[1000]",
+                    "checkpoint_every_frames=250",
+                    f"run_root={tmp_path / 'runs'}",
+                    f"snapshot_dir={tmp_path / 'models'}",
+                ],
+            )
         run_dir = tmp_path / "run"
         run_dir.mkdir()
         real_evaluate = Trainer.evaluate
@@ -372,12 +429,31 @@ def composed() -> dict[str, subprocess.CompletedProcess]:
     Nothing is launched here: the ray plugin is an optional extra, so the ray preset is written out
     in full and composes without it; tests/test_launchers.py launches both for real (marked slow)."""
     calls = {
-        "slurm": ("pretrain.py", "hydra/launcher=slurm", "hydra.launcher.timeout_min=60",
-                  "hydra.launcher.partition=gpu", "sweep=urlb_pretrain", "--cfg", "hydra"),
-        "ray": ("finetune.py", "hydra/launcher=ray", "hydra.launcher.ray.remote.num_gpus=0",
-                "sweep=urlb_finetune", "--cfg", "hydra"),
-        "local": ("finetune.py", "hydra/launcher=local", "hydra.launcher.n_jobs=3", "sweep=urlb_ddpg",
-                  "--cfg", "hydra"),
+        "slurm": (
+            "pretrain.py",
+            "hydra/launcher=slurm",
+            "hydra.launcher.timeout_min=60",
+            "hydra.launcher.partition=gpu",
+            "sweep=urlb_pretrain",
+            "--cfg",
+            "hydra",
+        ),
+        "ray": (
+            "finetune.py",
+            "hydra/launcher=ray",
+            "hydra.launcher.ray.remote.num_gpus=0",
+            "sweep=urlb_finetune",
+            "--cfg",
+            "hydra",
+        ),
+        "local": (
+            "finetune.py",
+            "hydra/launcher=local",
+            "hydra.launcher.n_jobs=3",
+            "sweep=urlb_ddpg",
+            "--cfg",
+            "hydra",
+        ),
     }
     return dict(zip(calls, run_parallel(list(calls.values()))))
 

@@ -44,7 +44,7 @@ def test_quadruped_xy_coverage_counts_union_of_skills():
     assert coverage([a], (0, 1), 1.0) == 3
     assert coverage([a, b], (0, 1), 1.0) == 4
     assert distance_travelled(a, (0, 1)) == pytest.approx(10.0)
-    assert displacement(a, (0, 1)) == pytest.approx(10 ** 0.5)  # (0,0) -> (3,-1)
+    assert displacement(a, (0, 1)) == pytest.approx(10**0.5)  # (0,0) -> (3,-1)
 
 
 def test_jaco_hand_5cm_cells():
@@ -63,8 +63,9 @@ def _env(env_changes: dict | None = None) -> dict:
 
 
 def run_cmd(args: list[str], env_changes: dict | None = None, timeout: int = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=REPO, env=_env(env_changes), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=_env(env_changes), capture_output=True, text=True, timeout=timeout
+    )
 
 
 class Background:
@@ -72,8 +73,9 @@ class Background:
 
     def __init__(self, args: list[str], env_changes: dict | None = None) -> None:
         self.args = [sys.executable, *args]
-        self.proc = subprocess.Popen(self.args, cwd=REPO, env=_env(env_changes), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            self.args, cwd=REPO, env=_env(env_changes), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
 
     def result(self, timeout: int = 240) -> subprocess.CompletedProcess:
         out, err = self.proc.communicate(timeout=timeout)
@@ -84,8 +86,13 @@ class Background:
 def work(tmp_path_factory) -> Path:
     """One multirun (one process): each agent pre-trained 400 frames, snapshots at 200 and 400."""
     work = tmp_path_factory.mktemp("gallery")
-    overrides = tiny(agent=",".join(AGENTS), num_train_frames=400, num_seed_frames=100, eval_every_frames=10**6,
-                     snapshots=f"[{SNAPSHOTS[0]},{SNAPSHOTS[1]}]")
+    overrides = tiny(
+        agent=",".join(AGENTS),
+        num_train_frames=400,
+        num_seed_frames=100,
+        eval_every_frames=10**6,
+        snapshots=f"[{SNAPSHOTS[0]},{SNAPSHOTS[1]}]",
+    )
     proc = run_cmd(["pretrain.py", "-m", *overrides, f"run_root={work / 'runs'}", f"snapshot_dir={work / 'models'}"])
     assert proc.returncode == 0, explain(proc)
     return work
@@ -97,10 +104,13 @@ def background(work, tmp_path_factory) -> dict[str, Background]:
     (GLFW without a display), and finetune.py refusing two candidate agents."""
     no_gl_run = tmp_path_factory.mktemp("no_gl") / "rnd_run"
     shutil.copytree(run_dir(work, "rnd"), no_gl_run)
-    return {"no_gl": Background(["-m", "urlb.tools.skills", str(no_gl_run), "--video", "--skills", "2"],
-                                {"MUJOCO_GL": "glfw"}),
-            "no_gl_run": no_gl_run,
-            "refuse": Background(_argv(work, work / "models", 400))}
+    return {
+        "no_gl": Background(
+            ["-m", "urlb.tools.skills", str(no_gl_run), "--video", "--skills", "2"], {"MUJOCO_GL": "glfw"}
+        ),
+        "no_gl_run": no_gl_run,
+        "refuse": Background(_argv(work, work / "models", 400)),
+    }
 
 
 def run_dir(work: Path, agent: str) -> Path:
@@ -145,8 +155,12 @@ def test_csv_has_k_rows_per_snapshot_and_outputs_exist(gallery):
         assert all(float(r["distance_travelled"]) >= float(r["displacement"]) >= 0 for r in rows)
         assert all(int(r["cells_visited"]) >= 1 for r in rows)
         scores = {r["score_name"] for r in rows}
-        expected = {"diayn": "discriminator_accuracy", "cic": "contrastive_accuracy",
-                    "metra": "phi_displacement_along_z", "rnd": ""}[agent]
+        expected = {
+            "diayn": "discriminator_accuracy",
+            "cic": "contrastive_accuracy",
+            "metra": "phi_displacement_along_z",
+            "rnd": "",
+        }[agent]
         assert scores == {expected}, (agent, scores)
         if agent == "diayn":  # one-hot skills: K evenly spaced indices of 16
             assert [r["skill_label"] for r in rows[:K]] == ["skill 0", "skill 5", "skill 10"]
@@ -179,8 +193,22 @@ def test_every_file_index_html_references_exists(gallery):
 def test_video_has_the_tile_grid(work, tmp_path):
     run = tmp_path / "metra_run"
     shutil.copytree(run_dir(work, "metra"), run)
-    skills_main([str(run), "--skills", "3", "--steps", "20", "--video", "--tile", "32", "--every", "10",
-                 "--snapshots", str(SNAPSHOTS[1])])
+    skills_main(
+        [
+            str(run),
+            "--skills",
+            "3",
+            "--steps",
+            "20",
+            "--video",
+            "--tile",
+            "32",
+            "--every",
+            "10",
+            "--snapshots",
+            str(SNAPSHOTS[1]),
+        ]
+    )
     frames = iio.imread(run / "skills" / f"video_{SNAPSHOTS[1]}.mp4", plugin="pyav" if _has_pyav() else None)
     # K=3 -> 2 x 2 grid of 32 px tiles; steps 0, 10, 20 of a 21-state rollout
     assert frames.shape == (3, 64, 64, 3), frames.shape
@@ -267,8 +295,16 @@ def test_tensorboard_hook_logs_and_leaves_rng_and_agent_alone(work, tmp_path):
 
 # --- finetune.py snapshot_ts=N without agent= ---
 def _argv(work: Path, root: Path, frames: int, *extra: str) -> list[str]:
-    return [str(REPO / "finetune.py"), "task=walker_run", f"snapshot_ts={frames}", "preset=quick",
-            "agent.hidden_dim=32", f"snapshot_dir={root}", f"run_root={work / 'ft_runs'}", *extra]
+    return [
+        str(REPO / "finetune.py"),
+        "task=walker_run",
+        f"snapshot_ts={frames}",
+        "preset=quick",
+        "agent.hidden_dim=32",
+        f"snapshot_dir={root}",
+        f"run_root={work / 'ft_runs'}",
+        *extra,
+    ]
 
 
 @pipeline
@@ -284,9 +320,13 @@ def test_agent_inference_picks_the_only_candidate(work, tmp_path, capsys):
 
 
 def test_agent_inference_leaves_typed_commands_alone():
-    for argv in (["finetune.py", "agent=ddpg", "snapshot_ts=0"], ["finetune.py", "agent=ddpg", "task=walker_run"],
-                 ["finetune.py", "task=walker_run"], ["finetune.py", "snapshot_ts=0"],
-                 ["finetune.py", "agent=cic", "snapshot_ts=400"]):
+    for argv in (
+        ["finetune.py", "agent=ddpg", "snapshot_ts=0"],
+        ["finetune.py", "agent=ddpg", "task=walker_run"],
+        ["finetune.py", "task=walker_run"],
+        ["finetune.py", "snapshot_ts=0"],
+        ["finetune.py", "agent=cic", "snapshot_ts=400"],
+    ):
         assert choose_agent(argv, REPO / "configs") == argv
 
 

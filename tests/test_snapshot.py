@@ -16,15 +16,25 @@ from urlb.replay import Batch
 from urlb.snapshot import SnapshotError, atomic_torch_save, load_snapshot, save_snapshot, snapshot_path
 
 OBS_DIM, ACT_DIM = 24, 6
-META = {"agent": "rnd", "domain": "walker", "obs_type": "states", "obs_shape": [OBS_DIM], "action_dim": ACT_DIM,
-        "skill_dim": 0, "hidden_dim": 32, "plugin": "RND", "frames": 600}
+META = {
+    "agent": "rnd",
+    "domain": "walker",
+    "obs_type": "states",
+    "obs_shape": [OBS_DIM],
+    "action_dim": ACT_DIM,
+    "skill_dim": 0,
+    "hidden_dim": 32,
+    "plugin": "RND",
+    "frames": 600,
+}
 WHERE = ("states", "walker", "rnd", 1, 600)
 
 
 def make_agent() -> DDPGAgent:
     plugin = RND(OBS_DIM, ACT_DIM, hidden_dim=32, rep_dim=16)
-    return DDPGAgent("states", (OBS_DIM,), ACT_DIM, "cpu", hidden_dim=32, feature_dim=16, plugin=plugin,
-                     reward_free=True)
+    return DDPGAgent(
+        "states", (OBS_DIM,), ACT_DIM, "cpu", hidden_dim=32, feature_dim=16, plugin=plugin, reward_free=True
+    )
 
 
 def trained_agent() -> DDPGAgent:
@@ -33,8 +43,15 @@ def trained_agent() -> DDPGAgent:
     gen = torch.Generator().manual_seed(1)
     for step in range(3):  # moves weights, target critic and RND's running statistics off their init
         obs, nxt = torch.randn(16, OBS_DIM, generator=gen), torch.randn(16, OBS_DIM, generator=gen)
-        batch = Batch(obs, torch.rand(16, ACT_DIM, generator=gen) * 2 - 1, torch.rand(16, 1, generator=gen),
-                      torch.full((16, 1), 0.97), nxt, nxt, None)
+        batch = Batch(
+            obs,
+            torch.rand(16, ACT_DIM, generator=gen) * 2 - 1,
+            torch.rand(16, 1, generator=gen),
+            torch.full((16, 1), 0.97),
+            nxt,
+            nxt,
+            None,
+        )
         agent.update(batch, step)
     return agent
 
@@ -62,7 +79,9 @@ def assert_state_equal(a: dict, b: dict, where: str = "") -> None:
 def test_snapshot_path_layout(tmp_path):
     path = snapshot_path(tmp_path / "models", "pixels", "quadruped", "rnd", 3, 2_000_000)
     assert path == tmp_path / "models" / "pixels" / "quadruped" / "rnd" / "3" / "snapshot_2000000.pt"
-    assert snapshot_path("m", "states", "walker", "ddpg", 1, 100000.0) == Path("m/states/walker/ddpg/1/snapshot_100000.pt")
+    assert snapshot_path("m", "states", "walker", "ddpg", 1, 100000.0) == Path(
+        "m/states/walker/ddpg/1/snapshot_100000.pt"
+    )
 
 
 def test_round_trip_is_bit_exact_and_loads_into_fresh_agent(tmp_path):

@@ -47,11 +47,19 @@ def make(name: str, **kwargs):
 
 def fixed_batch(skill: np.ndarray | None = None, seed: int = 1) -> Batch:
     rng = np.random.default_rng(seed)
-    t = lambda a: torch.as_tensor(a, dtype=torch.float32)
-    return Batch(obs=t(rng.normal(size=(B, OBS))), action=t(rng.uniform(-1, 1, (B, ACT))),
-                 reward=t(rng.normal(size=(B, 1))), discount=t(np.ones((B, 1))),
-                 next_obs=t(rng.normal(size=(B, OBS))), next_obs_1step=t(rng.normal(size=(B, OBS))),
-                 skill=None if skill is None else t(skill))
+
+    def t(a):
+        return torch.as_tensor(a, dtype=torch.float32)
+
+    return Batch(
+        obs=t(rng.normal(size=(B, OBS))),
+        action=t(rng.uniform(-1, 1, (B, ACT))),
+        reward=t(rng.normal(size=(B, 1))),
+        discount=t(np.ones((B, 1))),
+        next_obs=t(rng.normal(size=(B, OBS))),
+        next_obs_1step=t(rng.normal(size=(B, OBS))),
+        skill=None if skill is None else t(skill),
+    )
 
 
 def weights(module) -> list[tuple[np.ndarray, np.ndarray | None]]:
@@ -230,7 +238,7 @@ def test_smm_losses_and_reward_closed_form():
     torch.manual_seed(7)
     eps = torch.randn(B, 128).double().numpy()  # the VAE's noise draw, replayed
     sq = (x - np_mlp(dec, eps * np.exp(0.5 * logvar) + mu)) ** 2
-    kl = (-0.5 * (1 + logvar - mu ** 2 - np.exp(logvar)).sum(1)).mean()
+    kl = (-0.5 * (1 + logvar - mu**2 - np.exp(logvar)).sum(1)).mean()
     ce = -log_softmax(np_mlp(weights(plugin.discriminator), s), axis=1)[np.arange(B), z.argmax(1)]
     torch.manual_seed(7)
     reward, metrics = plugin.update(batch, step=0)
@@ -271,8 +279,12 @@ def test_aps_loss_and_reward_closed_form():
 
 def test_aps_defaults_and_skills():
     plugin = make("aps")
-    assert (plugin.skill_dim, plugin.update_skill_every_step, plugin.num_init_steps, plugin.lstsq_batch_size) \
-        == (10, 5, 4096, 4096)
+    assert (plugin.skill_dim, plugin.update_skill_every_step, plugin.num_init_steps, plugin.lstsq_batch_size) == (
+        10,
+        5,
+        4096,
+        4096,
+    )
     assert (plugin.entropy.knn_k, plugin.entropy.knn_clip, plugin.entropy.normaliser) == (12, 1e-4, "mean")
     w = plugin.sample_skill(np.random.default_rng(0))
     assert w.shape == (10,) and w.dtype == np.float32 and abs(np.linalg.norm(w) - 1) < 1e-6
@@ -319,8 +331,9 @@ def test_aps_default_regression_uses_freshly_initialised_features_as_urlb():
     plugin.load_state_dict(trained.state_dict())
     assert not np.allclose(weights(plugin.phi)[0][0], initial[0][0])
     rep = l2n(np_mlp(initial, n(batch.obs)))
-    np.testing.assert_allclose(plugin.regress_skill(batch.obs, batch.reward), l2n(rep.T @ n(batch.reward)[:, 0]),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        plugin.regress_skill(batch.obs, batch.reward), l2n(rep.T @ n(batch.reward)[:, 0]), atol=1e-5
+    )
     assert not any(k.startswith("_initial") for k in plugin.state_dict())
 
 
@@ -346,8 +359,13 @@ class _Replay:
 
 
 def test_regress_schedule_random_until_init_steps_then_regressed_and_held():
-    plugin = make("aps", num_init_steps=20, lstsq_batch_size=128, task_regression="reward_on_features",
-                  regress_features="pretrained")
+    plugin = make(
+        "aps",
+        num_init_steps=20,
+        lstsq_batch_size=128,
+        task_regression="reward_on_features",
+        regress_features="pretrained",
+    )
     w = l2n(np.random.default_rng(9).normal(size=10))
     replay, said = _Replay(plugin, w), []
     schedule = finetune_schedule(plugin, None, 10, True, 0, np.random.default_rng(0), said.append, replay=replay)
@@ -410,9 +428,18 @@ def test_aps_critic_is_successor_features_dotted_with_task():
 
 REPO = Path(__file__).resolve().parents[1]
 # Jaco episodes are 250 steps: short runs with a snapshot, updates and two evaluations.
-E2E = ["preset=quick", "num_train_frames=500", "num_seed_frames=250", "eval_every_frames=250",
-       "num_eval_episodes=1", "agent.hidden_dim=32", "batch_size=32", "replay_buffer_size=2000", "device=cpu",
-       "use_tb=false"]
+E2E = [
+    "preset=quick",
+    "num_train_frames=500",
+    "num_seed_frames=250",
+    "eval_every_frames=250",
+    "num_eval_episodes=1",
+    "agent.hidden_dim=32",
+    "batch_size=32",
+    "replay_buffer_size=2000",
+    "device=cpu",
+    "use_tb=false",
+]
 
 
 def _run(script: str, work: Path, *overrides: str) -> subprocess.CompletedProcess:

@@ -27,10 +27,19 @@ def restore_rng(state: dict[str, Any], rng: np.random.Generator) -> None:
 
 def capture_trainer(trainer) -> dict[str, Any]:
     """Everything a :class:`urlb.trainer.Trainer` needs to continue exactly where it stopped."""
-    counters = {"global_step": trainer.global_step, "global_episode": trainer.global_episode,
-                "elapsed": trainer.total_time(), "snapshots_written": sorted(trainer.snapshots_written)}
-    return {"agent": trainer.agent.networks_state(), "replay": trainer.replay.state_dict(), "counters": counters,
-            "skills": trainer.schedule.state_dict(), "rng": capture_rng(trainer.rng)}
+    counters = {
+        "global_step": trainer.global_step,
+        "global_episode": trainer.global_episode,
+        "elapsed": trainer.total_time(),
+        "snapshots_written": sorted(trainer.snapshots_written),
+    }
+    return {
+        "agent": trainer.agent.networks_state(),
+        "replay": trainer.replay.state_dict(),
+        "counters": counters,
+        "skills": trainer.schedule.state_dict(),
+        "rng": capture_rng(trainer.rng),
+    }
 
 
 def restore_trainer(trainer, state: dict[str, Any]) -> None:

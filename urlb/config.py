@@ -29,8 +29,11 @@ def _default_snapshot_ts(agent: str, pretrain_frames: int) -> int:
 
 def register_resolvers() -> None:
     """Resolvers the configs use; registered once, before Hydra composes a config."""
-    for name, fn in (("by_obs_type", _by_obs_type), ("domain_of", _domain_of),
-                     ("default_snapshot_ts", _default_snapshot_ts)):
+    for name, fn in (
+        ("by_obs_type", _by_obs_type),
+        ("domain_of", _domain_of),
+        ("default_snapshot_ts", _default_snapshot_ts),
+    ):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 
@@ -115,9 +118,19 @@ def validate(cfg: DictConfig) -> None:
         if cfg.skill_selection is not None:
             _choice("skill_selection", cfg.skill_selection, SKILL_SELECTIONS)
         _whole_number(cfg, "skill_selection_candidates", minimum=1)
-    for key in ("num_train_frames", "eval_every_frames", "num_eval_episodes", "replay_buffer_size",
-                "batch_size", "nstep", "action_repeat", "frame_stack", "checkpoint_every_frames",
-                "agent.update_every_steps", "agent.hidden_dim"):
+    for key in (
+        "num_train_frames",
+        "eval_every_frames",
+        "num_eval_episodes",
+        "replay_buffer_size",
+        "batch_size",
+        "nstep",
+        "action_repeat",
+        "frame_stack",
+        "checkpoint_every_frames",
+        "agent.update_every_steps",
+        "agent.hidden_dim",
+    ):
         _whole_number(cfg, key, minimum=1)
     for key in ("num_seed_frames", "seed"):
         _whole_number(cfg, key, minimum=0)

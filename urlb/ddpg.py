@@ -206,7 +206,11 @@ class DDPGAgent(nn.Module):
         self.critic_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.critic_opt.step()
-        return {"critic_loss": loss.item(), "critic_q1": q1.float().mean().item(), "critic_target_q": target_q.mean().item()}
+        return {
+            "critic_loss": loss.item(),
+            "critic_q1": q1.float().mean().item(),
+            "critic_target_q": target_q.mean().item(),
+        }
 
     def _update_actor(self, obs, skill, step: int) -> dict[str, float]:
         std = schedule(self.stddev_schedule, step)
@@ -276,7 +280,7 @@ class DDPGAgent(nn.Module):
         if self.plugin is not None and self.plugin.finetune_critic_copy == "all":
             self.critic.load_state_dict(state["critic"])
         else:
-            trunk = {k[len("trunk."):]: v for k, v in state["critic"].items() if k.startswith("trunk.")}
+            trunk = {k[len("trunk.") :]: v for k, v in state["critic"].items() if k.startswith("trunk.")}
             self.critic.trunk.load_state_dict(trunk)
         if load_plugin and self.plugin is not None and "plugin" in state:
             self.plugin.load_state_dict(state["plugin"])

@@ -10,9 +10,15 @@ import numpy as np
 from urlb.ddpg import DDPGAgent
 
 
-def evaluate_policy(agent: DDPGAgent, env, episodes: int, step: int, action_repeat: int,
-                    skill_for_episode: Callable[[], np.ndarray | None],
-                    video_path: Path | None = None) -> dict[str, float]:
+def evaluate_policy(
+    agent: DDPGAgent,
+    env,
+    episodes: int,
+    step: int,
+    action_repeat: int,
+    skill_for_episode: Callable[[], np.ndarray | None],
+    video_path: Path | None = None,
+) -> dict[str, float]:
     """Mean episode return and length (in frames) over ``episodes`` evaluation episodes; the
     first episode is recorded to ``video_path`` when given."""
     returns, lengths = [], []

@@ -19,8 +19,18 @@ import torch
 # cpuinfo flags that mean native bf16 matrix arithmetic (x86: AVX512-BF16, AMX-BF16; Arm: BF16).
 BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 # ONEDNN_MAX_CPU_ISA values that still allow bf16 instructions (oneDNN's names, upper case).
-ONEDNN_BF16_ISAS = ("ALL", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16",
-                    "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2")
+ONEDNN_BF16_ISAS = (
+    "ALL",
+    "AVX512_CORE_BF16",
+    "AVX512_CORE_FP16",
+    "AVX512_CORE_AMX",
+    "AVX512_CORE_AMX_FP16",
+    "AVX10_1_512",
+    "AVX10_1_512_AMX",
+    "AVX10_1_512_AMX_FP16",
+    "AVX10_2_512",
+    "AVX10_2_512_AMX_2",
+)
 
 
 @dataclass(frozen=True)
@@ -51,8 +61,9 @@ def torch_cpu_capability() -> str:
         return "unknown"
 
 
-def cpu_bf16_support(flags: set[str] | None = None, capability: str | None = None,
-                     env: dict[str, str] | None = None) -> Bf16Support:
+def cpu_bf16_support(
+    flags: set[str] | None = None, capability: str | None = None, env: dict[str, str] | None = None
+) -> Bf16Support:
     """Whether bf16 runs natively on this CPU. The arguments exist for tests; by default they are
     read from this machine."""
     flags = cpu_flags() if flags is None else flags

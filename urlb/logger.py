@@ -66,8 +66,16 @@ def _write_naming_file(log: CSVLog, row: dict[str, Any]) -> None:
 class Logger:
     """Collects metrics from agents and the trainer and writes them in one place."""
 
-    def __init__(self, run_dir: Path, total_frames: int, use_tb: bool = True, use_wandb: bool = False,
-                 wandb_config: dict | None = None, resume_frame: int | None = None, progress: bool = True) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        total_frames: int,
+        use_tb: bool = True,
+        use_wandb: bool = False,
+        wandb_config: dict | None = None,
+        resume_frame: int | None = None,
+        progress: bool = True,
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.train_csv = CSVLog(self.run_dir / "train.csv", resume_frame)
@@ -78,7 +86,9 @@ class Logger:
         if use_tb:
             from torch.utils.tensorboard import SummaryWriter  # imported lazily: slow import
 
-            self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=None if resume_frame is None else resume_frame + 1)
+            self.tb = SummaryWriter(
+                str(self.run_dir / "tb"), purge_step=None if resume_frame is None else resume_frame + 1
+            )
         self.wandb = None
         if use_wandb:
             try:
@@ -86,8 +96,14 @@ class Logger:
             except ImportError as exc:
                 raise RuntimeError("use_wandb=true needs wandb: pip install 'urlb[wandb]'") from exc
             self.wandb = wandb.init(config=wandb_config, dir=str(self.run_dir), resume="allow")
-        self.bar = tqdm(total=total_frames, initial=resume_frame or 0, unit="frame", dynamic_ncols=True,
-                        disable=not progress or not sys.stderr.isatty(), file=sys.stderr)
+        self.bar = tqdm(
+            total=total_frames,
+            initial=resume_frame or 0,
+            unit="frame",
+            dynamic_ncols=True,
+            disable=not progress or not sys.stderr.isatty(),
+            file=sys.stderr,
+        )
 
     def log_update(self, metrics: dict[str, float]) -> None:
         """Accumulate per-update metrics; they are averaged into the next episode line."""
@@ -130,8 +146,12 @@ class Logger:
         elapsed = time.strftime("%H:%M:%S", time.gmtime(row.get("total_time", 0)))
         # R(task): the episode's return under the task reward (in pre-training the domain's primal
         # task, informative only); R(intr): mean intrinsic reward of the updates since the last line.
-        parts = [f"| {kind:<5}", f"F: {row['frame']:>8}", f"E: {row.get('episode', 0):>5}",
-                 f"R(task): {row.get('episode_reward', 0.0):8.2f}"]
+        parts = [
+            f"| {kind:<5}",
+            f"F: {row['frame']:>8}",
+            f"E: {row.get('episode', 0):>5}",
+            f"R(task): {row.get('episode_reward', 0.0):8.2f}",
+        ]
         if "fps" in row:
             parts.append(f"FPS: {row['fps']:7.1f}")
         if "intrinsic_reward" in row:

@@ -43,10 +43,14 @@ class Encoder(nn.Module):
         super().__init__()
         assert len(obs_shape) == 3, "Encoder expects (C, H, W) pixel observations"
         self.convnet = nn.Sequential(
-            nn.Conv2d(obs_shape[0], 32, 3, stride=2), nn.ReLU(),
-            nn.Conv2d(32, 32, 3, stride=1), nn.ReLU(),
-            nn.Conv2d(32, 32, 3, stride=1), nn.ReLU(),
-            nn.Conv2d(32, 32, 3, stride=1), nn.ReLU(),
+            nn.Conv2d(obs_shape[0], 32, 3, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 3, stride=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 3, stride=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 3, stride=1),
+            nn.ReLU(),
         )
         with torch.no_grad():
             self.repr_dim = int(self.convnet(torch.zeros(1, *obs_shape)).numel())
@@ -100,8 +104,9 @@ class Critic(nn.Module):
     """Two Q heads on a shared trunk. For states the action enters the trunk (URLB). Heads have
     ``out_dim`` outputs (1: a value; more: APS's successor features)."""
 
-    def __init__(self, obs_type: str, in_dim: int, action_dim: int, feature_dim: int, hidden_dim: int,
-                 out_dim: int = 1) -> None:
+    def __init__(
+        self, obs_type: str, in_dim: int, action_dim: int, feature_dim: int, hidden_dim: int, out_dim: int = 1
+    ) -> None:
         super().__init__()
         self.action_in_trunk = obs_type != "pixels"
         if self.action_in_trunk:

@@ -171,7 +171,8 @@ class ReplayBuffer:
         ks = torch.arange(1, self.nstep + 1, device=self.device)
         steps = (start[:, None] + ks[None, :]) % self.capacity  # (B, n)
         in_episode = (self.episode_id[steps] == self.episode_id[start][:, None]) & (
-            self.step_in_episode[steps] == self.step_in_episode[start][:, None] + ks[None, :])
+            self.step_in_episode[steps] == self.step_in_episode[start][:, None] + ks[None, :]
+        )
         in_episode = torch.cumprod(in_episode.to(torch.int64), dim=1).bool()  # stop at first break
         num_steps = in_episode.sum(1)  # m >= 1, guaranteed by _sample_starts
         valid = in_episode.float()
@@ -198,7 +199,10 @@ class ReplayBuffer:
         keys = ("frames", "action", "reward", "env_discount", "skill", "episode_id", "step_in_episode")
         return {
             **{k: getattr(self, k)[:n].cpu().clone() for k in keys},
-            "next": self._next, "size": n, "episode": self._episode, "episode_step": self._episode_step,
+            "next": self._next,
+            "size": n,
+            "episode": self._episode,
+            "episode_step": self._episode_step,
             "episode_finished": self._episode_finished,
         }
 

@@ -22,12 +22,42 @@ from urlb.snapshot import SnapshotError, read_torch_file, snapshot_path
 
 CHECKPOINT_NAME = "checkpoint.pt"  # the trainer's checkpoint file in a run directory
 # Keys that never change what a run computes: where things go, what is logged, how fast it runs.
-NEUTRAL_KEYS = frozenset({"use_tb", "use_wandb", "save_video", "device", "threads", "compile", "run_root", "resume",
-                          "checkpoint_every_frames", "overwrite_snapshots", "precision_check", "snapshot_dir"})
+NEUTRAL_KEYS = frozenset(
+    {
+        "use_tb",
+        "use_wandb",
+        "save_video",
+        "device",
+        "threads",
+        "compile",
+        "run_root",
+        "resume",
+        "checkpoint_every_frames",
+        "overwrite_snapshots",
+        "precision_check",
+        "snapshot_dir",
+    }
+)
 # Fine-tuning keys that do not shape the snapshot it loads (left out of the pre-training hint).
-FINETUNE_ONLY_KEYS = frozenset({"task", "domain", "snapshot_ts", "snapshot_seed", "skill_selection", "num_train_frames",
-                                "eval_every_frames", "seed", "agent", "obs_type", "preset", "snapshots",
-                                "snapshot_dir", "agent.skill_selection", "agent.skill_selection_candidates"})
+FINETUNE_ONLY_KEYS = frozenset(
+    {
+        "task",
+        "domain",
+        "snapshot_ts",
+        "snapshot_seed",
+        "skill_selection",
+        "num_train_frames",
+        "eval_every_frames",
+        "seed",
+        "agent",
+        "obs_type",
+        "preset",
+        "snapshots",
+        "snapshot_dir",
+        "agent.skill_selection",
+        "agent.skill_selection_candidates",
+    }
+)
 
 
 def run_config(cfg: DictConfig) -> dict[str, Any]:
@@ -62,8 +92,9 @@ def read_checkpoint_record(run_dir: Path) -> dict[str, Any] | None:
     return data["metadata"]
 
 
-def config_differences(stored: dict[str, Any], current: dict[str, Any], finished: bool,
-                       pretrain: bool) -> tuple[list[str], list[str]]:
+def config_differences(
+    stored: dict[str, Any], current: dict[str, Any], finished: bool, pretrain: bool
+) -> tuple[list[str], list[str]]:
     """(keys that change results, keys that do not), each as ``key: old -> new``. Keys present on
     one side only (a config written by another version) are not compared."""
     old, new = _flatten(stored), _flatten(current)
@@ -114,10 +145,19 @@ def pretrain_command(cfg: DictConfig, overrides: list[str]) -> str:
     """The pre-training command that writes the snapshot ``cfg`` (a fine-tuning config) loads: the
     same preset and every command-line override that shapes the snapshot, and the frames."""
     frames, snapshots = int(cfg.snapshot_ts), [int(f) for f in cfg.pretrain_snapshots]
-    kept = [o for o in overrides
-            if _override_key(o) not in FINETUNE_ONLY_KEYS and not _override_key(o).startswith("hydra")]
-    parts = ["python pretrain.py", f"agent={cfg.agent.name}", f"domain={cfg.domain}", f"obs_type={cfg.obs_type}",
-             f"seed={cfg.snapshot_seed}", f"preset={cfg.preset_name}", *kept, f"snapshot_dir={cfg.snapshot_dir}"]
+    kept = [
+        o for o in overrides if _override_key(o) not in FINETUNE_ONLY_KEYS and not _override_key(o).startswith("hydra")
+    ]
+    parts = [
+        "python pretrain.py",
+        f"agent={cfg.agent.name}",
+        f"domain={cfg.domain}",
+        f"obs_type={cfg.obs_type}",
+        f"seed={cfg.snapshot_seed}",
+        f"preset={cfg.preset_name}",
+        *kept,
+        f"snapshot_dir={cfg.snapshot_dir}",
+    ]
     if frames not in snapshots or max(snapshots) > int(cfg.pretrain_frames):
         if frames > int(cfg.pretrain_frames):
             parts.append(f"num_train_frames={frames}")

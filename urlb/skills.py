@@ -95,8 +95,9 @@ class GridSkills(SkillSchedule):
     reward per step.
     """
 
-    def __init__(self, candidates: np.ndarray, seed_steps: int, block_steps: int, default: np.ndarray,
-                 say: Say) -> None:
+    def __init__(
+        self, candidates: np.ndarray, seed_steps: int, block_steps: int, default: np.ndarray, say: Say
+    ) -> None:
         self.candidates = np.asarray(candidates, dtype=np.float32)
         self.seed_steps, self.default, self.say = seed_steps, default, say
         # At least two turns per candidate, so no candidate is scored on one stretch only.
@@ -160,8 +161,16 @@ class RegressSkills(SkillSchedule):
     (also for evaluation) until the next regression.
     """
 
-    def __init__(self, plugin: Plugin, replay, rng: np.random.Generator, action_repeat: int, say: Say,
-                 encode: Callable | None = None, solved: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        plugin: Plugin,
+        replay,
+        rng: np.random.Generator,
+        action_repeat: int,
+        say: Say,
+        encode: Callable | None = None,
+        solved: np.ndarray | None = None,
+    ) -> None:
         self.plugin, self.replay, self.rng, self.say = plugin, replay, rng, say
         self.encode = encode  # pixels: the agent's encoder (the plugin works on its features)
         self.init_step = plugin.num_init_steps // action_repeat
@@ -176,8 +185,9 @@ class RegressSkills(SkillSchedule):
         if skill is None:  # e.g. no task reward yet: keep the current skill
             return
         if self.solved is None:
-            self.say(f"regressed fine-tuning skill from {self.plugin.lstsq_batch_size} transitions: "
-                     f"{np.round(skill, 3)}")
+            self.say(
+                f"regressed fine-tuning skill from {self.plugin.lstsq_batch_size} transitions: {np.round(skill, 3)}"
+            )
         self.solved = skill
 
     def skill_at(self, step: int | None) -> np.ndarray:
@@ -201,10 +211,19 @@ def selection_mode(plugin: Plugin | None, requested: str | None) -> str | None:
     return requested or plugin.finetune_skill_selection
 
 
-def finetune_schedule(plugin: Plugin | None, requested: str | None, candidates: int, from_snapshot: bool,
-                      seed_steps: int, rng: np.random.Generator, say: Say,
-                      resumed_skill: np.ndarray | None = None, replay=None, action_repeat: int = 1,
-                      encode: Callable | None = None) -> SkillSchedule:
+def finetune_schedule(
+    plugin: Plugin | None,
+    requested: str | None,
+    candidates: int,
+    from_snapshot: bool,
+    seed_steps: int,
+    rng: np.random.Generator,
+    say: Say,
+    resumed_skill: np.ndarray | None = None,
+    replay=None,
+    action_repeat: int = 1,
+    encode: Callable | None = None,
+) -> SkillSchedule:
     """The fine-tuning skill schedule for ``skill_selection=requested`` (``replay`` and
     ``encode`` serve ``regress``)."""
     mode = selection_mode(plugin, requested)
@@ -212,15 +231,19 @@ def finetune_schedule(plugin: Plugin | None, requested: str | None, candidates: 
         return SkillSchedule()
     if mode == "regress":
         if not hasattr(plugin, "regress_skill") or replay is None:
-            raise ConfigError(f"skill_selection=regress needs a method that infers its skill from the task "
-                             f"reward (aps); agent {plugin.name} cannot: use fixed, random, resample or grid")
+            raise ConfigError(
+                f"skill_selection=regress needs a method that infers its skill from the task "
+                f"reward (aps); agent {plugin.name} cannot: use fixed, random, resample or grid"
+            )
         return RegressSkills(plugin, replay, rng, action_repeat, say, encode, solved=resumed_skill)
     if resumed_skill is not None:
         return FixedSkill(resumed_skill)
     if mode == "resample":
         every = plugin.update_skill_every_step
-        say(f"fine-tuning with skills (resample): a prior sample at each episode start"
-            + (f" and every {every} steps" if every else ""))
+        say(
+            "fine-tuning with skills (resample): a prior sample at each episode start"
+            + (f" and every {every} steps" if every else "")
+        )
         return PriorSkills(plugin, rng)
     if mode == "grid" and from_snapshot and seed_steps > 0:
         block = plugin.update_skill_every_step or seed_steps  # 0: the skill lasts an episode

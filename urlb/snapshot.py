@@ -26,10 +26,16 @@ def snapshot_path(root: str | Path, obs_type: str, domain: str, agent: str, seed
 
 def run_metadata(cfg, obs_shape: tuple[int, ...], action_dim: int, plugin) -> dict[str, Any]:
     """What a snapshot or checkpoint says about the run that wrote it (checked when loading)."""
-    return {"agent": cfg.agent.name, "domain": cfg.domain, "obs_type": cfg.obs_type,
-            "obs_shape": list(obs_shape), "action_dim": action_dim,
-            "skill_dim": 0 if plugin is None else plugin.skill_dim, "hidden_dim": cfg.agent.hidden_dim,
-            "plugin": None if plugin is None else type(plugin).__name__}
+    return {
+        "agent": cfg.agent.name,
+        "domain": cfg.domain,
+        "obs_type": cfg.obs_type,
+        "obs_shape": list(obs_shape),
+        "action_dim": action_dim,
+        "skill_dim": 0 if plugin is None else plugin.skill_dim,
+        "hidden_dim": cfg.agent.hidden_dim,
+        "plugin": None if plugin is None else type(plugin).__name__,
+    }
 
 
 def refuse_overwrite(paths: list[Path], run_dir: Path) -> None:
@@ -84,7 +90,9 @@ def read_torch_file(path: Path, what: str) -> dict:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated/corrupt files
-        raise SnapshotError(f"{what} {path} is unreadable (truncated or corrupt?): {type(exc).__name__}: {exc}") from exc
+        raise SnapshotError(
+            f"{what} {path} is unreadable (truncated or corrupt?): {type(exc).__name__}: {exc}"
+        ) from exc
     if not isinstance(data, dict) or "metadata" not in data or "state" not in data:
         raise SnapshotError(f"{what} {path} is not a urlb {what} (no metadata/state)")
     return data
@@ -103,12 +111,15 @@ def _mismatch_hint(mismatched: dict[str, tuple[Any, Any]]) -> str:
         return ""
     have = mismatched["hidden_dim"][0]
     preset = {256: " (the quick preset's size): add preset=quick", 1024: " (the paper preset's size): use preset=paper"}
-    return (f". Likely cause: the snapshot was pre-trained with agent.hidden_dim={have}{preset.get(have, '')}; "
-            f"otherwise pass agent.hidden_dim={have} and the other overrides its pre-training used")
+    return (
+        f". Likely cause: the snapshot was pre-trained with agent.hidden_dim={have}{preset.get(have, '')}; "
+        f"otherwise pass agent.hidden_dim={have} and the other overrides its pre-training used"
+    )
 
 
-def load_snapshot(root: str | Path, obs_type: str, domain: str, agent: str, seed: int, frames: int,
-                  expected: dict[str, Any]) -> dict:
+def load_snapshot(
+    root: str | Path, obs_type: str, domain: str, agent: str, seed: int, frames: int, expected: dict[str, Any]
+) -> dict:
     """Find, read and validate a snapshot; ``expected`` holds metadata that must match."""
     root = Path(root)
     path = snapshot_path(root, obs_type, domain, agent, seed, frames)

@@ -57,26 +57,41 @@ def hidden_dim_of(path: Path) -> int | None:
 
 def candidates(found: list[Found], domain: str, frames: int, seed: int, hidden_dim: int) -> list[Found]:
     """Snapshots a fine-tuning run of ``domain`` could load at ``frames`` without ``agent=``."""
-    return [f for f in found if f.domain == domain and f.frames == frames and f.seed == seed and f.agent != "ddpg"
-            and hidden_dim_of(f.path) == hidden_dim]
+    return [
+        f
+        for f in found
+        if f.domain == domain
+        and f.frames == frames
+        and f.seed == seed
+        and f.agent != "ddpg"
+        and hidden_dim_of(f.path) == hidden_dim
+    ]
 
 
 def _listing(found: list[Found]) -> list[str]:
     groups: dict[tuple[str, str, int], list[int]] = {}
     for f in found:
         groups.setdefault((f.domain, f.agent, f.seed), []).append(f.frames)
-    return [f"  {domain}  {agent:<6} seed {seed}: frames {', '.join(map(str, sorted(frames)))}"
-            for (domain, agent, seed), frames in sorted(groups.items())]
+    return [
+        f"  {domain}  {agent:<6} seed {seed}: frames {', '.join(map(str, sorted(frames)))}"
+        for (domain, agent, seed), frames in sorted(groups.items())
+    ]
 
 
 def explain_refusal(matches: list[Found], found: list[Found], cfg, root: Path, command: str) -> str:
     """The message for several candidates or none: what exists and the command(s) to run."""
     frames, domain = cfg.snapshot_ts, cfg.domain
-    where = f"{domain} ({cfg.obs_type}, snapshot_seed {cfg.snapshot_seed}, hidden_dim {cfg.agent.hidden_dim}) under {root}"
+    where = (
+        f"{domain} ({cfg.obs_type}, snapshot_seed {cfg.snapshot_seed}, hidden_dim {cfg.agent.hidden_dim}) under {root}"
+    )
     if matches:
         agents = sorted({m.agent for m in matches})
-        lines = [(f"snapshot_ts={frames} without agent=: {len(agents)} agents have a snapshot at {frames} frames for "
-                 f"{where}: {', '.join(agents)}. Say which one:")]
+        lines = [
+            (
+                f"snapshot_ts={frames} without agent=: {len(agents)} agents have a snapshot at {frames} frames for "
+                f"{where}: {', '.join(agents)}. Say which one:"
+            )
+        ]
         lines += [f"  {command} agent={agent}" for agent in agents]
         return "\n".join(lines)
     lines = [f"snapshot_ts={frames} without agent=: no agent has a snapshot at {frames} frames for {where}."]
@@ -85,15 +100,19 @@ def explain_refusal(matches: list[Found], found: list[Found], cfg, root: Path, c
         lines += _listing(found)
         same_domain = sorted({(f.agent, f.frames) for f in found if f.domain == domain and f.agent != "ddpg"})
         if same_domain:
-            lines.append("fine-tune one of them with agent= and its frame count (and the preset or "
-                         "agent.hidden_dim it was pre-trained with), e.g.:")
+            lines.append(
+                "fine-tune one of them with agent= and its frame count (and the preset or "
+                "agent.hidden_dim it was pre-trained with), e.g.:"
+            )
             agent, other = same_domain[-1]
             base = re.sub(r"\s*snapshot_ts=\S+", "", command)
             lines.append(f"  {base} agent={agent} snapshot_ts={other}")
     else:
         lines.append(f"no snapshot exists under {root / cfg.obs_type}.")
-    lines.append(f"or pre-train one first: python pretrain.py agent=<agent> domain={domain} snapshots=[{frames}] "
-                 f"(num_train_frames >= {frames}), or fine-tune DDPG from scratch with snapshot_ts=0")
+    lines.append(
+        f"or pre-train one first: python pretrain.py agent=<agent> domain={domain} snapshots=[{frames}] "
+        f"(num_train_frames >= {frames}), or fine-tune DDPG from scratch with snapshot_ts=0"
+    )
     return "\n".join(lines)
 
 
@@ -126,8 +145,11 @@ def choose_agent(argv: list[str], config_dir: Path | None = None) -> list[str]:
     found = scan(root, cfg.obs_type)
     matches = candidates(found, cfg.domain, cfg.snapshot_ts, cfg.snapshot_seed, cfg.agent.hidden_dim)
     if len({m.agent for m in matches}) == 1:
-        print(f"agent={matches[0].agent}: the only snapshot at {cfg.snapshot_ts} frames for {cfg.domain} "
-              f"(seed {cfg.snapshot_seed}) is {matches[0].path}", flush=True)
+        print(
+            f"agent={matches[0].agent}: the only snapshot at {cfg.snapshot_ts} frames for {cfg.domain} "
+            f"(seed {cfg.snapshot_seed}) is {matches[0].path}",
+            flush=True,
+        )
         return [*argv, f"agent={matches[0].agent}"]
     command = " ".join(["python", Path(argv[0]).name, *overrides])
     print(f"error: {explain_refusal(matches, found, cfg, root, command)}", file=sys.stderr)

@@ -21,8 +21,7 @@ from urlb.evaluation import evaluate_policy
 from urlb.logger import Logger
 from urlb.replay import ReplayBuffer
 from urlb.skills import PriorSkills, SkillSchedule, finetune_schedule
-from urlb.snapshot import (SnapshotError, load_snapshot, refuse_overwrite, run_metadata, save_snapshot,
-                           snapshot_path)
+from urlb.snapshot import SnapshotError, load_snapshot, refuse_overwrite, run_metadata, save_snapshot, snapshot_path
 from urlb.tasks import PRIMAL_TASKS
 from urlb.tools.skills.tensorboard import log_snapshot_skills
 
@@ -64,8 +63,16 @@ class Trainer:
         self.action_dim = int(self.train_env.action_spec().shape[0])
         self.agent: DDPGAgent = build_agent(cfg, self.obs_shape, self.action_dim, self.device, self.pretrain)
         self.skill_dim = self.agent.skill_dim
-        self.replay = ReplayBuffer(self.obs_shape, self.action_dim, cfg.replay_buffer_size, self.skill_dim,
-                                   cfg.frame_stack, cfg.nstep, cfg.discount, self.device)
+        self.replay = ReplayBuffer(
+            self.obs_shape,
+            self.action_dim,
+            cfg.replay_buffer_size,
+            self.skill_dim,
+            cfg.frame_stack,
+            cfg.nstep,
+            cfg.discount,
+            self.device,
+        )
         self.global_step = self.global_episode = 0
         self.elapsed_before = 0.0  # seconds spent in earlier (pre-resume) sessions
         self.snapshots_written: set[int] = set()
@@ -77,8 +84,14 @@ class Trainer:
             self._refuse_existing_snapshots()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, self.run_dir / "config.yaml", resolve=True)
-        self.logger = Logger(self.run_dir, cfg.num_train_frames, cfg.use_tb, cfg.use_wandb,
-                             OmegaConf.to_container(cfg, resolve=True), resume_frame=self.resumed_at)
+        self.logger = Logger(
+            self.run_dir,
+            cfg.num_train_frames,
+            cfg.use_tb,
+            cfg.use_wandb,
+            OmegaConf.to_container(cfg, resolve=True),
+            resume_frame=self.resumed_at,
+        )
         self.schedule: SkillSchedule = self._skill_schedule()
 
     # --- construction ---
@@ -86,10 +99,19 @@ class Trainer:
         plugin = self.agent.plugin
         if self.pretrain:
             return PriorSkills(plugin, self.rng) if self.skill_dim else SkillSchedule()
-        return finetune_schedule(plugin, self.cfg.skill_selection, self.cfg.skill_selection_candidates,
-                                 from_snapshot=self.cfg.snapshot_ts > 0, seed_steps=self._seed_steps,
-                                 rng=self.rng, say=self.logger.message, resumed_skill=self.resumed_skill,
-                                 replay=self.replay, action_repeat=self.action_repeat, encode=self._features)
+        return finetune_schedule(
+            plugin,
+            self.cfg.skill_selection,
+            self.cfg.skill_selection_candidates,
+            from_snapshot=self.cfg.snapshot_ts > 0,
+            seed_steps=self._seed_steps,
+            rng=self.rng,
+            say=self.logger.message,
+            resumed_skill=self.resumed_skill,
+            replay=self.replay,
+            action_repeat=self.action_repeat,
+            encode=self._features,
+        )
 
     @torch.no_grad()
     def _features(self, obs):
@@ -115,8 +137,9 @@ class Trainer:
         if cfg.agent.name == "ddpg":
             raise SnapshotError("agent=ddpg has no pre-training; fine-tune it from scratch with snapshot_ts=0")
         expected = {k: v for k, v in self.snapshot_metadata().items() if k != "plugin"}
-        data = load_snapshot(cfg.snapshot_dir, cfg.obs_type, cfg.domain, cfg.agent.name, cfg.snapshot_seed,
-                             cfg.snapshot_ts, expected)
+        data = load_snapshot(
+            cfg.snapshot_dir, cfg.obs_type, cfg.domain, cfg.agent.name, cfg.snapshot_seed, cfg.snapshot_ts, expected
+        )
         # URLB's init_from: encoder, actor and the critic's trunk (heads, target, optimisers fresh);
         # the plugin too, since skill methods need it to choose or score skills.
         self.agent.init_from(data["state"])
@@ -130,10 +153,19 @@ class Trainer:
     def evaluate(self) -> None:
         cfg = self.cfg
         video = self.run_dir / "videos" / f"eval_{self.global_frame}.mp4" if cfg.save_video else None
-        result = evaluate_policy(self.agent, self.eval_env, cfg.num_eval_episodes, self.global_step,
-                                 self.action_repeat, self.schedule.eval_skill, video)
-        self.logger.evaluation({"frame": self.global_frame, "step": self.global_step,
-                                "episode": self.global_episode, **result}, elapsed=self.total_time())
+        result = evaluate_policy(
+            self.agent,
+            self.eval_env,
+            cfg.num_eval_episodes,
+            self.global_step,
+            self.action_repeat,
+            self.schedule.eval_skill,
+            video,
+        )
+        self.logger.evaluation(
+            {"frame": self.global_frame, "step": self.global_step, "episode": self.global_episode, **result},
+            elapsed=self.total_time(),
+        )
 
     @property
     def global_frame(self) -> int:
@@ -165,8 +197,10 @@ class Trainer:
         if self._stop_signal is None:
             return
         self._maybe_checkpoint(force=True)
-        self.logger.message(f"stopped by signal {self._stop_signal} at frame {self.global_frame}; "
-                            f"checkpoint saved, the same command resumes")
+        self.logger.message(
+            f"stopped by signal {self._stop_signal} at frame {self.global_frame}; "
+            f"checkpoint saved, the same command resumes"
+        )
         raise RunInterrupted(self._stop_signal)
 
     def _start_episode(self):
@@ -182,9 +216,18 @@ class Trainer:
     def _end_episode(self, reward: float, steps: int, window: tuple[float, int]) -> None:
         self.global_episode += 1
         fps = (self.global_frame - window[1]) / max(time.time() - window[0], 1e-9)
-        self.logger.episode({"frame": self.global_frame, "step": self.global_step, "episode": self.global_episode,
-                             "episode_reward": reward, "episode_length": steps * self.action_repeat, "fps": fps,
-                             "buffer_size": len(self.replay), "total_time": self.total_time()})
+        self.logger.episode(
+            {
+                "frame": self.global_frame,
+                "step": self.global_step,
+                "episode": self.global_episode,
+                "episode_reward": reward,
+                "episode_length": steps * self.action_repeat,
+                "fps": fps,
+                "buffer_size": len(self.replay),
+                "total_time": self.total_time(),
+            }
+        )
 
     def _loop(self) -> None:
         cfg = self.cfg
@@ -237,8 +280,9 @@ class Trainer:
             if frames not in self.snapshots_written and self.global_frame >= frames:
                 # Optimiser state is not part of a snapshot: fine-tuning starts fresh optimisers (URLB).
                 payload = {k: v for k, v in self.agent.networks_state().items() if not k.endswith("_opt")}
-                path = save_snapshot(self._snapshot_file(frames), payload,
-                                     {**self.snapshot_metadata(), "frames": self.global_frame})
+                path = save_snapshot(
+                    self._snapshot_file(frames), payload, {**self.snapshot_metadata(), "frames": self.global_frame}
+                )
                 self.snapshots_written.add(frames)
                 self.logger.message(f"snapshot at {self.global_frame} frames -> {path}")
                 if self.logger.tb is not None:  # the snapshot's skills as a picture (urlb.tools.skills)
@@ -249,8 +293,11 @@ class Trainer:
         if not force and self.global_frame - last < self.cfg.checkpoint_every_frames:
             return
         self._last_checkpoint_frame = self.global_frame
-        meta = {**self.snapshot_metadata(), "frame": self.global_frame,
-                "config": OmegaConf.to_container(self.cfg, resolve=True)}
+        meta = {
+            **self.snapshot_metadata(),
+            "frame": self.global_frame,
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
+        }
         save_checkpoint(self.run_dir / CHECKPOINT_NAME, meta, capture_trainer(self))
 
     def _maybe_resume(self) -> int | None:

@@ -68,9 +68,11 @@ class VideoRecorder:
         if not is_software(renderer) or not self.render_rate:
             return None
         frames = int(getattr(env, "max_episode_steps", 1000)) + 1
-        return (f"video: software rendering ({renderer}) at {self.render_rate:.1f} frames/s: each recorded "
-                f"evaluation adds about {_duration(frames / self.render_rate)} ({frames} frames at "
-                f"{self.size}x{self.size}); save_video=false skips it, a GPU with MUJOCO_GL=egl is much faster")
+        return (
+            f"video: software rendering ({renderer}) at {self.render_rate:.1f} frames/s: each recorded "
+            f"evaluation adds about {_duration(frames / self.render_rate)} ({frames} frames at "
+            f"{self.size}x{self.size}); save_video=false skips it, a GPU with MUJOCO_GL=egl is much faster"
+        )
 
     def record(self, env) -> None:
         self.frames.append(env.render(height=self.size, width=self.size))

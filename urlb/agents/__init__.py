@@ -40,8 +40,18 @@ LOOP_KEYS = ("name", "update_every_steps")
 # read old run directories ignore them; Hydra refuses them on the command line).
 LEGACY_KEYS = ("skill_selection", "skill_selection_candidates")
 # Constructor arguments that come from the environment, not from the config.
-RUNTIME_ARGS = ("self", "obs_dim", "action_dim", "obs_type", "obs_shape", "device", "plugin", "reward_free",
-                "precision", "compile_backend")
+RUNTIME_ARGS = (
+    "self",
+    "obs_dim",
+    "action_dim",
+    "obs_type",
+    "obs_shape",
+    "device",
+    "plugin",
+    "reward_free",
+    "precision",
+    "compile_backend",
+)
 
 
 def agent_names() -> list[str]:
@@ -81,15 +91,17 @@ def split_agent_config(agent_cfg: DictConfig | dict) -> tuple[dict[str, Any], di
     unknown = sorted(set(cfg) - backbone_keys - plugin_keys - set(LOOP_KEYS))
     if unknown:
         valid = sorted(backbone_keys | plugin_keys | set(LOOP_KEYS))
-        raise ConfigError(f"agent={cfg['name']} has no key {', '.join(f'agent.{k}' for k in unknown)}; "
-                          f"its keys: {', '.join(valid)}")
+        raise ConfigError(
+            f"agent={cfg['name']} has no key {', '.join(f'agent.{k}' for k in unknown)}; its keys: {', '.join(valid)}"
+        )
     backbone = {k: v for k, v in cfg.items() if k in backbone_keys}
     plugin = {k: v for k, v in cfg.items() if k in plugin_keys}
     return backbone, plugin
 
 
-def build_agent(cfg: DictConfig, obs_shape: tuple[int, ...], action_dim: int, device: str | torch.device,
-                reward_free: bool) -> DDPGAgent:
+def build_agent(
+    cfg: DictConfig, obs_shape: tuple[int, ...], action_dim: int, device: str | torch.device, reward_free: bool
+) -> DDPGAgent:
     """The DDPG backbone with the configured method's plugin (``cfg`` is a run config with
     ``agent``, ``obs_type`` and optionally ``precision`` and ``compile``)."""
     from urlb.ddpg import DDPGAgent
@@ -100,6 +112,14 @@ def build_agent(cfg: DictConfig, obs_shape: tuple[int, ...], action_dim: int, de
     # Pixel plugins see encoder features; a throwaway encoder gives their size.
     feat_dim = Encoder(obs_shape).repr_dim if pixels else int(np.prod(obs_shape))
     plugin = make_plugin(cfg.agent.name, feat_dim, action_dim, **plugin_kwargs)
-    return DDPGAgent(cfg.obs_type, obs_shape, action_dim, device, plugin=plugin, reward_free=reward_free,
-                     precision=cfg.get("precision", "fp32"), compile_backend=cfg.get("compile") or None,
-                     **backbone_kwargs)
+    return DDPGAgent(
+        cfg.obs_type,
+        obs_shape,
+        action_dim,
+        device,
+        plugin=plugin,
+        reward_free=reward_free,
+        precision=cfg.get("precision", "fp32"),
+        compile_backend=cfg.get("compile") or None,
+        **backbone_kwargs,
+    )

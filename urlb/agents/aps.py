@@ -45,14 +45,15 @@ class SuccessorFeatureCritic(Critic):
     (sf_dim each) instead of a value; Q = w . psi with w the task, the input's last sf_dim
     entries (the backbone feeds the critic concat(features, skill))."""
 
-    def __init__(self, obs_type: str, in_dim: int, action_dim: int, feature_dim: int, hidden_dim: int,
-                 sf_dim: int) -> None:
+    def __init__(
+        self, obs_type: str, in_dim: int, action_dim: int, feature_dim: int, hidden_dim: int, sf_dim: int
+    ) -> None:
         super().__init__(obs_type, in_dim, action_dim, feature_dim, hidden_dim, out_dim=sf_dim)
         self.sf_dim = sf_dim
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         psi1, psi2 = super().forward(obs, action)
-        task = obs[..., -self.sf_dim:]
+        task = obs[..., -self.sf_dim :]
         return (task * psi1).sum(-1, keepdim=True), (task * psi2).sum(-1, keepdim=True)
 
 
@@ -64,11 +65,23 @@ class APS(Plugin):
     name = "aps"
     finetune_skill_selection = "regress"
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int = 1024, lr: float = 1e-4,
-                 sf_dim: int = 10, update_task_every_step: int = 5, knn_rms: bool = True, knn_k: int = 12,
-                 knn_avg: bool = True, knn_clip: float = 0.0001, num_init_steps: int = 4096,
-                 lstsq_batch_size: int = 4096, task_regression: str = "features_on_reward",
-                 regress_features: str = "fresh") -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_dim: int = 1024,
+        lr: float = 1e-4,
+        sf_dim: int = 10,
+        update_task_every_step: int = 5,
+        knn_rms: bool = True,
+        knn_k: int = 12,
+        knn_avg: bool = True,
+        knn_clip: float = 0.0001,
+        num_init_steps: int = 4096,
+        lstsq_batch_size: int = 4096,
+        task_regression: str = "features_on_reward",
+        regress_features: str = "fresh",
+    ) -> None:
         super().__init__(obs_dim, action_dim)
         if task_regression not in TASK_REGRESSIONS:
             raise ValueError(f"unknown task_regression {task_regression!r}; valid: {', '.join(TASK_REGRESSIONS)}")
@@ -87,8 +100,7 @@ class APS(Plugin):
         self.entropy = ParticleEntropy(knn_k, knn_avg, "mean" if knn_rms else "none", knn_clip)
         self.optimizer = self.add_optimizer("optimizer", adam(self.phi.parameters(), lr=lr))
 
-    def make_critic(self, obs_type: str, in_dim: int, action_dim: int, feature_dim: int,
-                    hidden_dim: int) -> Critic:
+    def make_critic(self, obs_type: str, in_dim: int, action_dim: int, feature_dim: int, hidden_dim: int) -> Critic:
         """The backbone's critic for APS: successor features contracted with the task."""
         return SuccessorFeatureCritic(obs_type, in_dim, action_dim, feature_dim, hidden_dim, self.skill_dim)
 
@@ -125,8 +137,11 @@ class APS(Plugin):
             rep = self.features(batch.next_obs, normalize=False)
             ent = self.entropy(rep)
             sf = (task * F.normalize(rep, dim=1)).sum(dim=1, keepdim=True)
-        return ent + sf, {"aps_loss": loss.item(), "aps_entropy_reward": ent.mean().item(),
-                          "aps_sf_reward": sf.mean().item()}
+        return ent + sf, {
+            "aps_loss": loss.item(),
+            "aps_entropy_reward": ent.mean().item(),
+            "aps_sf_reward": sf.mean().item(),
+        }
 
     @torch.no_grad()
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:

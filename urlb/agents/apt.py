@@ -44,10 +44,23 @@ class APT(Plugin):
 
     name = "apt"
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int = 1024, lr: float = 1e-4,
-                 rep: str = "icm", rep_dim: int = 512, knn_k: int = 12, knn_avg: bool = True,
-                 knn_rms: bool = False, knn_rms_stat: str = "mean", knn_clip: float = 0.0, scale: float = 1.0,
-                 reward_obs: str = "obs", icm_next: str = "nstep") -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_dim: int = 1024,
+        lr: float = 1e-4,
+        rep: str = "icm",
+        rep_dim: int = 512,
+        knn_k: int = 12,
+        knn_avg: bool = True,
+        knn_rms: bool = False,
+        knn_rms_stat: str = "mean",
+        knn_clip: float = 0.0,
+        scale: float = 1.0,
+        reward_obs: str = "obs",
+        icm_next: str = "nstep",
+    ) -> None:
         super().__init__(obs_dim, action_dim)
         if rep not in REPRESENTATIONS:
             raise ValueError(f"unknown APT representation rep={rep!r}; valid: {', '.join(REPRESENTATIONS)}")

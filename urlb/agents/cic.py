@@ -28,11 +28,25 @@ class CIC(Plugin):
     name = "cic"
     finetune_skill_selection = "grid"  # the paper sweeps candidate skills during the seed frames
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int = 1024, lr: float = 1e-4,
-                 skill_dim: int = 64, update_skill_every_step: int = 50, temperature: float = 0.5,
-                 project_skill: bool = True, knn_k: int = 16, knn_avg: bool = True, knn_rms: bool = True,
-                 knn_rms_stat: str = "var", knn_clip: float = 0.0005, scale: float = 1.0, nce: str = "cic",
-                 reward_after_update: bool = True) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_dim: int = 1024,
+        lr: float = 1e-4,
+        skill_dim: int = 64,
+        update_skill_every_step: int = 50,
+        temperature: float = 0.5,
+        project_skill: bool = True,
+        knn_k: int = 16,
+        knn_avg: bool = True,
+        knn_rms: bool = True,
+        knn_rms_stat: str = "var",
+        knn_clip: float = 0.0005,
+        scale: float = 1.0,
+        nce: str = "cic",
+        reward_after_update: bool = True,
+    ) -> None:
         super().__init__(obs_dim, action_dim)
         self.skill_dim, self.update_skill_every_step = skill_dim, update_skill_every_step
         if nce not in NCE_LOSSES:

@@ -25,9 +25,17 @@ class DIAYN(Plugin):
     # URLB fine-tunes DIAYN with a random one-hot redrawn every 50 steps and at episode starts.
     finetune_skill_selection = "resample"
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int = 1024, lr: float = 1e-4,
-                 skill_dim: int = 16, update_skill_every_step: int = 50, scale: float = 1.0,
-                 reward_after_update: bool = True) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_dim: int = 1024,
+        lr: float = 1e-4,
+        skill_dim: int = 16,
+        update_skill_every_step: int = 50,
+        scale: float = 1.0,
+        reward_after_update: bool = True,
+    ) -> None:
         super().__init__(obs_dim, action_dim)
         self.skill_dim, self.update_skill_every_step, self.scale = skill_dim, update_skill_every_step, scale
         self.reward_after_update = reward_after_update

@@ -18,8 +18,15 @@ class Disagreement(Plugin):
 
     name = "disagreement"
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int = 1024, lr: float = 1e-4,
-                 ensemble_size: int = 5, transition: str = "nstep") -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_dim: int = 1024,
+        lr: float = 1e-4,
+        ensemble_size: int = 5,
+        transition: str = "nstep",
+    ) -> None:
         super().__init__(obs_dim, action_dim)
         if transition not in TRANSITIONS:
             raise ValueError(f"unknown Disagreement transition {transition!r}; valid: {', '.join(TRANSITIONS)}")
@@ -29,7 +36,8 @@ class Disagreement(Plugin):
         # URLB leaves these at PyTorch's default initialisation (no orthogonal init), so do we:
         # the models' initial spread is part of what the early reward measures.
         self.ensemble = nn.ModuleList(
-            mlp(obs_dim + action_dim, hidden_dim, obs_dim, num_hidden=1) for _ in range(ensemble_size))
+            mlp(obs_dim + action_dim, hidden_dim, obs_dim, num_hidden=1) for _ in range(ensemble_size)
+        )
         self.optimizer = self.add_optimizer("optimizer", adam(self.parameters(), lr=lr))
 
     def predictions(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:

@@ -25,8 +25,15 @@ class ICM(Plugin):
 
     name = "icm"
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int = 1024, lr: float = 1e-4,
-                 icm_scale: float = 1.0, transition: str = "nstep") -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_dim: int = 1024,
+        lr: float = 1e-4,
+        icm_scale: float = 1.0,
+        transition: str = "nstep",
+    ) -> None:
         super().__init__(obs_dim, action_dim)
         if transition not in TRANSITIONS:
             raise ValueError(f"unknown ICM transition {transition!r}; valid: {', '.join(TRANSITIONS)}")
@@ -54,8 +61,11 @@ class ICM(Plugin):
         self.step(self.optimizer, loss)
         # URLB rewards with the forward model after this step.
         reward = self.intrinsic_reward(batch)
-        return reward, {"icm_loss": loss.item(), "icm_forward_error": forward_error.mean().item(),
-                        "icm_inverse_error": inverse_error.mean().item()}
+        return reward, {
+            "icm_loss": loss.item(),
+            "icm_forward_error": forward_error.mean().item(),
+            "icm_inverse_error": inverse_error.mean().item(),
+        }
 
     @torch.no_grad()
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:

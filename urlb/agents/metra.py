@@ -33,11 +33,23 @@ class METRA(Plugin):
     name = "metra"
     finetune_skill_selection = "grid"
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int = 1024, lr: float = 1e-4,
-                 skill_dim: int = 2, discrete: bool = False, update_skill_every_step: int = 50,
-                 dual_lambda_init: float = 30.0, dual_slack: float = 1e-3, dual_lr: float | None = None,
-                 scale: float = 1.0, constraint: str = "mean", reward_steps: str = "one",
-                 reward_after_update: bool = True) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_dim: int = 1024,
+        lr: float = 1e-4,
+        skill_dim: int = 2,
+        discrete: bool = False,
+        update_skill_every_step: int = 50,
+        dual_lambda_init: float = 30.0,
+        dual_slack: float = 1e-3,
+        dual_lr: float | None = None,
+        scale: float = 1.0,
+        constraint: str = "mean",
+        reward_steps: str = "one",
+        reward_after_update: bool = True,
+    ) -> None:
         super().__init__(obs_dim, action_dim)
         if constraint not in CONSTRAINTS:
             raise ValueError(f"unknown METRA constraint={constraint!r}; valid: {', '.join(CONSTRAINTS)}")
@@ -53,7 +65,9 @@ class METRA(Plugin):
         # lambda = exp(log_lambda) stays positive; METRA optimises its log.
         self.log_lambda = nn.Parameter(torch.tensor(math.log(dual_lambda_init)))
         self.optimizer = self.add_optimizer("optimizer", adam(self.phi.parameters(), lr=lr))
-        self.dual_optimizer = self.add_optimizer("dual_optimizer", adam([self.log_lambda], lr=lr if dual_lr is None else dual_lr))
+        self.dual_optimizer = self.add_optimizer(
+            "dual_optimizer", adam([self.log_lambda], lr=lr if dual_lr is None else dual_lr)
+        )
 
     @property
     def dual_lambda(self) -> torch.Tensor:
@@ -113,9 +127,13 @@ class METRA(Plugin):
         self.step(self.dual_optimizer, dual_loss)
         # METRA recomputes the policy's reward with phi after its step.
         reward = self._reward(batch) if cached is None else cached
-        return reward, {"metra_phi_loss": phi_loss.item(), "metra_along_z": along_z.mean().item(),
-                        "metra_step_norm": delta.norm(dim=-1).mean().item(), "metra_lambda": self.dual_lambda.item(),
-                        "metra_constraint": constraint.mean().item()}
+        return reward, {
+            "metra_phi_loss": phi_loss.item(),
+            "metra_along_z": along_z.mean().item(),
+            "metra_step_norm": delta.norm(dim=-1).mean().item(),
+            "metra_lambda": self.dual_lambda.item(),
+            "metra_constraint": constraint.mean().item(),
+        }
 
     @torch.no_grad()
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:

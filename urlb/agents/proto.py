@@ -38,13 +38,26 @@ class Proto(Plugin):
     name = "proto"
     finetune_critic_copy = "all"  # URLB ProtoAgent.init_from copies the whole critic
 
-    def __init__(self, obs_dim: int, action_dim: int, lr: float = 1e-4, pred_dim: int = 128,
-                 proj_dim: int = 512, num_protos: int = 512, tau: float = 0.1, topk: int = 3,
-                 queue_size: int = 2048, encoder_target_tau: float = 0.05, sinkhorn_iterations: int = 3) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        lr: float = 1e-4,
+        pred_dim: int = 128,
+        proj_dim: int = 512,
+        num_protos: int = 512,
+        tau: float = 0.1,
+        topk: int = 3,
+        queue_size: int = 2048,
+        encoder_target_tau: float = 0.05,
+        sinkhorn_iterations: int = 3,
+    ) -> None:
         super().__init__(obs_dim, action_dim)
         if queue_size % num_protos != 0:
-            raise ValueError(f"queue_size={queue_size} must be a multiple of num_protos={num_protos}: "
-                             "each update enqueues one candidate per prototype")
+            raise ValueError(
+                f"queue_size={queue_size} must be a multiple of num_protos={num_protos}: "
+                "each update enqueues one candidate per prototype"
+            )
         if not 1 <= topk <= queue_size:
             raise ValueError(f"topk={topk} must be between 1 and queue_size={queue_size}")
         self.tau, self.topk, self.target_tau = tau, topk, encoder_target_tau
@@ -92,13 +105,14 @@ class Proto(Plugin):
         prob = F.softmax(self.protos(z).T, dim=1)  # (K, B)
         candidates = torch.multinomial(prob, 1).squeeze(1)
         ptr, k = int(self.queue_ptr), prob.shape[0]
-        self.queue[ptr:ptr + k] = z[candidates]
+        self.queue[ptr : ptr + k] = z[candidates]
         self.queue_ptr.fill_((ptr + k) % self.queue.shape[0])
 
     @torch.no_grad()
     def _update_target(self) -> None:
-        torch._foreach_lerp_(list(self.predictor_target.parameters()), list(self.predictor.parameters()),
-                             self.target_tau)
+        torch._foreach_lerp_(
+            list(self.predictor_target.parameters()), list(self.predictor.parameters()), self.target_tau
+        )
 
     def update(self, batch: Batch, step: int) -> tuple[torch.Tensor, Metrics]:
         self.normalize_protos()

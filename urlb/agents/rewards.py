@@ -73,7 +73,9 @@ class ParticleEntropy(nn.Module):
     def _scale(self) -> torch.Tensor | float:
         stats = self.distance_rms
         # The floor only matters before any update (running mean 0), where URLB never divides.
-        return {"none": 1.0, "mean": stats.mean.clamp(min=1e-8), "var": stats.var, "std": stats.std + 1e-8}[self.normaliser]
+        return {"none": 1.0, "mean": stats.mean.clamp(min=1e-8), "var": stats.var, "std": stats.std + 1e-8}[
+            self.normaliser
+        ]
 
     @torch.no_grad()
     def forward(self, rep: torch.Tensor, update_stats: bool = True) -> torch.Tensor:

@@ -27,9 +27,19 @@ class RND(Plugin):
 
     name = "rnd"
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int = 1024, rep_dim: int = 512,
-                 lr: float = 1e-4, scale: float = 1.0, clip_obs: float = 5.0, obs_norm: str = "batch",
-                 reward_obs: str = "obs", reward_after_update: bool = True) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_dim: int = 1024,
+        rep_dim: int = 512,
+        lr: float = 1e-4,
+        scale: float = 1.0,
+        clip_obs: float = 5.0,
+        obs_norm: str = "batch",
+        reward_obs: str = "obs",
+        reward_after_update: bool = True,
+    ) -> None:
         super().__init__(obs_dim, action_dim)
         if obs_norm not in OBS_NORMS:
             raise ValueError(f"unknown RND obs_norm={obs_norm!r}; valid: {', '.join(OBS_NORMS)}")

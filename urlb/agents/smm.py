@@ -20,14 +20,14 @@ class VAE(nn.Module):
     def __init__(self, in_dim: int, code_dim: int, hidden_dim: int) -> None:
         super().__init__()
         self.code_dim = code_dim
-        self.enc = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(),
-                                 nn.Linear(hidden_dim, hidden_dim), nn.ReLU())
+        self.enc = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, hidden_dim), nn.ReLU())
         self.enc_mu = nn.Linear(hidden_dim, code_dim)
         self.enc_logvar = nn.Linear(hidden_dim, code_dim)
         self.dec = mlp(code_dim, hidden_dim, in_dim, num_hidden=2)
 
-    def losses(self, x: torch.Tensor, beta: float,
-               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def losses(
+        self, x: torch.Tensor, beta: float, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(beta * KL + mean squared reconstruction error, per-sample summed squared error (B, 1)),
         with one reparameterised code sample per input."""
         h = self.enc(x)
@@ -51,10 +51,21 @@ class SMM(Plugin):
     update_skill_every_step = 0
     finetune_skill_selection = "resample"
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int = 1024, z_dim: int = 4,
-                 sp_lr: float = 1e-3, vae_lr: float = 1e-2, vae_beta: float = 0.5, state_ent_coef: float = 1.0,
-                 latent_ent_coef: float = 1.0, latent_cond_ent_coef: float = 1.0, vae_code_dim: int = 128,
-                 vae_hidden_dim: int = 150) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_dim: int = 1024,
+        z_dim: int = 4,
+        sp_lr: float = 1e-3,
+        vae_lr: float = 1e-2,
+        vae_beta: float = 0.5,
+        state_ent_coef: float = 1.0,
+        latent_ent_coef: float = 1.0,
+        latent_cond_ent_coef: float = 1.0,
+        vae_code_dim: int = 128,
+        vae_hidden_dim: int = 150,
+    ) -> None:
         super().__init__(obs_dim, action_dim)
         if z_dim < 1:
             raise ValueError(f"z_dim={z_dim}: SMM needs at least one skill")
@@ -95,8 +106,12 @@ class SMM(Plugin):
         reward = self._reward(h_s_z.detach(), h_z_s.detach())
         # Cross-entropy below log(z_dim) (chance) and accuracy above 1/z_dim: q(z|s) tells skills apart.
         accuracy = (logits.argmax(dim=1) == batch.skill.argmax(dim=1)).float().mean()
-        return reward, {"smm_vae_loss": vae_loss.item(), "smm_pred_loss": pred_loss.item(),
-                        "smm_pred_accuracy": accuracy.item(), "smm_state_error": h_s_z.mean().item()}
+        return reward, {
+            "smm_vae_loss": vae_loss.item(),
+            "smm_pred_loss": pred_loss.item(),
+            "smm_pred_accuracy": accuracy.item(),
+            "smm_state_error": h_s_z.mean().item(),
+        }
 
     @torch.no_grad()
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:

@@ -43,9 +43,7 @@ def make_task(target: str) -> FixedReach:
         tcp_bbox=_TCP_BOX,
         arm_offset=robots.ARM_OFFSET,
     )
-    brick = props.Duplo(
-        observable_options=observations.make_options(settings, observations.FREEPROP_OBSERVABLES)
-    )
+    brick = props.Duplo(observable_options=observations.make_options(settings, observations.FREEPROP_OBSERVABLES))
     return FixedReach(
         arena=arenas.Standard(),
         arm=robots.make_arm(obs_settings=settings),

@@ -51,7 +51,5 @@ def load(task: str, seed: int) -> dm_env.Environment:
     name = task.split("_", 1)[1]
     if name == "flip":
         physics = FlipPhysics.from_xml_string(*walker.get_model_and_assets())
-        return control.Environment(
-            physics, Flip(random=seed), time_limit=TIME_LIMIT, control_timestep=CONTROL_TIMESTEP
-        )
+        return control.Environment(physics, Flip(random=seed), time_limit=TIME_LIMIT, control_timestep=CONTROL_TIMESTEP)
     return suite.load("walker", name, task_kwargs={"random": seed, "time_limit": TIME_LIMIT})

@@ -82,9 +82,7 @@ class BenchmarkEnv:
         self._act_dtype = inner_act.dtype
         self._act_low = np.broadcast_to(inner_act.minimum, inner_act.shape).astype(np.float64)
         self._act_high = np.broadcast_to(inner_act.maximum, inner_act.shape).astype(np.float64)
-        self._action_spec = specs.BoundedArray(
-            inner_act.shape, np.float32, minimum=-1.0, maximum=1.0, name="action"
-        )
+        self._action_spec = specs.BoundedArray(inner_act.shape, np.float32, minimum=-1.0, maximum=1.0, name="action")
         inner_steps = round(time_limit / env.control_timestep())
         self.max_episode_steps: int = math.ceil(inner_steps / action_repeat)
 
@@ -141,9 +139,7 @@ class BenchmarkEnv:
 
     # ----- helpers ----------------------------------------------------------------
     def _scale(self, action: np.ndarray) -> np.ndarray:
-        inner = self._act_low + (action.astype(np.float64) + 1.0) * 0.5 * (
-            self._act_high - self._act_low
-        )
+        inner = self._act_low + (action.astype(np.float64) + 1.0) * 0.5 * (self._act_high - self._act_low)
         return inner.astype(self._act_dtype)
 
     def _frame(self) -> np.ndarray:

@@ -99,8 +99,9 @@ def build(agent_name: str, hidden: int, device: torch.device, precision: str, ca
     env = envs.make("walker_stand", "states", seed=1)
     obs_dim = int(env.observation_spec().shape[0])
     action_dim = int(env.action_spec().shape[0])
-    cfg = OmegaConf.create({"agent": {"name": agent_name, "hidden_dim": hidden}, "obs_type": "states",
-                            "precision": precision})
+    cfg = OmegaConf.create(
+        {"agent": {"name": agent_name, "hidden_dim": hidden}, "obs_type": "states", "precision": precision}
+    )
     agent = build_agent(cfg, (obs_dim,), action_dim, device, reward_free=agent_name != "ddpg")
     replay = ReplayBuffer((obs_dim,), action_dim, capacity, agent.skill_dim, device=device)
     return env, agent, replay
@@ -118,8 +119,16 @@ def fill_replay(env, replay: ReplayBuffer, agent: DDPGAgent, steps: int, rng: np
         replay.add(time_step, skill)
 
 
-def bench_agent(agent_name: str, size: str, device: torch.device, precision: str, seconds: float,
-                warmup_updates: int = 3, compile_backend: str | None = None, fill_steps: int = 4_000) -> dict:
+def bench_agent(
+    agent_name: str,
+    size: str,
+    device: torch.device,
+    precision: str,
+    seconds: float,
+    warmup_updates: int = 3,
+    compile_backend: str | None = None,
+    fill_steps: int = 4_000,
+) -> dict:
     hidden, batch_size = SIZES[size]
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -129,8 +138,12 @@ def bench_agent(agent_name: str, size: str, device: torch.device, precision: str
     if compile_backend is not None:
         agent.compile_networks(compile_backend)
     for _ in range(warmup_updates):  # also absorbs compilation time
-        agent.act(replay.sample(1).obs[0].cpu().numpy(), None if agent.plugin is None
-                  else agent.plugin.sample_skill(rng), step=10_000, eval_mode=False)
+        agent.act(
+            replay.sample(1).obs[0].cpu().numpy(),
+            None if agent.plugin is None else agent.plugin.sample_skill(rng),
+            step=10_000,
+            eval_mode=False,
+        )
         agent.update(replay.sample(batch_size), step=10_000)
     timer = Timer(device)
     for part, (owner, method) in UPDATE_PARTS.items():
@@ -159,12 +172,23 @@ def bench_agent(agent_name: str, size: str, device: torch.device, precision: str
     elapsed = time.perf_counter() - start
     update_time = timer.totals["update"] / updates
     return {
-        "agent": agent_name, "size": size, "hidden_dim": hidden, "batch_size": batch_size,
-        "precision": precision, "compile": compile_backend, "device": str(device), "frames_per_s": steps / elapsed,
-        "measured_s": elapsed, "steps": steps, "updates": updates,
+        "agent": agent_name,
+        "size": size,
+        "hidden_dim": hidden,
+        "batch_size": batch_size,
+        "precision": precision,
+        "compile": compile_backend,
+        "device": str(device),
+        "frames_per_s": steps / elapsed,
+        "measured_s": elapsed,
+        "steps": steps,
+        "updates": updates,
         "ms_per_step": {k: 1e3 * v / steps for k, v in timer.totals.items() if k in ("env", "act", "replay_add")},
-        "ms_per_update": {"sample": 1e3 * timer.totals["sample"] / updates, "update": 1e3 * update_time,
-                          **{p: 1e3 * timer.totals[p] / updates for p in UPDATE_PARTS if p in timer.totals}},
+        "ms_per_update": {
+            "sample": 1e3 * timer.totals["sample"] / updates,
+            "update": 1e3 * update_time,
+            **{p: 1e3 * timer.totals[p] / updates for p in UPDATE_PARTS if p in timer.totals},
+        },
         "update_gflop": flops / 1e9,
         "update_gflops_per_s": flops / 1e9 / update_time,
         "peak_rss_mb": peak_rss_mb(),
@@ -206,31 +230,68 @@ class _NoPlugin:
 
 
 def stored_bytes(replay: ReplayBuffer) -> int:
-    tensors = (replay.frames, replay.action, replay.reward, replay.env_discount, replay.skill,
-               replay.episode_id, replay.step_in_episode)
+    tensors = (
+        replay.frames,
+        replay.action,
+        replay.reward,
+        replay.env_discount,
+        replay.skill,
+        replay.episode_id,
+        replay.step_in_episode,
+    )
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def format_table(rows: list[dict], machine: dict) -> str:
-    rates = ", ".join(f"{p} {machine[f'matmul_gflops_{p}']:.0f} GFLOP/s" for p in DTYPES
-                      if f"matmul_gflops_{p}" in machine)
+    rates = ", ".join(
+        f"{p} {machine[f'matmul_gflops_{p}']:.0f} GFLOP/s" for p in DTYPES if f"matmul_gflops_{p}" in machine
+    )
     n = machine["matmul_size"]
-    lines = [f"matmul rate here: {rates} ({n}^3, {machine['threads']} threads)",
-             f"bf16 here: {'native' if machine['bf16_native'] else 'NOT native (emulated, much slower than fp32)'} "
-             f"({machine['bf16_found']})", ""]
-    header = ("agent", "size", "prec", "frames/s", "env ms", "act ms", "sample ms", "update ms",
-              "parts ms (plugin, critic, actor)", "GFLOP/upd", "GFLOP/s", "% matmul", "peak MB")
+    lines = [
+        f"matmul rate here: {rates} ({n}^3, {machine['threads']} threads)",
+        f"bf16 here: {'native' if machine['bf16_native'] else 'NOT native (emulated, much slower than fp32)'} "
+        f"({machine['bf16_found']})",
+        "",
+    ]
+    header = (
+        "agent",
+        "size",
+        "prec",
+        "frames/s",
+        "env ms",
+        "act ms",
+        "sample ms",
+        "update ms",
+        "parts ms (plugin, critic, actor)",
+        "GFLOP/upd",
+        "GFLOP/s",
+        "% matmul",
+        "peak MB",
+    )
     lines.append(" | ".join(header))
     for r in rows:
         u = r["ms_per_update"]
         rate = machine[f"matmul_gflops_{r['precision']}"]
         parts = "/".join(f"{u.get(p, 0):.0f}" for p in ("plugin", "critic", "actor"))
-        lines.append(" | ".join([
-            r["agent"], r["size"], r["precision"] + (f"+{r['compile']}" if r.get("compile") else ""),
-            f"{r['frames_per_s']:.1f}", f"{r['ms_per_step']['env']:.2f}",
-            f"{r['ms_per_step']['act']:.2f}", f"{u['sample']:.2f}", f"{u['update']:.1f}", parts,
-            f"{r['update_gflop']:.1f}", f"{r['update_gflops_per_s']:.0f}",
-            f"{100 * r['update_gflops_per_s'] / rate:.0f}", f"{r['peak_rss_mb']:.0f}"]))
+        lines.append(
+            " | ".join(
+                [
+                    r["agent"],
+                    r["size"],
+                    r["precision"] + (f"+{r['compile']}" if r.get("compile") else ""),
+                    f"{r['frames_per_s']:.1f}",
+                    f"{r['ms_per_step']['env']:.2f}",
+                    f"{r['ms_per_step']['act']:.2f}",
+                    f"{u['sample']:.2f}",
+                    f"{u['update']:.1f}",
+                    parts,
+                    f"{r['update_gflop']:.1f}",
+                    f"{r['update_gflops_per_s']:.0f}",
+                    f"{100 * r['update_gflops_per_s'] / rate:.0f}",
+                    f"{r['peak_rss_mb']:.0f}",
+                ]
+            )
+        )
     return "\n".join(lines)
 
 
@@ -240,52 +301,83 @@ def run(argv: list[str] | None = None) -> dict:
     parser.add_argument("--agents", default="ddpg,rnd,apt,diayn,cic,metra", help="comma-separated agents")
     parser.add_argument("--sizes", default="paper,quick", help=f"comma-separated, of: {', '.join(SIZES)}")
     parser.add_argument("--precision", default="fp32", help="comma-separated, of: fp32, bf16")
-    parser.add_argument("--compile", default="none",
-                        help=f"comma-separated, of: none, {', '.join(COMPILE_BACKENDS)} (torch.compile the networks)")
+    parser.add_argument(
+        "--compile",
+        default="none",
+        help=f"comma-separated, of: none, {', '.join(COMPILE_BACKENDS)} (torch.compile the networks)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured window per configuration")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     parser.add_argument("--matmul-size", type=int, default=2048, help="n of the n^3 reference matrix product")
-    parser.add_argument("--fill-steps", type=int, default=4_000,
-                        help="environment steps put in each agent's replay before timing (the replay benchmark uses 5x)")
+    parser.add_argument(
+        "--fill-steps",
+        type=int,
+        default=4_000,
+        help="environment steps put in each agent's replay before timing (the replay benchmark uses 5x)",
+    )
     parser.add_argument("--replay-seconds", type=float, default=2.0, help="measured window of replay sampling")
     args = parser.parse_args(argv)
     agents = [a for a in args.agents.split(",") if a]
     sizes = [s for s in args.sizes.split(",") if s]
     precisions = [p for p in args.precision.split(",") if p]
     compiles = [c for c in args.compile.split(",") if c]
-    for name, values, valid in (("agent", agents, agent_names()), ("size", sizes, list(SIZES)),
-                                ("precision", precisions, ["fp32", "bf16"]),
-                                ("compile", compiles, ["none", *COMPILE_BACKENDS])):
+    for name, values, valid in (
+        ("agent", agents, agent_names()),
+        ("size", sizes, list(SIZES)),
+        ("precision", precisions, ["fp32", "bf16"]),
+        ("compile", compiles, ["none", *COMPILE_BACKENDS]),
+    ):
         bad = [v for v in values if v not in valid]
         if bad:
             parser.error(f"unknown {name} {', '.join(bad)}; valid: {', '.join(valid)}")
     device = resolve_device(args.device)
     support = bf16_support(device)
-    print(f"bf16 here: {'native' if support.native else 'NOT native'} ({support.description})",
-          file=sys.stderr, flush=True)
+    print(
+        f"bf16 here: {'native' if support.native else 'NOT native'} ({support.description})",
+        file=sys.stderr,
+        flush=True,
+    )
     # Only the precisions asked for: an emulated bf16 2048^3 product takes minutes on an AVX2-only CPU.
-    machine = {"device": str(device), "threads": torch.get_num_threads(), "matmul_size": args.matmul_size,
-               "bf16_native": support.native, "bf16_found": support.description,
-               **{f"matmul_gflops_{p}": matmul_gflops(DTYPES[p], device, args.matmul_size) for p in precisions}}
+    machine = {
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "matmul_size": args.matmul_size,
+        "bf16_native": support.native,
+        "bf16_found": support.description,
+        **{f"matmul_gflops_{p}": matmul_gflops(DTYPES[p], device, args.matmul_size) for p in precisions},
+    }
     rows = []
     for size in sizes:
         for precision in precisions:
             for backend in compiles:
                 for agent in agents:
-                    print(f"benchmarking {agent} size={size} precision={precision} compile={backend} ...",
-                          file=sys.stderr, flush=True)
-                    rows.append(bench_agent(agent, size, device, precision, args.seconds,
-                                            compile_backend=None if backend == "none" else backend,
-                                            fill_steps=args.fill_steps))
+                    print(
+                        f"benchmarking {agent} size={size} precision={precision} compile={backend} ...",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    rows.append(
+                        bench_agent(
+                            agent,
+                            size,
+                            device,
+                            precision,
+                            args.seconds,
+                            compile_backend=None if backend == "none" else backend,
+                            fill_steps=args.fill_steps,
+                        )
+                    )
     replay = bench_replay(device, seconds=args.replay_seconds, fill_steps=5 * args.fill_steps)
     result = {"machine": machine, "agents": rows, "replay": replay}
     print(format_table(rows, machine))
-    print(f"\nreplay: {replay['sample_transitions_per_s']:.0f} n-step transitions/s sampled (batch 1024); "
-          f"states {replay['states_bytes_per_transition']:.0f} B stored per transition "
-          f"({replay['states_bytes_per_transition'] / replay['states_raw_transition_bytes']:.2f}x raw); "
-          f"pixels {replay['pixels_bytes_per_transition']:.0f} B "
-          f"({replay['pixels_bytes_per_transition'] / replay['pixels_raw_transition_bytes']:.2f}x raw stacked)")
+    print(
+        f"\nreplay: {replay['sample_transitions_per_s']:.0f} n-step transitions/s sampled (batch 1024); "
+        f"states {replay['states_bytes_per_transition']:.0f} B stored per transition "
+        f"({replay['states_bytes_per_transition'] / replay['states_raw_transition_bytes']:.2f}x raw); "
+        f"pixels {replay['pixels_bytes_per_transition']:.0f} B "
+        f"({replay['pixels_bytes_per_transition'] / replay['pixels_raw_transition_bytes']:.2f}x raw stacked)"
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -29,8 +29,18 @@ from urlb.tools.pretrained import (
     written_snapshots,
 )
 
-__all__ = ["find_pretrain_runs", "load_pretrained_agent", "main", "metra_skill_displacement", "primal_env", "report",
-           "rollout", "rollout_intrinsic_reward", "visited_states", "written_snapshots"]
+__all__ = [
+    "find_pretrain_runs",
+    "load_pretrained_agent",
+    "main",
+    "metra_skill_displacement",
+    "primal_env",
+    "report",
+    "rollout",
+    "rollout_intrinsic_reward",
+    "visited_states",
+    "written_snapshots",
+]
 
 # Per method: the train.csv columns that show its objective working.
 OBJECTIVE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -85,8 +95,11 @@ def rollout(run_dir: Path, steps: int, policy: str, seed: int = 0) -> dict[str, 
     rng, skill_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
     torch.manual_seed(seed)  # exploration noise: the same figures on every call
     agent = load_pretrained_agent(run_dir, env) if policy == "pretrained" else None
-    plugin = agent.plugin if agent is not None else (load_pretrained_agent(run_dir, env).plugin
-                                                      if policy == "random_with_skills" else None)
+    plugin = (
+        agent.plugin
+        if agent is not None
+        else (load_pretrained_agent(run_dir, env).plugin if policy == "random_with_skills" else None)
+    )
     out: dict[str, list] = {"obs": [], "action": [], "skill": [], "next_obs": [], "episode": []}
     time_step, skill, t, episode = env.reset(), None, 0, 0
     while len(out["obs"]) < steps:
@@ -99,8 +112,13 @@ def rollout(run_dir: Path, steps: int, policy: str, seed: int = 0) -> dict[str, 
             action = agent.act(time_step.observation, skill, step=10**6, eval_mode=False)
         obs = time_step.observation
         time_step = env.step(action)
-        for key, value in (("obs", obs), ("action", action), ("skill", skill), ("next_obs", time_step.observation),
-                           ("episode", episode)):
+        for key, value in (
+            ("obs", obs),
+            ("action", action),
+            ("skill", skill),
+            ("next_obs", time_step.observation),
+            ("episode", episode),
+        ):
             out[key].append(value)
         t += 1
         if time_step.last():
@@ -129,14 +147,22 @@ def rollout_intrinsic_reward(run_dir: Path, steps: int, seed: int = 0) -> dict[s
         ahead = np.minimum(idx + n - 1, last)
         ok = data["episode"][ahead] == data["episode"]  # n-step successor within the episode
         idx, ahead = idx[ok], ahead[ok]
-        t = lambda a: torch.as_tensor(a, dtype=torch.float32)
+
+        def t(a):
+            return torch.as_tensor(a, dtype=torch.float32)
+
         rewards = []
         for chunk in np.array_split(np.arange(len(idx)), max(1, len(idx) // int(cfg.batch_size))):
             i, j = idx[chunk], ahead[chunk]
-            batch = Batch(obs=t(data["obs"][i]), action=t(data["action"][i]), reward=torch.zeros(len(i), 1),
-                          discount=torch.ones(len(i), 1), next_obs=t(data["next_obs"][j]),
-                          next_obs_1step=t(data["next_obs"][i]),
-                          skill=None if data["skill"] is None else t(data["skill"][i]))
+            batch = Batch(
+                obs=t(data["obs"][i]),
+                action=t(data["action"][i]),
+                reward=torch.zeros(len(i), 1),
+                discount=torch.ones(len(i), 1),
+                next_obs=t(data["next_obs"][j]),
+                next_obs_1step=t(data["next_obs"][i]),
+                skill=None if data["skill"] is None else t(data["skill"][i]),
+            )
             rewards.append(plugin.intrinsic_reward(batch).mean().item() * len(i))
         means[policy.split("_")[0]] = sum(rewards) / len(idx)
     return means
@@ -167,10 +193,13 @@ def metra_skill_displacement(run_dir: Path, frames: int, num_skills: int = 64, s
     scores = np.stack(displacements) @ agent.plugin.reward_direction(torch.as_tensor(skills)).numpy().T
     off_diagonal = ~np.eye(num_skills, dtype=bool)
     aligned = np.diag(scores)
-    return {"aligned": float(aligned.mean()), "aligned_se": float(aligned.std(ddof=1) / np.sqrt(num_skills)),
-            "mismatched": float(scores[off_diagonal].mean()),
-            "aligned_positive": float((aligned > 0).mean()),
-            "norm": float(np.linalg.norm(displacements, axis=1).mean())}
+    return {
+        "aligned": float(aligned.mean()),
+        "aligned_se": float(aligned.std(ddof=1) / np.sqrt(num_skills)),
+        "mismatched": float(scores[off_diagonal].mean()),
+        "aligned_positive": float((aligned > 0).mean()),
+        "norm": float(np.linalg.norm(displacements, axis=1).mean()),
+    }
 
 
 def report(run_dir: Path, coverage_steps: int, metra_skills: int = 64) -> list[str]:
@@ -182,46 +211,62 @@ def report(run_dir: Path, coverage_steps: int, metra_skills: int = 64) -> list[s
         if span is not None:
             lines.append(f"  {column:<22} start {span[0]:9.4f}  end {span[1]:9.4f}")
     if agent == "metra":
-        lines.append(f"  phi displacement over {cfg.agent.update_skill_every_step}-step rollouts of {metra_skills} random skills, "
-                     f"per snapshot: aligned d_i.z_i (+- s.e.) | mismatched d_i.z_j | share aligned > 0 | mean |d_i|")
+        lines.append(
+            f"  phi displacement over {cfg.agent.update_skill_every_step}-step rollouts of {metra_skills} "
+            "random skills, "
+            f"per snapshot: aligned d_i.z_i (+- s.e.) | mismatched d_i.z_j | share aligned > 0 | mean |d_i|"
+        )
         for frames in written_snapshots(cfg):
             d = metra_skill_displacement(run_dir, frames, metra_skills)
-            lines.append(f"    {frames:>8} frames: {d['aligned']:8.4f} +- {d['aligned_se']:.4f} | {d['mismatched']:8.4f} | "
-                         f"{d['aligned_positive']:.2f} | {d['norm']:.4f}")
+            lines.append(
+                f"    {frames:>8} frames: {d['aligned']:8.4f} +- {d['aligned_se']:.4f} | {d['mismatched']:8.4f} | "
+                f"{d['aligned_positive']:.2f} | {d['norm']:.4f}"
+            )
     if agent in REWARD_CHECK and written_snapshots(cfg) and coverage_steps > 0:
         r = rollout_intrinsic_reward(run_dir, coverage_steps)
-        lines.append(f"  intrinsic reward (final reward model) of {coverage_steps} steps: "
-                     f"pre-trained policy {r['pretrained']:.4f}, random policy {r['random']:.4f}")
+        lines.append(
+            f"  intrinsic reward (final reward model) of {coverage_steps} steps: "
+            f"pre-trained policy {r['pretrained']:.4f}, random policy {r['random']:.4f}"
+        )
     missing = sorted(set(cfg.snapshots) - set(written_snapshots(cfg)))
     if missing:
         lines.append(f"  snapshots not written (the run stopped before them): {missing}")
     if coverage_steps > 0 and len(missing) < len(cfg.snapshots):
         pretrained_states = visited_states(run_dir, coverage_steps, "pretrained")
         random_states = visited_states(run_dir, coverage_steps, "random")
-        lines.append(f"  state coverage (mean 12-NN distance of {coverage_steps} visited states): "
-                     f"pre-trained policy {mean_knn_distance(pretrained_states):.3f}, "
-                     f"random policy {mean_knn_distance(random_states):.3f}")
+        lines.append(
+            f"  state coverage (mean 12-NN distance of {coverage_steps} visited states): "
+            f"pre-trained policy {mean_knn_distance(pretrained_states):.3f}, "
+            f"random policy {mean_knn_distance(random_states):.3f}"
+        )
         if agent == "apt" and cfg.agent.get("rep") == "icm":
             # APT maximises the entropy of the ICM representation, not of raw states.
             represent = load_pretrained_agent(run_dir, primal_env(cfg)).plugin.represent
             with torch.no_grad():
-                rep_pre, rep_rand = (represent(torch.as_tensor(s, dtype=torch.float32)).numpy()
-                                     for s in (pretrained_states, random_states))
-            lines.append(f"  coverage in APT's learned representation (same states, final ICM encoder): "
-                         f"pre-trained policy {mean_knn_distance(rep_pre):.3f}, random policy {mean_knn_distance(rep_rand):.3f}")
+                rep_pre, rep_rand = (
+                    represent(torch.as_tensor(s, dtype=torch.float32)).numpy()
+                    for s in (pretrained_states, random_states)
+                )
+            lines.append(
+                f"  coverage in APT's learned representation (same states, final ICM encoder): "
+                f"pre-trained policy {mean_knn_distance(rep_pre):.3f}, random policy {mean_knn_distance(rep_rand):.3f}"
+            )
     return lines
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m urlb.tools.objectives", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="pre-training run directories or folders above them")
-    parser.add_argument("--coverage-steps", type=int, default=2000,
-                        help="states visited per policy for the coverage figure (0: skip)")
+    parser.add_argument(
+        "--coverage-steps", type=int, default=2000, help="states visited per policy for the coverage figure (0: skip)"
+    )
     args = parser.parse_args(argv)
     runs = find_pretrain_runs(args.runs)
     if not runs:
-        raise SystemExit(f"no pre-training run (config.yaml with phase: pretrain and train.csv) under "
-                         f"{', '.join(map(str, args.runs))}")
+        raise SystemExit(
+            f"no pre-training run (config.yaml with phase: pretrain and train.csv) under "
+            f"{', '.join(map(str, args.runs))}"
+        )
     for run_dir in runs:
         print("\n".join(report(run_dir, args.coverage_steps)))
 

@@ -47,8 +47,9 @@ def agent_from_snapshot(agent_cfg: DictConfig | dict, path: Path, env, data: dic
     """An agent (actor, critic and plugin) built from ``agent_cfg`` and sized for ``env``
     (states), with the snapshot at ``path`` loaded, on CPU. ``data``: the file already read."""
     obs_dim, action_dim = int(env.observation_spec().shape[0]), int(env.action_spec().shape[0])
-    agent = build_agent(OmegaConf.create({"agent": agent_cfg, "obs_type": "states"}), (obs_dim,), action_dim, "cpu",
-                        reward_free=False)
+    agent = build_agent(
+        OmegaConf.create({"agent": agent_cfg, "obs_type": "states"}), (obs_dim,), action_dim, "cpu", reward_free=False
+    )
     data = read_torch_file(path, "snapshot") if data is None else data
     agent.load_networks(data["state"], ("actor", "critic", "plugin"))
     return agent

@@ -50,22 +50,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="urlb-aggregate",
         description="Aggregate URLB fine-tuning runs: per-task tables, rliable aggregate "
-                    "metrics (IQM, mean, median, optimality gap with stratified bootstrap "
-                    "95% CIs) and plots.")
-    parser.add_argument("runs", nargs="+", type=Path, metavar="RUNS",
-                        help="run directories or roots to search (any depth)")
+        "metrics (IQM, mean, median, optimality gap with stratified bootstrap "
+        "95% CIs) and plots.",
+    )
+    parser.add_argument(
+        "runs", nargs="+", type=Path, metavar="RUNS", help="run directories or roots to search (any depth)"
+    )
     parser.add_argument("--out", required=True, type=Path, help="output directory")
-    parser.add_argument("--frame", type=int, default=None,
-                        help="fine-tuning frame to score (default: the final evaluation, "
-                             "num_train_frames)")
-    parser.add_argument("--published", action="store_true",
-                        help="add published results (states, 2M pre-training frames)")
+    parser.add_argument(
+        "--frame",
+        type=int,
+        default=None,
+        help="fine-tuning frame to score (default: the final evaluation, num_train_frames)",
+    )
+    parser.add_argument(
+        "--published", action="store_true", help="add published results (states, 2M pre-training frames)"
+    )
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
-    parser.add_argument("--obs-type", choices=("states", "pixels"), default=None,
-                        help="use only runs of this observation type (default: majority)")
-    parser.add_argument("--finetune-frames", type=int, default=None,
-                        help="use only runs with this num_train_frames (default: majority)")
+    parser.add_argument(
+        "--obs-type",
+        choices=("states", "pixels"),
+        default=None,
+        help="use only runs of this observation type (default: majority)",
+    )
+    parser.add_argument(
+        "--finetune-frames", type=int, default=None, help="use only runs with this num_train_frames (default: majority)"
+    )
     return parser
 
 
@@ -73,8 +84,9 @@ def gather(args: argparse.Namespace) -> tuple[list[Run], list[Exclusion], int, d
     """Find runs and apply every exclusion rule, in the documented order."""
     runs, rejected, n_found = collect_runs(args.runs)
     if n_found == 0:
-        raise AggregateError("no fine-tuning runs found (no config.yaml next to an eval.csv) "
-                             f"under: {', '.join(map(str, args.runs))}")
+        raise AggregateError(
+            f"no fine-tuning runs found (no config.yaml next to an eval.csv) under: {', '.join(map(str, args.runs))}"
+        )
     runs, off_protocol, chosen = select_protocol(runs, args.obs_type, args.finetune_frames)
     runs, incomplete = drop_incomplete(runs, args.frame)
     runs, duplicates = drop_duplicates(runs)
@@ -89,8 +101,7 @@ def write_excluded(excluded: list[Exclusion], out: Path) -> None:
 def print_summary(n_found: int, runs: list[Run], excluded: list[Exclusion]) -> None:
     ignored = [e for e in excluded if e.status == "ignored"]
     bad = [e for e in excluded if e.status != "ignored"]
-    print(f"Found {n_found} run directories: {len(runs)} used, {len(bad)} excluded, "
-          f"{len(ignored)} ignored.")
+    print(f"Found {n_found} run directories: {len(runs)} used, {len(bad)} excluded, {len(ignored)} ignored.")
     for e in sorted(excluded, key=lambda e: str(e.path)):
         print(f"  {e.status.upper()}: {e.path}: {e.reason}")
 
@@ -109,12 +120,13 @@ def published_caveats(scores: pd.DataFrame, chosen: dict) -> list[str]:
     if chosen.get("obs_type") != "states":
         notes.append(f"published results use states, these runs {chosen.get('obs_type')}")
     if chosen.get("num_train_frames") != 100_000:
-        notes.append("published results use 100k fine-tuning frames, these runs "
-                     f"{chosen.get('num_train_frames')}")
+        notes.append(f"published results use 100k fine-tuning frames, these runs {chosen.get('num_train_frames')}")
     snaps = sorted(set(scores["snapshot_ts"]) - {2_000_000})
     if snaps:
-        notes.append("published results pre-train for 2M frames; these runs also have "
-                     "snapshot_ts " + ", ".join(format_frames(int(s)) for s in snaps))
+        notes.append(
+            "published results pre-train for 2M frames; these runs also have "
+            "snapshot_ts " + ", ".join(format_frames(int(s)) for s in snaps)
+        )
     return notes
 
 
@@ -140,8 +152,7 @@ def write_outputs(args: argparse.Namespace, runs: list[Run], chosen: dict) -> st
 
     colors = method_colors(methods)
     plot_aggregate_metrics(agg, methods, colors, out / "aggregate_metrics.png")
-    plot_performance_profile(matrices, colors, args.reps, args.seed,
-                             out / "performance_profile.png")
+    plot_performance_profile(matrices, colors, args.reps, args.seed, out / "performance_profile.png")
     curves = curve_table(runs)
     plot_curves_per_task(curves, published, colors, out / "curves_per_task.png")
     plot_curves_per_domain(curves, colors, out / "curves_per_domain.png")
@@ -171,8 +182,9 @@ def run(args: argparse.Namespace) -> int:
     write_excluded(excluded, args.out)
     print_summary(n_found, runs, excluded)
     if not runs:
-        raise AggregateError(f"none of the {n_found} run directories is usable "
-                             f"(reasons above and in {args.out / 'excluded.csv'})")
+        raise AggregateError(
+            f"none of the {n_found} run directories is usable (reasons above and in {args.out / 'excluded.csv'})"
+        )
     print(f"Scoring: {frame_text(args, chosen)}.")
     md = write_outputs(args, runs, chosen)
     print()

@@ -54,8 +54,7 @@ def method_colors(methods: Sequence[str]) -> dict[str, Any]:
     return colors
 
 
-def plot_aggregate_metrics(agg: pd.DataFrame, methods: list[str], colors: dict,
-                           path: Path) -> None:
+def plot_aggregate_metrics(agg: pd.DataFrame, methods: list[str], colors: dict, path: Path) -> None:
     """Overall IQM/mean/median/optimality gap: CI bars with the point estimate; published
     rows as hollow diamonds (mean and median only, no CI)."""
     overall = agg[agg["scope"] == OVERALL].set_index("method")
@@ -84,34 +83,41 @@ def plot_aggregate_metrics(agg: pd.DataFrame, methods: list[str], colors: dict,
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(range(len(methods)), methods)
     axes[0].invert_yaxis()
-    fig.suptitle("Aggregate normalised score, 95% stratified bootstrap CIs "
-                 "(◇ published: mean/median only)", fontsize="medium")
+    fig.suptitle(
+        "Aggregate normalised score, 95% stratified bootstrap CIs (◇ published: mean/median only)", fontsize="medium"
+    )
     _save(fig, path)
 
 
-def plot_performance_profile(matrices: dict[str, np.ndarray], colors: dict, reps: int,
-                             seed: int, path: Path) -> None:
+def plot_performance_profile(matrices: dict[str, np.ndarray], colors: dict, reps: int, seed: int, path: Path) -> None:
     """Score distribution (fraction of runs above tau) with bootstrap CIs, via rliable."""
     rly, _ = load_rliable()
     from rliable import plot_utils
 
     top = max(1.0, max(float(m.max()) for m in matrices.values()))
     taus = np.linspace(0.0, math.ceil(top * 10) / 10, 81)
-    profiles, cis = with_seed(seed, lambda: rly.create_performance_profile(
-        matrices, taus, reps=reps))
+    profiles, cis = with_seed(seed, lambda: rly.create_performance_profile(matrices, taus, reps=reps))
     fig = _new_figure(7, 4.5)
     ax = fig.subplots()
     plot_utils.plot_performance_profiles(
-        profiles, taus, performance_profile_cis=cis, colors={m: colors[m] for m in matrices},
-        ax=ax, xlabel=r"normalised score ($\tau$)", ylabel=r"fraction of runs with score > $\tau$",
-        labelsize="medium", ticklabelsize="medium", legend=True, legendsize="small")
+        profiles,
+        taus,
+        performance_profile_cis=cis,
+        colors={m: colors[m] for m in matrices},
+        ax=ax,
+        xlabel=r"normalised score ($\tau$)",
+        ylabel=r"fraction of runs with score > $\tau$",
+        labelsize="medium",
+        ticklabelsize="medium",
+        legend=True,
+        legendsize="small",
+    )
     _save(fig, path)
 
 
 def _mean_sem(curves: pd.DataFrame) -> pd.DataFrame:
     """Per-frame mean and standard error (ddof=1) over seeds."""
-    return (curves.groupby("frame")["normalised"].agg(["mean", "sem", "size"])
-            .sort_index())
+    return curves.groupby("frame")["normalised"].agg(["mean", "sem", "size"]).sort_index()
 
 
 def _frames_axis(ax) -> None:
@@ -125,12 +131,10 @@ def _draw_curve(ax, stats: pd.DataFrame, color, label: str) -> None:
     _frames_axis(ax)
     x = stats.index.to_numpy()
     ax.plot(x, stats["mean"], color=color, label=label, lw=1.6)
-    ax.fill_between(x, stats["mean"] - stats["sem"], stats["mean"] + stats["sem"],
-                    color=color, alpha=0.2, lw=0)
+    ax.fill_between(x, stats["mean"] - stats["sem"], stats["mean"] + stats["sem"], color=color, alpha=0.2, lw=0)
 
 
-def plot_curves_per_task(curves: pd.DataFrame, published: pd.DataFrame | None,
-                         colors: dict, path: Path) -> None:
+def plot_curves_per_task(curves: pd.DataFrame, published: pd.DataFrame | None, colors: dict, path: Path) -> None:
     """Normalised return vs fine-tuning frames, mean ± stderr over seeds, per task.
 
     Published results (only for methods matching an agent here, to keep it legible)
@@ -141,8 +145,9 @@ def plot_curves_per_task(curves: pd.DataFrame, published: pd.DataFrame | None,
     axes = fig.subplots(len(DOMAINS), ncols, squeeze=False)
     agents = {m.split("@")[0].lower() for m in curves["method"].unique()}
     # One frame range for every panel, so tasks with and without runs read alike.
-    max_frame = max([int(curves["frame"].max()) if not curves.empty else 0]
-                    + ([100_000] if published is not None else []))
+    max_frame = max(
+        [int(curves["frame"].max()) if not curves.empty else 0] + ([100_000] if published is not None else [])
+    )
     for row, domain in enumerate(DOMAINS):
         for col, task in enumerate(TASKS[domain]):
             ax = axes[row, col]
@@ -150,14 +155,19 @@ def plot_curves_per_task(curves: pd.DataFrame, published: pd.DataFrame | None,
             for method, part in sub.groupby("method", sort=False):
                 _draw_curve(ax, _mean_sem(part), colors[method], method)
             if published is not None:
-                pub = published[(published["task"] == task)
-                                & published["method"].str.lower().isin(agents)]
+                pub = published[(published["task"] == task) & published["method"].str.lower().isin(agents)]
                 for _, p in pub.iterrows():
-                    ax.errorbar(100_000, p["norm_mean"], yerr=p["norm_se"], fmt="*", ms=9,
-                                color=colors[p["label"]], label=p["label"])
+                    ax.errorbar(
+                        100_000,
+                        p["norm_mean"],
+                        yerr=p["norm_se"],
+                        fmt="*",
+                        ms=9,
+                        color=colors[p["label"]],
+                        label=p["label"],
+                    )
             if sub.empty:
-                ax.text(0.5, 0.5, "no runs", ha="center", va="center",
-                        transform=ax.transAxes, color="grey")
+                ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes, color="grey")
             ax.set_title(task, fontsize="medium")
             ax.set_xlim(0, 1.05 * max_frame)
             _frames_axis(ax)
@@ -174,8 +184,9 @@ def _figure_legend(fig, axes: Iterable) -> None:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)
     if handles:
-        fig.legend(handles.values(), handles.keys(), loc="outside lower center",
-                   ncols=min(len(handles), 6), fontsize="small")
+        fig.legend(
+            handles.values(), handles.keys(), loc="outside lower center", ncols=min(len(handles), 6), fontsize="small"
+        )
 
 
 def domain_curve(curves: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -188,8 +199,7 @@ def domain_curve(curves: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     means = pd.DataFrame({t: s["mean"] for t, s in per_task.items()}).dropna()
     sems = pd.DataFrame({t: s["sem"] for t, s in per_task.items()}).loc[means.index]
     n = means.shape[1]
-    out = pd.DataFrame({"mean": means.mean(axis=1),
-                        "sem": np.sqrt((sems ** 2).sum(axis=1, min_count=n)) / n})
+    out = pd.DataFrame({"mean": means.mean(axis=1), "sem": np.sqrt((sems**2).sum(axis=1, min_count=n)) / n})
     return out, n
 
 
@@ -205,8 +215,7 @@ def plot_curves_per_domain(curves: pd.DataFrame, colors: dict, path: Path) -> No
             label = method if n == total else f"{method} ({n}/{total} tasks)"
             _draw_curve(ax, stats, colors[method], label)
         if sub.empty:
-            ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes,
-                    color="grey")
+            ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes, color="grey")
         ax.set_title(domain)
         ax.set_xlabel("fine-tuning frames")
         ax.set_ylabel("mean normalised return")
@@ -233,8 +242,15 @@ def plot_score_vs_snapshot(agg: pd.DataFrame, colors: dict, path: Path) -> bool:
             sub = runs[(runs["agent"] == agent) & (runs["scope"] == scope)]
             sub = sub.sort_values("snapshot_ts")
             yerr = np.vstack([sub["iqm"] - sub["iqm_ci_low"], sub["iqm_ci_high"] - sub["iqm"]])
-            ax.errorbar(sub["snapshot_ts"], sub["iqm"], yerr=yerr, marker="o", capsize=3,
-                        color=colors[sub["method"].iloc[0]] if len(sub) else None, label=agent)
+            ax.errorbar(
+                sub["snapshot_ts"],
+                sub["iqm"],
+                yerr=yerr,
+                marker="o",
+                capsize=3,
+                color=colors[sub["method"].iloc[0]] if len(sub) else None,
+                label=agent,
+            )
         ticks = sorted(runs.loc[runs["agent"].isin(multi), "snapshot_ts"].unique())
         ax.set_xticks(ticks, [format_frames(int(t)) for t in ticks])
         ax.set_title(scope)

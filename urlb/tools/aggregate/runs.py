@@ -21,7 +21,12 @@ from urlb.tasks import EXPERT_SCORES, domain_of
 
 # Keys every fine-tuning config must define; the values decide grouping and protocol.
 REQUIRED_KEYS: tuple[str, ...] = (
-    "agent.name", "task", "seed", "obs_type", "num_train_frames", "eval_every_frames",
+    "agent.name",
+    "task",
+    "seed",
+    "obs_type",
+    "num_train_frames",
+    "eval_every_frames",
 )
 EXCLUDED_COLUMNS = ["path", "status", "reason", "agent", "task", "seed", "snapshot_ts"]
 
@@ -60,8 +65,7 @@ class Run:
         return (self.agent, self.task, self.seed, self.snapshot_ts)
 
     def meta(self) -> dict:
-        return {"agent": self.agent, "task": self.task, "seed": self.seed,
-                "snapshot_ts": self.snapshot_ts}
+        return {"agent": self.agent, "task": self.task, "seed": self.seed, "snapshot_ts": self.snapshot_ts}
 
 
 @dataclass(frozen=True)
@@ -75,8 +79,12 @@ class Exclusion:
 
     def row(self) -> dict:
         meta = self.meta or {}
-        return {"path": str(self.path), "status": self.status, "reason": self.reason,
-                **{k: meta.get(k, "") for k in ("agent", "task", "seed", "snapshot_ts")}}
+        return {
+            "path": str(self.path),
+            "status": self.status,
+            "reason": self.reason,
+            **{k: meta.get(k, "") for k in ("agent", "task", "seed", "snapshot_ts")},
+        }
 
 
 def one_line(exc: BaseException) -> str:
@@ -146,10 +154,12 @@ def _get(cfg: dict, dotted: str) -> Any:
 
 def _best_effort_meta(cfg: dict) -> dict:
     """Identity fields for ``excluded.csv``, whatever state the config is in."""
-    return {"agent": _get(cfg, "agent.name") or "", "task": _get(cfg, "task") or "",
-            "seed": _get(cfg, "seed") if _get(cfg, "seed") is not None else "",
-            "snapshot_ts": _get(cfg, "snapshot_ts") if _get(cfg, "snapshot_ts") is not None
-            else ""}
+    return {
+        "agent": _get(cfg, "agent.name") or "",
+        "task": _get(cfg, "task") or "",
+        "seed": _get(cfg, "seed") if _get(cfg, "seed") is not None else "",
+        "snapshot_ts": _get(cfg, "snapshot_ts") if _get(cfg, "snapshot_ts") is not None else "",
+    }
 
 
 def _as_int(cfg: dict, key: str, meta: dict) -> int:
@@ -179,8 +189,7 @@ def _parse_config(cfg: dict) -> dict:
         "task": task,
         "obs_type": str(_get(cfg, "obs_type")),
         # snapshot_ts absent means no pre-trained snapshot was loaded: from scratch.
-        "snapshot_ts": _as_int(cfg, "snapshot_ts", meta) if _get(cfg, "snapshot_ts")
-        is not None else 0,
+        "snapshot_ts": _as_int(cfg, "snapshot_ts", meta) if _get(cfg, "snapshot_ts") is not None else 0,
     }
     for key in ("seed", "num_train_frames", "eval_every_frames"):
         fields[key] = _as_int(cfg, key, meta)
@@ -203,8 +212,7 @@ def _read_eval_csv(path: Path, meta: dict) -> pd.DataFrame:
     frame = pd.to_numeric(df["frame"], errors="coerce")
     reward = pd.to_numeric(df["episode_reward"], errors="coerce")
     if frame.isna().any() or not np.isfinite(reward.to_numpy(dtype=float)).all():
-        raise RunRejected("eval.csv has non-numeric or non-finite frame/episode_reward",
-                          meta=meta)
+        raise RunRejected("eval.csv has non-numeric or non-finite frame/episode_reward", meta=meta)
     if frame.duplicated().any():
         # A resumed run that appended to its log: which evaluation counts is ambiguous.
         raise RunRejected("eval.csv repeats a frame (appended/resumed run?)", meta=meta)
@@ -267,13 +275,13 @@ def _majority(values: Iterable, what: str, flag: str) -> Any:
     counts = Counter(values).most_common()
     if len(counts) > 1 and counts[0][1] == counts[1][1]:
         tied = ", ".join(f"{v} ({n} runs)" for v, n in counts if n == counts[0][1])
-        raise AggregateError(f"runs are split evenly between {what} values {tied}; "
-                             f"choose one with {flag}")
+        raise AggregateError(f"runs are split evenly between {what} values {tied}; choose one with {flag}")
     return counts[0][0]
 
 
-def select_protocol(runs: list[Run], obs_type: str | None, finetune_frames: int | None
-                    ) -> tuple[list[Run], list[Exclusion], dict]:
+def select_protocol(
+    runs: list[Run], obs_type: str | None, finetune_frames: int | None
+) -> tuple[list[Run], list[Exclusion], dict]:
     """Keep runs of one observation type and one fine-tuning budget.
 
     Unless chosen explicitly, the majority value wins: scores from different
@@ -281,8 +289,10 @@ def select_protocol(runs: list[Run], obs_type: str | None, finetune_frames: int 
     """
     excluded: list[Exclusion] = []
     chosen: dict = {}
-    for attr, flag, requested in (("obs_type", "--obs-type", obs_type),
-                                  ("num_train_frames", "--finetune-frames", finetune_frames)):
+    for attr, flag, requested in (
+        ("obs_type", "--obs-type", obs_type),
+        ("num_train_frames", "--finetune-frames", finetune_frames),
+    ):
         if not runs:
             break
         if requested is None:
@@ -339,8 +349,7 @@ def drop_duplicates(runs: list[Run]) -> tuple[list[Run], list[Exclusion]]:
     excluded = []
     for run in sorted(runs, key=lambda r: str(r.path)):
         if run.key in first:
-            reason = (f"duplicate of {first[run.key].path} "
-                      "(same agent, task, seed, snapshot_ts)")
+            reason = f"duplicate of {first[run.key].path} (same agent, task, seed, snapshot_ts)"
             excluded.append(Exclusion(run.path, reason, meta=run.meta()))
         else:
             first[run.key] = run

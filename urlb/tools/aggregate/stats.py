@@ -49,8 +49,17 @@ def format_frames(frames: int) -> str:
 # Each agent's name in the published table (urlb/data/published_states_2M.csv), used as its
 # display name so a run and its published row pair by name ("ProtoRL" and "ProtoRL (published)").
 METHOD_NAMES: dict[str, str] = {
-    "icm": "ICM", "disagreement": "Disagreement", "rnd": "RND", "apt": "APT", "proto": "ProtoRL",
-    "smm": "SMM", "diayn": "DIAYN", "aps": "APS", "cic": "CIC", "metra": "METRA", "ddpg": "DDPG",
+    "icm": "ICM",
+    "disagreement": "Disagreement",
+    "rnd": "RND",
+    "apt": "APT",
+    "proto": "ProtoRL",
+    "smm": "SMM",
+    "diayn": "DIAYN",
+    "aps": "APS",
+    "cic": "CIC",
+    "metra": "METRA",
+    "ddpg": "DDPG",
 }
 
 
@@ -65,8 +74,11 @@ def make_labels(runs: Sequence[Run]) -> dict[tuple[str, int], str]:
     snaps: dict[str, set[int]] = {}
     for run in runs:
         snaps.setdefault(run.agent, set()).add(run.snapshot_ts)
-    return {(a, s): (method_name(a) if len(ss) == 1 else f"{method_name(a)}@{format_frames(s)}")
-            for a, ss in snaps.items() for s in ss}
+    return {
+        (a, s): (method_name(a) if len(ss) == 1 else f"{method_name(a)}@{format_frames(s)}")
+        for a, ss in snaps.items()
+        for s in ss
+    }
 
 
 def score_table(runs: Sequence[Run], frame: int | None) -> pd.DataFrame:
@@ -76,11 +88,20 @@ def score_table(runs: Sequence[Run], frame: int | None) -> pd.DataFrame:
     for run in runs:
         target = run.num_train_frames if frame is None else frame
         ret = float(run.curve.loc[run.curve["frame"] == target, "episode_reward"].iloc[0])
-        rows.append({"method": labels[(run.agent, run.snapshot_ts)], "agent": run.agent,
-                     "snapshot_ts": run.snapshot_ts, "task": run.task,
-                     "domain": domain_of(run.task), "seed": run.seed, "frame": target,
-                     "return": ret, "normalised": normalise(run.task, ret),
-                     "path": str(run.path)})
+        rows.append(
+            {
+                "method": labels[(run.agent, run.snapshot_ts)],
+                "agent": run.agent,
+                "snapshot_ts": run.snapshot_ts,
+                "task": run.task,
+                "domain": domain_of(run.task),
+                "seed": run.seed,
+                "frame": target,
+                "return": ret,
+                "normalised": normalise(run.task, ret),
+                "path": str(run.path),
+            }
+        )
     df = pd.DataFrame(rows)
     return df.sort_values(["agent", "snapshot_ts", "task", "seed"], ignore_index=True)
 
@@ -91,10 +112,17 @@ def curve_table(runs: Sequence[Run]) -> pd.DataFrame:
     parts = []
     for run in runs:
         curve = run.curve[run.curve["frame"] <= run.num_train_frames]
-        parts.append(pd.DataFrame({
-            "method": labels[(run.agent, run.snapshot_ts)], "task": run.task,
-            "seed": run.seed, "frame": curve["frame"].to_numpy(),
-            "normalised": normalise(run.task, curve["episode_reward"].to_numpy())}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "method": labels[(run.agent, run.snapshot_ts)],
+                    "task": run.task,
+                    "seed": run.seed,
+                    "frame": curve["frame"].to_numpy(),
+                    "normalised": normalise(run.task, curve["episode_reward"].to_numpy()),
+                }
+            )
+        )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -116,24 +144,34 @@ def per_task_stats(scores: pd.DataFrame, published: pd.DataFrame | None) -> pd.D
     """Long table: method, task, n seeds, mean and standard error (ddof=1) over seeds of
     the raw return and of the normalised score."""
     grouped = scores.groupby(["method", "task"], sort=False)
-    stats = grouped.agg(n=("return", "size"), return_mean=("return", "mean"),
-                        return_se=("return", "sem"), norm_mean=("normalised", "mean"),
-                        norm_se=("normalised", "sem")).reset_index()
+    stats = grouped.agg(
+        n=("return", "size"),
+        return_mean=("return", "mean"),
+        return_se=("return", "sem"),
+        norm_mean=("normalised", "mean"),
+        norm_se=("normalised", "sem"),
+    ).reset_index()
     stats["source"] = "runs"
     if published is not None:
-        pub = pd.DataFrame({"method": published["label"], "task": published["task"],
-                            "n": np.nan, "return_mean": published["mean_return"],
-                            "return_se": published["stderr"],
-                            "norm_mean": published["norm_mean"],
-                            "norm_se": published["norm_se"], "source": "published"})
+        pub = pd.DataFrame(
+            {
+                "method": published["label"],
+                "task": published["task"],
+                "n": np.nan,
+                "return_mean": published["mean_return"],
+                "return_se": published["stderr"],
+                "norm_mean": published["norm_mean"],
+                "norm_se": published["norm_se"],
+                "source": "published",
+            }
+        )
         stats = pd.concat([stats, pub], ignore_index=True)
     return stats
 
 
 def method_order(scores: pd.DataFrame, published: pd.DataFrame | None) -> list[str]:
     """Run methods by agent then snapshot, followed by the published ones."""
-    order = (scores.drop_duplicates("method").sort_values(["agent", "snapshot_ts"])
-             ["method"].tolist())
+    order = scores.drop_duplicates("method").sort_values(["agent", "snapshot_ts"])["method"].tolist()
     if published is not None:
         order += list(dict.fromkeys(published["label"]))
     return order
@@ -162,15 +200,24 @@ def load_rliable() -> tuple[Any, Any]:
     except Exception as exc:  # arch 7 fails with TypeError under pandas 3, not ImportError
         raise AggregateError(
             f"cannot import rliable ({type(exc).__name__}: {one_line(exc)}); rliable 1.2 "
-            "needs arch<8, and arch 7 needs pandas<3") from exc
+            "needs arch<8, and arch 7 needs pandas<3"
+        ) from exc
     return rly, metrics
 
 
 def _metric_vector(metrics: Any) -> Callable[[np.ndarray], np.ndarray]:
     """rliable aggregate function returning all four metrics in METRICS order."""
+
     def func(x: np.ndarray) -> np.ndarray:
-        return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x),
-                         metrics.aggregate_median(x), metrics.aggregate_optimality_gap(x)])
+        return np.array(
+            [
+                metrics.aggregate_iqm(x),
+                metrics.aggregate_mean(x),
+                metrics.aggregate_median(x),
+                metrics.aggregate_optimality_gap(x),
+            ]
+        )
+
     return func
 
 
@@ -181,8 +228,7 @@ def score_matrix(scores: pd.DataFrame, tasks: Sequence[str]) -> tuple[np.ndarray
     same count per task, so every task keeps its m lowest seeds, m being the
     smallest seed count among the tasks.
     """
-    columns = [scores.loc[scores["task"] == t].sort_values("seed")["normalised"].to_numpy()
-               for t in tasks]
+    columns = [scores.loc[scores["task"] == t].sort_values("seed")["normalised"].to_numpy() for t in tasks]
     m = min(len(c) for c in columns)
     dropped = sum(len(c) - m for c in columns)
     return np.stack([c[:m] for c in columns], axis=1), dropped
@@ -207,8 +253,7 @@ def scope_tasks(scope: str) -> tuple[str, ...]:
     return ALL_TASKS if scope == OVERALL else TASKS[scope]
 
 
-def run_aggregates(scores: pd.DataFrame, reps: int, seed: int
-                   ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+def run_aggregates(scores: pd.DataFrame, reps: int, seed: int) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """rliable point estimates and 95% stratified bootstrap CIs per method and scope.
 
     Returns the long table and the overall score matrix of each method (reused for
@@ -226,16 +271,22 @@ def run_aggregates(scores: pd.DataFrame, reps: int, seed: int
             matrix, dropped = score_matrix(sub, tasks)
             if scope == OVERALL:
                 overall[method] = matrix
-            point, ci = with_seed(seed, lambda: rly.get_interval_estimates(
-                {method: matrix}, func, reps=reps))
-            row = {"method": method, "source": "runs", "agent": sub["agent"].iloc[0],
-                   "snapshot_ts": int(sub["snapshot_ts"].iloc[0]), "scope": scope,
-                   "n_tasks": len(tasks),
-                   "missing_tasks": " ".join(t for t in wanted if t not in tasks),
-                   "seeds_per_task": matrix.shape[0], "runs_dropped": dropped}
+            point, ci = with_seed(seed, lambda: rly.get_interval_estimates({method: matrix}, func, reps=reps))
+            row = {
+                "method": method,
+                "source": "runs",
+                "agent": sub["agent"].iloc[0],
+                "snapshot_ts": int(sub["snapshot_ts"].iloc[0]),
+                "scope": scope,
+                "n_tasks": len(tasks),
+                "missing_tasks": " ".join(t for t in wanted if t not in tasks),
+                "seeds_per_task": matrix.shape[0],
+                "runs_dropped": dropped,
+            }
             for i, (key, _) in enumerate(METRICS):
-                row.update({key: point[method][i], f"{key}_ci_low": ci[method][0, i],
-                            f"{key}_ci_high": ci[method][1, i]})
+                row.update(
+                    {key: point[method][i], f"{key}_ci_low": ci[method][0, i], f"{key}_ci_high": ci[method][1, i]}
+                )
             row["note"] = _aggregate_note(matrix.shape[0], dropped)
             rows.append(row)
     return pd.DataFrame(rows), overall
@@ -244,8 +295,7 @@ def run_aggregates(scores: pd.DataFrame, reps: int, seed: int
 def _aggregate_note(m: int, dropped: int) -> str:
     notes = []
     if dropped:
-        notes.append(f"unequal seed counts: kept the lowest {m} seed(s) of each task, "
-                     f"dropped {dropped} run(s)")
+        notes.append(f"unequal seed counts: kept the lowest {m} seed(s) of each task, dropped {dropped} run(s)")
     if m == 1:
         notes.append("one seed per task: the bootstrap CI is degenerate")
     return "; ".join(notes)
@@ -268,11 +318,19 @@ def published_aggregates(published: pd.DataFrame) -> pd.DataFrame:
             if not tasks:
                 continue
             matrix = means.loc[tasks].to_numpy()[None, :]
-            row = {"method": label, "source": "published", "agent": sub["method"].iloc[0],
-                   "snapshot_ts": 2_000_000, "scope": scope, "n_tasks": len(tasks),
-                   "missing_tasks": " ".join(t for t in wanted if t not in tasks),
-                   "seeds_per_task": np.nan, "runs_dropped": np.nan,
-                   "mean": float(metrics.aggregate_mean(matrix)),
-                   "median": float(metrics.aggregate_median(matrix)), "note": PUBLISHED_NOTE}
+            row = {
+                "method": label,
+                "source": "published",
+                "agent": sub["method"].iloc[0],
+                "snapshot_ts": 2_000_000,
+                "scope": scope,
+                "n_tasks": len(tasks),
+                "missing_tasks": " ".join(t for t in wanted if t not in tasks),
+                "seeds_per_task": np.nan,
+                "runs_dropped": np.nan,
+                "mean": float(metrics.aggregate_mean(matrix)),
+                "median": float(metrics.aggregate_median(matrix)),
+                "note": PUBLISHED_NOTE,
+            }
             rows.append(row)
     return pd.DataFrame(rows)

@@ -11,6 +11,7 @@ from urlb.tools.aggregate.stats import METRICS, OVERALL, PUBLISHED_NOTE, scope_t
 
 MISSING = "—"
 
+
 def _pm(mean: float, se: float, digits: int) -> str:
     """'mean ± se', or just the mean when the standard error is undefined (one seed)."""
     if mean is None or pd.isna(mean):
@@ -29,8 +30,7 @@ def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 def per_task_markdown(wide: pd.DataFrame, methods: list[str], frame_text: str) -> str:
     """Two tables (raw return, normalised score); cells 'mean ± stderr (n=seeds)'."""
     parts = [f"# Per-task fine-tuning results ({frame_text})", ""]
-    for title, stat, digits in (("Raw return", "return", 1),
-                                ("Normalised score (return / expert)", "norm", 3)):
+    for title, stat, digits in (("Raw return", "return", 1), ("Normalised score (return / expert)", "norm", 3)):
         rows = []
         for _, r in wide.iterrows():
             cells = []
@@ -41,8 +41,10 @@ def per_task_markdown(wide: pd.DataFrame, methods: list[str], frame_text: str) -
                 cells.append(cell)
             rows.append([r["task"], *cells])
         parts += [f"## {title}", "", _md_table(["task", *methods], rows), ""]
-    parts.append(f"Mean ± standard error over seeds (n = seeds); {MISSING} = no runs. "
-                 "Published rows: the published mean ± standard error.")
+    parts.append(
+        f"Mean ± standard error over seeds (n = seeds); {MISSING} = no runs. "
+        "Published rows: the published mean ± standard error."
+    )
     return "\n".join(parts) + "\n"
 
 
@@ -66,8 +68,9 @@ def aggregate_markdown(agg: pd.DataFrame, frame_text: str, reps: int) -> str:
             seeds = MISSING if pd.isna(r["seeds_per_task"]) else str(int(r["seeds_per_task"]))
             if r["runs_dropped"] and not pd.isna(r["runs_dropped"]):
                 seeds += f" ({int(r['runs_dropped'])} dropped)"
-            rows.append([r["method"], scope, f"{r['n_tasks']}/{n_all}", seeds,
-                         *(_ci_cell(r, key) for key, _ in METRICS)])
+            rows.append(
+                [r["method"], scope, f"{r['n_tasks']}/{n_all}", seeds, *(_ci_cell(r, key) for key, _ in METRICS)]
+            )
     notes = [
         f"Normalised score = return / expert return ({frame_text}). Point estimates "
         f"and 95% stratified bootstrap CIs ({reps} resamples of seeds within each task) "
@@ -80,5 +83,4 @@ def aggregate_markdown(agg: pd.DataFrame, frame_text: str, reps: int) -> str:
     if (agg["source"] == "published").any():
         notes.append(f"(published) rows: {PUBLISHED_NOTE}.")
     body = _md_table(header, rows)
-    return (f"# Aggregate fine-tuning results ({frame_text})\n\n{body}\n\n"
-            + "\n".join(f"- {n}" for n in notes) + "\n")
+    return f"# Aggregate fine-tuning results ({frame_text})\n\n{body}\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"

@@ -31,15 +31,32 @@ EXIT_USER_ERROR = 2
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="urlb-skills", description=__doc__.splitlines()[0])
-    parser.add_argument("paths", nargs="+", type=Path, help="pre-training run directories, folders above them, "
-                        "or snapshot_<frames>.pt files")
-    parser.add_argument("--skills", type=int, default=16, metavar="K", help="skills (or seeds) per snapshot (default 16; "
-                        "one-hot skill spaces give at most their size)")
-    parser.add_argument("--snapshots", type=int, nargs="+", metavar="FRAMES", help="only these snapshots (default: all written)")
-    parser.add_argument("--steps", type=int, default=None, help="steps per rollout (default: one episode: "
-                        "1000 walker/quadruped, 250 jaco)")
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        help="pre-training run directories, folders above them, or snapshot_<frames>.pt files",
+    )
+    parser.add_argument(
+        "--skills",
+        type=int,
+        default=16,
+        metavar="K",
+        help="skills (or seeds) per snapshot (default 16; one-hot skill spaces give at most their size)",
+    )
+    parser.add_argument(
+        "--snapshots", type=int, nargs="+", metavar="FRAMES", help="only these snapshots (default: all written)"
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="steps per rollout (default: one episode: 1000 walker/quadruped, 250 jaco)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="start state, skill samples and noise seeds (default 0)")
-    parser.add_argument("--video", action="store_true", help="one mp4 per snapshot, the K skills tiled (slow: software rendering)")
+    parser.add_argument(
+        "--video", action="store_true", help="one mp4 per snapshot, the K skills tiled (slow: software rendering)"
+    )
     parser.add_argument("--tile", type=int, default=96, help="video tile size in pixels (default 96)")
     parser.add_argument("--every", type=int, default=4, help="render every N-th step (default 4)")
     parser.add_argument("--fps", type=int, default=30, help="video frames per second (default 30)")
@@ -64,8 +81,10 @@ def _env(domain: str, seed: int):
         return envs.make(PRIMAL_TASKS[domain], "states", seed=seed)
     except (ImportError, RuntimeError, AttributeError) as exc:  # dm_control fails at import on a bad MUJOCO_GL
         first = (str(exc).strip().splitlines() or [""])[0]
-        raise GalleryError(f"the simulator does not start with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
-                           f"({type(exc).__name__}: {first}); headless machines: MUJOCO_GL=egl") from None
+        raise GalleryError(
+            f"the simulator does not start with MUJOCO_GL={os.environ.get('MUJOCO_GL', '(unset)')} "
+            f"({type(exc).__name__}: {first}); headless machines: MUJOCO_GL=egl"
+        ) from None
 
 
 def process(source: Source, args: argparse.Namespace, env):
@@ -80,25 +99,36 @@ def process(source: Source, args: argparse.Namespace, env):
         agent = agent_from_snapshot(source.agent_cfg, source.snapshots[frames], env, source.data[frames])
         snapshots.append(roll_out_snapshot(agent, env, source.domain, frames, args.skills, steps, args.seed))
     out = source.out_dir
-    run = tables.RunOutputs(source.title, source.agent, source.domain, out, cell_note=BODIES[source.domain].what,
-                            missing=sorted(set(source.planned) - set(source.snapshots)) if args.snapshots is None else [])
+    run = tables.RunOutputs(
+        source.title,
+        source.agent,
+        source.domain,
+        out,
+        cell_note=BODIES[source.domain].what,
+        missing=sorted(set(source.planned) - set(source.snapshots)) if args.snapshots is None else [],
+    )
     rows = [row for snap in snapshots for row in tables.skill_rows(source.domain, snap)]
     run.files["csv"] = tables.write_csv(out / "skills.csv", rows)
     cover = tables.coverage_rows(source.domain, snapshots)
     tables.write_csv(out / "coverage.csv", cover)
     run.coverage = {row["snapshot_frames"]: row["cells_all_skills"] for row in cover}
-    run.distance = {s.frames: float(np.mean([r["distance_travelled"] for r in rows if r["snapshot_frames"] == s.frames]))
-                    for s in snapshots}
+    run.distance = {
+        s.frames: float(np.mean([r["distance_travelled"] for r in rows if r["snapshot_frames"] == s.frames]))
+        for s in snapshots
+    }
     if snapshots[0].scores is not None:
         run.score_name = snapshots[0].score_name
         run.score = {s.frames: float(np.mean(s.scores)) for s in snapshots}
-    run.files["trajectories"] = figures.save(figures.trajectory_figure(source.domain, snapshots, source.title),
-                                             out / "trajectories.png")
+    run.files["trajectories"] = figures.save(
+        figures.trajectory_figure(source.domain, snapshots, source.title), out / "trajectories.png"
+    )
     if snapshots[0].features is not None:
-        run.files["learned_space"] = figures.save(figures.learned_space_figure(snapshots, source.title),
-                                                  out / "learned_space.png")
-    run.files["coverage"] = figures.save(figures.coverage_figure(source.domain, snapshots, source.title),
-                                         out / "coverage.png")
+        run.files["learned_space"] = figures.save(
+            figures.learned_space_figure(snapshots, source.title), out / "learned_space.png"
+        )
+    run.files["coverage"] = figures.save(
+        figures.coverage_figure(source.domain, snapshots, source.title), out / "coverage.png"
+    )
     return run, snapshots
 
 
@@ -108,9 +138,12 @@ def render_videos(env, run, snapshots, args: argparse.Namespace) -> None:
     total = video.tiles_needed(snapshots, args.every)
     rate = video.measure_render_rate(env, snapshots[0], args.tile)
     rows, cols = video.grid_shape(len(snapshots[0].rollouts))
-    print(f"{run.title}: rendering {total} tiles of {args.tile}x{args.tile} px ({rows}x{cols} grid, every "
-          f"{args.every} steps, {len(snapshots)} videos) at {rate:.0f} tiles/s measured: expect about "
-          f"{total / rate:.0f} s", flush=True)
+    print(
+        f"{run.title}: rendering {total} tiles of {args.tile}x{args.tile} px ({rows}x{cols} grid, every "
+        f"{args.every} steps, {len(snapshots)} videos) at {rate:.0f} tiles/s measured: expect about "
+        f"{total / rate:.0f} s",
+        flush=True,
+    )
     with video.progress_bar(total, f"video {run.agent} {run.domain}") as progress:
         for snap in snapshots:
             path = run.out_dir / f"video_{snap.frames}.mp4"
@@ -141,16 +174,21 @@ def run(args: argparse.Namespace) -> list:
     for source in sources:
         start = time.perf_counter()
         run_out, snapshots = process(source, args, envs[source.domain])
-        print(f"{source.title}: {len(snapshots)} snapshot(s) x {len(snapshots[0].rollouts)} skills -> {source.out_dir} "
-              f"(coverage {', '.join(f'{f:,}: {c}' for f, c in sorted(run_out.coverage.items()))}; "
-              f"{time.perf_counter() - start:.1f} s)", flush=True)
+        print(
+            f"{source.title}: {len(snapshots)} snapshot(s) x {len(snapshots[0].rollouts)} skills -> {source.out_dir} "
+            f"(coverage {', '.join(f'{f:,}: {c}' for f, c in sorted(run_out.coverage.items()))}; "
+            f"{time.perf_counter() - start:.1f} s)",
+            flush=True,
+        )
         if args.video:
             render_videos(envs[source.domain], run_out, snapshots, args)
         if args.html:
             write_run_index(run_out)
         outputs.append(run_out)
     if args.html:
-        page = write_tree_index(_tree_root(args.paths), outputs) if len(outputs) > 1 else outputs[0].out_dir / "index.html"
+        page = (
+            write_tree_index(_tree_root(args.paths), outputs) if len(outputs) > 1 else outputs[0].out_dir / "index.html"
+        )
         print(f"open {page}")
     return outputs
 

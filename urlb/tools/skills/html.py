@@ -28,43 +28,63 @@ def _rel(target: Path, page: Path) -> str:
 
 
 def _page(title: str, body: list[str]) -> str:
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n<body>\n"
-            + "\n".join(body) + "\n</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
 
 
 def _run_section(run: RunOutputs, page: Path, heading: bool = True) -> list[str]:
     e = html.escape
     parts = [f"<h2>{e(run.title)}</h2>"] if heading else []
     if run.missing:
-        parts.append(f"<p class=\"note\">snapshots configured but not written (run stopped early): "
-                     f"{e(', '.join(f'{f:,}' for f in run.missing))}</p>")
+        parts.append(
+            f'<p class="note">snapshots configured but not written (run stopped early): '
+            f"{e(', '.join(f'{f:,}' for f in run.missing))}</p>"
+        )
     score = f"<th>{e(run.score_name.replace('_', ' '))} (mean)</th>" if run.score else ""
-    parts.append(f"<table><tr><th>snapshot (frames)</th><th>cells visited by all skills ({e(run.cell_note)})</th>"
-                 f"<th>distance travelled per skill (m, mean)</th>{score}</tr>")
+    parts.append(
+        f"<table><tr><th>snapshot (frames)</th><th>cells visited by all skills ({e(run.cell_note)})</th>"
+        f"<th>distance travelled per skill (m, mean)</th>{score}</tr>"
+    )
     for frames, cells in sorted(run.coverage.items()):
         cell = f"<td>{run.score[frames]:.3f}</td>" if run.score else ""
         parts.append(f"<tr><td>{frames:,}</td><td>{cells}</td><td>{run.distance[frames]:.2f}</td>{cell}</tr>")
     parts.append("</table>")
-    for key, caption in (("trajectories", "trajectories"), ("learned_space", "learned space"),
-                         ("coverage", "coverage")):
+    for key, caption in (
+        ("trajectories", "trajectories"),
+        ("learned_space", "learned space"),
+        ("coverage", "coverage"),
+    ):
         if key in run.files:
-            parts.append(f"<figure><img src=\"{e(_rel(run.files[key], page))}\" alt=\"{e(caption)}\">"
-                         f"<figcaption class=\"note\">{e(caption)}</figcaption></figure>")
+            parts.append(
+                f'<figure><img src="{e(_rel(run.files[key], page))}" alt="{e(caption)}">'
+                f'<figcaption class="note">{e(caption)}</figcaption></figure>'
+            )
     for frames, video in sorted(run.videos.items()):
-        parts.append(f"<figure><video src=\"{e(_rel(video, page))}\" controls loop muted></video>"
-                     f"<figcaption class=\"note\">{frames:,} frames: skills tiled left to right, "
-                     f"top to bottom (the order of the legend)</figcaption></figure>")
+        parts.append(
+            f'<figure><video src="{e(_rel(video, page))}" controls loop muted></video>'
+            f'<figcaption class="note">{frames:,} frames: skills tiled left to right, '
+            f"top to bottom (the order of the legend)</figcaption></figure>"
+        )
     if "csv" in run.files:
-        parts.append(f"<p><a href=\"{e(_rel(run.files['csv'], page))}\">skills.csv</a> (per snapshot and skill: "
-                     f"final position, distance, the method's own score)</p>")
+        parts.append(
+            f'<p><a href="{e(_rel(run.files["csv"], page))}">skills.csv</a> (per snapshot and skill: '
+            f"final position, distance, the method's own score)</p>"
+        )
     return parts
 
 
 def write_run_index(run: RunOutputs) -> Path:
     page = run.out_dir / "index.html"
-    page.write_text(_page(f"skills: {run.title}", [f"<h1>Skills: {html.escape(run.title)}</h1>",
-                                                   *_run_section(run, page, heading=False)]))
+    page.write_text(
+        _page(
+            f"skills: {run.title}",
+            [f"<h1>Skills: {html.escape(run.title)}</h1>", *_run_section(run, page, heading=False)],
+        )
+    )
     return page
 
 
@@ -75,12 +95,16 @@ def write_tree_index(root: Path, runs: list[RunOutputs]) -> Path:
     page = root / "skills" / "index.html"
     page.parent.mkdir(parents=True, exist_ok=True)
     frames = sorted({f for run in runs for f in run.coverage})
-    body = [f"<h1>Skills below {e(root.name or str(root))}</h1>",
-            ("<p class=\"note\">cells visited by all K skills together, per snapshot (walker: 1 m cells of torso x; "
-            "quadruped: 1 m cells of torso x-y; jaco: 5 cm cells of the hand)</p>"),
-            "<table><tr><th>run</th>" + "".join(f"<th>{f:,}</th>" for f in frames) + "</tr>"]
+    body = [
+        f"<h1>Skills below {e(root.name or str(root))}</h1>",
+        (
+            '<p class="note">cells visited by all K skills together, per snapshot (walker: 1 m cells of torso x; '
+            "quadruped: 1 m cells of torso x-y; jaco: 5 cm cells of the hand)</p>"
+        ),
+        "<table><tr><th>run</th>" + "".join(f"<th>{f:,}</th>" for f in frames) + "</tr>",
+    ]
     for run in runs:
-        link = f"<a href=\"{e(_rel(run.out_dir / 'index.html', page))}\">{e(run.title)}</a>"
+        link = f'<a href="{e(_rel(run.out_dir / "index.html", page))}">{e(run.title)}</a>'
         body.append(f"<tr><td>{link}</td>" + "".join(f"<td>{run.coverage.get(f, '')}</td>" for f in frames) + "</tr>")
     body.append("</table>")
     for run in runs:

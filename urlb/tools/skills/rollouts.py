@@ -80,8 +80,16 @@ def start_state(env, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @torch.no_grad()
-def rollout(agent: DDPGAgent, env, body: Body, start: tuple[np.ndarray, np.ndarray], skill: np.ndarray | None,
-            steps: int, noise_seed: int | None, label: str) -> Rollout:
+def rollout(
+    agent: DDPGAgent,
+    env,
+    body: Body,
+    start: tuple[np.ndarray, np.ndarray],
+    skill: np.ndarray | None,
+    steps: int,
+    noise_seed: int | None,
+    label: str,
+) -> Rollout:
     """Act from the saved start state for ``steps`` steps (or until the episode ends). With
     ``noise_seed`` the policy explores (mean plus clipped noise) with that torch seed, else it
     acts with its mean action. The caller's torch RNG is left untouched."""
@@ -107,13 +115,17 @@ def rollout(agent: DDPGAgent, env, body: Body, start: tuple[np.ndarray, np.ndarr
     return Rollout(label, skill, np.stack(positions), np.stack(observations).astype(np.float32), np.stack(states))
 
 
-def roll_out_snapshot(agent: DDPGAgent, env, domain: str, frames: int, k: int, steps: int, seed: int) -> SnapshotRollouts:
+def roll_out_snapshot(
+    agent: DDPGAgent, env, domain: str, frames: int, k: int, steps: int, seed: int
+) -> SnapshotRollouts:
     """The K rollouts of one snapshot's agent from the start state of ``env`` reset under ``seed``."""
     body = BODIES[domain]
     start = start_state(env, seed)
     plugin = agent.plugin
-    rollouts = [rollout(agent, env, body, start, skill, steps, noise_seed=seed + i if skill is None else None, label=label)
-                for i, (label, skill) in enumerate(gallery_skills(plugin, k, seed))]
+    rollouts = [
+        rollout(agent, env, body, start, skill, steps, noise_seed=seed + i if skill is None else None, label=label)
+        for i, (label, skill) in enumerate(gallery_skills(plugin, k, seed))
+    ]
     result = SnapshotRollouts(frames, rollouts)
     if plugin is not None:
         score_skills(plugin, result)
@@ -139,8 +151,9 @@ def score_skills(plugin: Plugin, result: SnapshotRollouts) -> None:
         # Discriminator accuracy: share of next states s' where argmax q(z|s') is the rollout's skill.
         result.score_name, result.feature_name = "discriminator_accuracy", "discriminator output q(z|s) logits"
         result.features = [plugin.discriminator(o).float().cpu().numpy() for o in as_tensor]
-        result.scores = [float((f[1:].argmax(-1) == int(np.argmax(r.skill))).mean())
-                         for f, r in zip(result.features, rollouts)]
+        result.scores = [
+            float((f[1:].argmax(-1) == int(np.argmax(r.skill))).mean()) for f, r in zip(result.features, rollouts)
+        ]
     elif plugin.name == "metra":
         # METRA's objective summed over the rollout: (phi(s_T) - phi(s_0)) . z.
         result.score_name, result.feature_name = "phi_displacement_along_z", "phi(s)"
@@ -170,5 +183,5 @@ def project_2d(features: list[np.ndarray]) -> tuple[list[np.ndarray], str]:
     stacked = np.concatenate(features)
     mean = stacked.mean(0)
     _, singular, vt = np.linalg.svd(stacked - mean, full_matrices=False)
-    share = (singular[:2] ** 2).sum() / max((singular ** 2).sum(), 1e-12)
+    share = (singular[:2] ** 2).sum() / max((singular**2).sum(), 1e-12)
     return [(f - mean) @ vt[:2].T for f in features], f"PCA of {width} dims ({share:.0%} of variance)"

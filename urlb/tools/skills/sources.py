@@ -57,8 +57,14 @@ def _from_run(run_dir: Path, frames_wanted: list[int] | None) -> Source:
     cfg = OmegaConf.load(run_dir / "config.yaml")
     if cfg.get("obs_type", "states") != "states":
         raise GalleryError(f"{run_dir} is a {cfg.obs_type} run; the gallery rolls out states agents only")
-    source = Source(cfg.agent.name, cfg.domain, int(cfg.seed), OmegaConf.to_container(cfg.agent, resolve=True),
-                    run_dir / "skills", planned=list(cfg.snapshots))
+    source = Source(
+        cfg.agent.name,
+        cfg.domain,
+        int(cfg.seed),
+        OmegaConf.to_container(cfg.agent, resolve=True),
+        run_dir / "skills",
+        planned=list(cfg.snapshots),
+    )
     for frames in written_snapshots(cfg):
         if frames_wanted is None or frames in frames_wanted:
             source.snapshots[frames] = run_snapshot_path(cfg, frames)
@@ -117,16 +123,20 @@ def find_sources(paths: list[Path], frames_wanted: list[int] | None = None) -> l
                 sources.append(source)
             else:
                 cfg = OmegaConf.load(run_dir / "config.yaml")
-                skipped.append(f"{run_dir} (no snapshot file under snapshot_dir={cfg.snapshot_dir}"
-                               f"{'' if frames_wanted is None else f' at frames {frames_wanted}'})")
+                skipped.append(
+                    f"{run_dir} (no snapshot file under snapshot_dir={cfg.snapshot_dir}"
+                    f"{'' if frames_wanted is None else f' at frames {frames_wanted}'})"
+                )
         if not runs:
             files = sorted(p for p in path.rglob("snapshot_*.pt") if _is_snapshot_file(p))
             sources += [s for s in _from_files(files, frames_wanted) if s.snapshots]
     if not sources:
         detail = f"; runs without snapshots: {'; '.join(skipped)}" if skipped else ""
-        raise GalleryError(f"no pre-training run with a snapshot below {', '.join(map(str, paths))} "
-                           f"(a run directory holds config.yaml with phase: pretrain; "
-                           f"or pass snapshot_<frames>.pt files){detail}")
+        raise GalleryError(
+            f"no pre-training run with a snapshot below {', '.join(map(str, paths))} "
+            f"(a run directory holds config.yaml with phase: pretrain; "
+            f"or pass snapshot_<frames>.pt files){detail}"
+        )
     for line in skipped:
         print(f"skipped: {line}")
     for source in sources:
@@ -146,5 +156,7 @@ def check_loadable(source: Source, env) -> None:
             if isinstance(exc, SnapshotError):
                 raise
             first = str(exc).strip().splitlines()[0]
-            raise GalleryError(f"snapshot {path} does not fit a {source.agent} agent on {source.domain} "
-                               f"({type(exc).__name__}: {first})") from exc
+            raise GalleryError(
+                f"snapshot {path} does not fit a {source.agent} agent on {source.domain} "
+                f"({type(exc).__name__}: {first})"
+            ) from exc

@@ -44,9 +44,13 @@ def skill_rows(domain: str, snap: SnapshotRollouts) -> list[dict]:
     body = BODIES[domain]
     rows = []
     for i, r in enumerate(snap.rollouts):
-        row = {"snapshot_frames": snap.frames, "skill_index": i, "skill_label": r.label,
-               "skill": "" if r.skill is None else " ".join(f"{v:.3g}" for v in np.asarray(r.skill).ravel()),
-               "steps": len(r.positions) - 1}
+        row = {
+            "snapshot_frames": snap.frames,
+            "skill_index": i,
+            "skill_label": r.label,
+            "skill": "" if r.skill is None else " ".join(f"{v:.3g}" for v in np.asarray(r.skill).ravel()),
+            "steps": len(r.positions) - 1,
+        }
         for label, value in zip(body.labels, r.positions[-1]):
             row[f"final_{_slug(label)}"] = round(float(value), 4)
         row["distance_travelled"] = round(distance_travelled(r.positions, body.ground), 4)
@@ -70,8 +74,15 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
 
 def coverage_rows(domain: str, snapshots: list[SnapshotRollouts]) -> list[dict]:
     body = BODIES[domain]
-    return [{"snapshot_frames": s.frames, "skills": len(s.rollouts),
-             "cells_all_skills": coverage([r.positions for r in s.rollouts], body.ground, body.cell),
-             "cells_per_skill_mean": round(float(np.mean([len(cells(r.positions, body.ground, body.cell))
-                                                          for r in s.rollouts])), 2),
-             "cell": body.what} for s in snapshots]
+    return [
+        {
+            "snapshot_frames": s.frames,
+            "skills": len(s.rollouts),
+            "cells_all_skills": coverage([r.positions for r in s.rollouts], body.ground, body.cell),
+            "cells_per_skill_mean": round(
+                float(np.mean([len(cells(r.positions, body.ground, body.cell)) for r in s.rollouts])), 2
+            ),
+            "cell": body.what,
+        }
+        for s in snapshots
+    ]

@@ -22,8 +22,16 @@ SKILLS = 8  # rollouts per snapshot: enough to see the skills apart
 STEPS = 250
 
 
-def log_snapshot_skills(writer, agent, cfg, frames: int, say: Callable[[str], None] = print,
-                        skills: int = SKILLS, steps: int = STEPS, seed: int = 0) -> float:
+def log_snapshot_skills(
+    writer,
+    agent,
+    cfg,
+    frames: int,
+    say: Callable[[str], None] = print,
+    skills: int = SKILLS,
+    steps: int = STEPS,
+    seed: int = 0,
+) -> float:
     """Roll out ``skills`` skills of ``agent`` for ``steps`` steps on the run's domain and add the
     trajectory figure and coverage at step ``frames``. Returns the seconds spent."""
     start = time.perf_counter()
@@ -39,12 +47,17 @@ def log_snapshot_skills(writer, agent, cfg, frames: int, say: Callable[[str], No
     body = BODIES[cfg.domain]
     paths = [r.positions for r in snap.rollouts]
     writer.add_scalar("skills/coverage_cells", coverage(paths, body.ground, body.cell), frames)
-    writer.add_scalar("skills/distance_travelled_mean", float(np.mean([distance_travelled(p, body.ground) for p in paths])),
-                      frames)
+    writer.add_scalar(
+        "skills/distance_travelled_mean", float(np.mean([distance_travelled(p, body.ground) for p in paths])), frames
+    )
     if snap.scores is not None:
         writer.add_scalar(f"skills/{snap.score_name}_mean", float(np.mean(snap.scores)), frames)
-    writer.add_figure("skills/trajectories", figures.trajectory_figure(cfg.domain, [snap], f"{cfg.agent.name} on {cfg.domain}"),
-                      frames, close=True)
+    writer.add_figure(
+        "skills/trajectories",
+        figures.trajectory_figure(cfg.domain, [snap], f"{cfg.agent.name} on {cfg.domain}"),
+        frames,
+        close=True,
+    )
     seconds = time.perf_counter() - start
     say(f"skills at {frames} frames -> TensorBoard ({len(paths)} rollouts, {seconds:.1f} s)")
     return seconds

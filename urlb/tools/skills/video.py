@@ -30,9 +30,11 @@ def check_renderer(env) -> None:
         # The half-made GL context complains again when collected at exit: keep stderr to one line.
         sys.unraisablehook = lambda _: None
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise GalleryError(f"--video needs an OpenGL renderer and none started with MUJOCO_GL="
-                           f"{os.environ.get('MUJOCO_GL', '(unset)')} ({type(exc).__name__}: {first}); "
-                           f"headless machines: MUJOCO_GL=egl (or osmesa)") from None
+        raise GalleryError(
+            f"--video needs an OpenGL renderer and none started with MUJOCO_GL="
+            f"{os.environ.get('MUJOCO_GL', '(unset)')} ({type(exc).__name__}: {first}); "
+            f"headless machines: MUJOCO_GL=egl (or osmesa)"
+        ) from None
     if frame.shape != (8, 8, 3):
         raise GalleryError(f"--video: the renderer returned a frame of shape {frame.shape}")
 
@@ -87,15 +89,16 @@ def write_video(env, snap: SnapshotRollouts, path: Path, tile: int, every: int, 
     length = max(len(r.states) for r in snap.rollouts)
     path.parent.mkdir(parents=True, exist_ok=True)
     # macro_block_size=1: tile sizes that are not multiples of 16 stay exact (no resizing).
-    with imageio.get_writer(path, fps=fps, codec="libx264", quality=7, macro_block_size=1,
-                            ffmpeg_log_level="error") as writer:
+    with imageio.get_writer(
+        path, fps=fps, codec="libx264", quality=7, macro_block_size=1, ffmpeg_log_level="error"
+    ) as writer:
         for t in frame_indices(length, every):
             # H.264 (yuv420p) needs even sides: an odd grid gets one black row/column.
             canvas = np.zeros((rows * tile + rows * tile % 2, cols * tile + cols * tile % 2, 3), np.uint8)
             for i, r in enumerate(snap.rollouts):
                 row, col = divmod(i, cols)
                 state = r.states[min(t, len(r.states) - 1)]
-                canvas[row * tile:(row + 1) * tile, col * tile:(col + 1) * tile] = _render_state(env, state, tile)
+                canvas[row * tile : (row + 1) * tile, col * tile : (col + 1) * tile] = _render_state(env, state, tile)
                 progress.update(1)
             writer.append_data(canvas)
     return path
