@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from urlb.agents.base import Metrics, Plugin
+from urlb.agents.base import Metrics, Plugin, check_option
 from urlb.agents.rewards import ParticleEntropy
 from urlb.nets import Critic, adam, mlp, weight_init
 from urlb.replay import Batch
@@ -83,10 +83,8 @@ class APS(Plugin):
         regress_features: str = "fresh",
     ) -> None:
         super().__init__(obs_dim, action_dim)
-        if task_regression not in TASK_REGRESSIONS:
-            raise ValueError(f"unknown task_regression {task_regression!r}; valid: {', '.join(TASK_REGRESSIONS)}")
-        if regress_features not in REGRESS_FEATURES:
-            raise ValueError(f"unknown regress_features {regress_features!r}; valid: {', '.join(REGRESS_FEATURES)}")
+        check_option("APS", "task_regression", task_regression, TASK_REGRESSIONS)
+        check_option("APS", "regress_features", regress_features, REGRESS_FEATURES)
         self.regress_features = regress_features
         self.skill_dim, self.update_skill_every_step = sf_dim, update_task_every_step
         self.num_init_steps, self.lstsq_batch_size = num_init_steps, lstsq_batch_size

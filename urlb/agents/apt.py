@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from urlb.agents.base import Metrics, Plugin
+from urlb.agents.base import Metrics, Plugin, check_option
 from urlb.agents.rewards import DISTANCE_NORMALISERS, ParticleEntropy
 from urlb.nets import adam, mlp, weight_init
 from urlb.replay import Batch
@@ -62,12 +62,9 @@ class APT(Plugin):
         icm_next: str = "nstep",
     ) -> None:
         super().__init__(obs_dim, action_dim)
-        if rep not in REPRESENTATIONS:
-            raise ValueError(f"unknown APT representation rep={rep!r}; valid: {', '.join(REPRESENTATIONS)}")
-        if reward_obs not in REWARD_OBS:
-            raise ValueError(f"unknown APT reward_obs={reward_obs!r}; valid: {', '.join(REWARD_OBS)}")
-        if icm_next not in ICM_NEXT:
-            raise ValueError(f"unknown APT icm_next={icm_next!r}; valid: {', '.join(ICM_NEXT)}")
+        check_option("APT", "rep", rep, REPRESENTATIONS)
+        check_option("APT", "reward_obs", reward_obs, REWARD_OBS)
+        check_option("APT", "icm_next", icm_next, ICM_NEXT)
         self.rep, self.scale, self.reward_obs, self.icm_next = rep, scale, reward_obs, icm_next
         self.icm = ICM(obs_dim, action_dim, hidden_dim, rep_dim) if rep == "icm" else None
         if knn_rms_stat not in DISTANCE_NORMALISERS[1:]:

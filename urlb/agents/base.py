@@ -18,6 +18,12 @@ from urlb.replay import Batch
 Metrics = dict[str, float]
 
 
+def check_option(method: str, key: str, value: str, valid: tuple[str, ...]) -> None:
+    """A method's option with a fixed set of values: a clear error naming the key otherwise."""
+    if value not in valid:
+        raise ValueError(f"unknown {method} {key}={value!r}; valid: {', '.join(valid)}")
+
+
 class Plugin(nn.Module):
     """Base class of pre-training methods. Subclasses set ``skill_dim`` (0: no skill)."""
 

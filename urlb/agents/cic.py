@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from urlb.agents.base import Metrics, Plugin
+from urlb.agents.base import Metrics, Plugin, check_option
 from urlb.agents.rewards import DISTANCE_NORMALISERS, ParticleEntropy
 from urlb.nets import adam, mlp, weight_init
 from urlb.replay import Batch
@@ -49,8 +49,7 @@ class CIC(Plugin):
     ) -> None:
         super().__init__(obs_dim, action_dim)
         self.skill_dim, self.update_skill_every_step = skill_dim, update_skill_every_step
-        if nce not in NCE_LOSSES:
-            raise ValueError(f"unknown CIC nce={nce!r}; valid: {', '.join(NCE_LOSSES)}")
+        check_option("CIC", "nce", nce, NCE_LOSSES)
         self.temperature, self.scale, self.nce, self.reward_after_update = temperature, scale, nce, reward_after_update
         self.state_net = mlp(obs_dim, hidden_dim, skill_dim)  # f: state -> embedding
         self.pred_net = mlp(2 * skill_dim, hidden_dim, skill_dim)  # g: (f(s), f(s')) -> transition key

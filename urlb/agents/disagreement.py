@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from urlb.agents.base import Metrics, Plugin
+from urlb.agents.base import Metrics, Plugin, check_option
 from urlb.agents.icm import TRANSITIONS, successor
 from urlb.nets import adam, mlp
 from urlb.replay import Batch
@@ -28,8 +28,7 @@ class Disagreement(Plugin):
         transition: str = "nstep",
     ) -> None:
         super().__init__(obs_dim, action_dim)
-        if transition not in TRANSITIONS:
-            raise ValueError(f"unknown Disagreement transition {transition!r}; valid: {', '.join(TRANSITIONS)}")
+        check_option("Disagreement", "transition", transition, TRANSITIONS)
         if ensemble_size < 2:
             raise ValueError(f"ensemble_size={ensemble_size}: a variance needs at least 2 models")
         self.transition = transition

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from urlb.agents.base import Metrics, Plugin
+from urlb.agents.base import Metrics, Plugin, check_option
 from urlb.nets import adam, mlp, weight_init
 from urlb.replay import Batch
 
@@ -35,8 +35,7 @@ class ICM(Plugin):
         transition: str = "nstep",
     ) -> None:
         super().__init__(obs_dim, action_dim)
-        if transition not in TRANSITIONS:
-            raise ValueError(f"unknown ICM transition {transition!r}; valid: {', '.join(TRANSITIONS)}")
+        check_option("ICM", "transition", transition, TRANSITIONS)
         self.icm_scale, self.transition = icm_scale, transition
         self.forward_net = mlp(obs_dim + action_dim, hidden_dim, obs_dim, num_hidden=1)
         self.inverse_net = nn.Sequential(mlp(2 * obs_dim, hidden_dim, action_dim, num_hidden=1), nn.Tanh())

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from urlb.agents.base import Metrics, Plugin
+from urlb.agents.base import Metrics, Plugin, check_option
 from urlb.nets import adam, mlp, weight_init
 from urlb.replay import Batch
 
@@ -51,10 +51,8 @@ class METRA(Plugin):
         reward_after_update: bool = True,
     ) -> None:
         super().__init__(obs_dim, action_dim)
-        if constraint not in CONSTRAINTS:
-            raise ValueError(f"unknown METRA constraint={constraint!r}; valid: {', '.join(CONSTRAINTS)}")
-        if reward_steps not in REWARD_STEPS:
-            raise ValueError(f"unknown METRA reward_steps={reward_steps!r}; valid: {', '.join(REWARD_STEPS)}")
+        check_option("METRA", "constraint", constraint, CONSTRAINTS)
+        check_option("METRA", "reward_steps", reward_steps, REWARD_STEPS)
         if discrete and skill_dim < 2:
             raise ValueError(f"discrete METRA needs skill_dim >= 2, got {skill_dim}")
         self.skill_dim, self.discrete = skill_dim, discrete

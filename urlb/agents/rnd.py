@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from urlb.agents.base import Metrics, Plugin
+from urlb.agents.base import Metrics, Plugin, check_option
 from urlb.agents.rewards import RunningMeanStd
 from urlb.nets import adam, mlp, weight_init
 from urlb.replay import Batch
@@ -41,10 +41,8 @@ class RND(Plugin):
         reward_after_update: bool = True,
     ) -> None:
         super().__init__(obs_dim, action_dim)
-        if obs_norm not in OBS_NORMS:
-            raise ValueError(f"unknown RND obs_norm={obs_norm!r}; valid: {', '.join(OBS_NORMS)}")
-        if reward_obs not in REWARD_OBS:
-            raise ValueError(f"unknown RND reward_obs={reward_obs!r}; valid: {', '.join(REWARD_OBS)}")
+        check_option("RND", "obs_norm", obs_norm, OBS_NORMS)
+        check_option("RND", "reward_obs", reward_obs, REWARD_OBS)
         self.scale, self.clip_obs = scale, clip_obs
         self.obs_norm, self.reward_obs, self.reward_after_update = obs_norm, reward_obs, reward_after_update
         self.obs_rms = RunningMeanStd((obs_dim,))  # used by obs_norm=running only; kept for stable snapshots
