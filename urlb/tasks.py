@@ -11,22 +11,13 @@ DOMAINS: tuple[str, ...] = ("walker", "quadruped", "jaco")
 TASKS: dict[str, tuple[str, ...]] = {
     "walker": ("walker_stand", "walker_walk", "walker_run", "walker_flip"),
     "quadruped": ("quadruped_stand", "quadruped_walk", "quadruped_run", "quadruped_jump"),
-    "jaco": (
-        "jaco_reach_top_left",
-        "jaco_reach_top_right",
-        "jaco_reach_bottom_left",
-        "jaco_reach_bottom_right",
-    ),
+    "jaco": ("jaco_reach_top_left", "jaco_reach_top_right", "jaco_reach_bottom_left", "jaco_reach_bottom_right"),
 }
 
 ALL_TASKS: tuple[str, ...] = tuple(t for d in DOMAINS for t in TASKS[d])
 
 # Pre-training runs in these environments; their task reward is ignored.
-PRIMAL_TASKS: dict[str, str] = {
-    "walker": "walker_stand",
-    "quadruped": "quadruped_walk",
-    "jaco": "jaco_reach_top_left",
-}
+PRIMAL_TASKS: dict[str, str] = {"walker": "walker_stand", "quadruped": "quadruped_walk", "jaco": "jaco_reach_top_left"}
 
 OBS_TYPES: tuple[str, ...] = ("states", "pixels")
 

@@ -63,16 +63,8 @@ class Trainer:
         self.action_dim = int(self.train_env.action_spec().shape[0])
         self.agent: DDPGAgent = build_agent(cfg, self.obs_shape, self.action_dim, self.device, self.pretrain)
         self.skill_dim = self.agent.skill_dim
-        self.replay = ReplayBuffer(
-            self.obs_shape,
-            self.action_dim,
-            cfg.replay_buffer_size,
-            self.skill_dim,
-            cfg.frame_stack,
-            cfg.nstep,
-            cfg.discount,
-            self.device,
-        )
+        sizes = (self.obs_shape, self.action_dim, cfg.replay_buffer_size, self.skill_dim)
+        self.replay = ReplayBuffer(*sizes, cfg.frame_stack, cfg.nstep, cfg.discount, self.device)
         self.global_step = self.global_episode = 0
         self.elapsed_before = 0.0  # seconds spent in earlier (pre-resume) sessions
         self.snapshots_written: set[int] = set()
@@ -84,14 +76,8 @@ class Trainer:
             self._refuse_existing_snapshots()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, self.run_dir / "config.yaml", resolve=True)
-        self.logger = Logger(
-            self.run_dir,
-            cfg.num_train_frames,
-            cfg.use_tb,
-            cfg.use_wandb,
-            OmegaConf.to_container(cfg, resolve=True),
-            resume_frame=self.resumed_at,
-        )
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        self.logger = Logger(self.run_dir, cfg.num_train_frames, cfg.use_tb, cfg.use_wandb, resolved, self.resumed_at)
         self.schedule: SkillSchedule = self._skill_schedule()
 
     # --- construction ---
@@ -153,19 +139,10 @@ class Trainer:
     def evaluate(self) -> None:
         cfg = self.cfg
         video = self.run_dir / "videos" / f"eval_{self.global_frame}.mp4" if cfg.save_video else None
-        result = evaluate_policy(
-            self.agent,
-            self.eval_env,
-            cfg.num_eval_episodes,
-            self.global_step,
-            self.action_repeat,
-            self.schedule.eval_skill,
-            video,
-        )
-        self.logger.evaluation(
-            {"frame": self.global_frame, "step": self.global_step, "episode": self.global_episode, **result},
-            elapsed=self.total_time(),
-        )
+        episodes, step, skill = cfg.num_eval_episodes, self.global_step, self.schedule.eval_skill
+        result = evaluate_policy(self.agent, self.eval_env, episodes, step, self.action_repeat, skill, video)
+        row = {"frame": self.global_frame, "step": step, "episode": self.global_episode, **result}
+        self.logger.evaluation(row, elapsed=self.total_time())
 
     @property
     def global_frame(self) -> int:
@@ -197,10 +174,8 @@ class Trainer:
         if self._stop_signal is None:
             return
         self._maybe_checkpoint(force=True)
-        self.logger.message(
-            f"stopped by signal {self._stop_signal} at frame {self.global_frame}; "
-            f"checkpoint saved, the same command resumes"
-        )
+        where = f"stopped by signal {self._stop_signal} at frame {self.global_frame}"
+        self.logger.message(f"{where}; checkpoint saved, the same command resumes")
         raise RunInterrupted(self._stop_signal)
 
     def _start_episode(self):
@@ -293,11 +268,8 @@ class Trainer:
         if not force and self.global_frame - last < self.cfg.checkpoint_every_frames:
             return
         self._last_checkpoint_frame = self.global_frame
-        meta = {
-            **self.snapshot_metadata(),
-            "frame": self.global_frame,
-            "config": OmegaConf.to_container(self.cfg, resolve=True),
-        }
+        config = OmegaConf.to_container(self.cfg, resolve=True)
+        meta = {**self.snapshot_metadata(), "frame": self.global_frame, "config": config}
         save_checkpoint(self.run_dir / CHECKPOINT_NAME, meta, capture_trainer(self))
 
     def _maybe_resume(self) -> int | None:

@@ -12,11 +12,7 @@ _DOMAINS = {"walker": walker, "quadruped": quadruped, "jaco": jaco}
 
 
 def make(
-    task: str,
-    obs_type: str = "states",
-    frame_stack: int = 3,
-    action_repeat: int = 1,
-    seed: int = 1,
+    task: str, obs_type: str = "states", frame_stack: int = 3, action_repeat: int = 1, seed: int = 1
 ) -> BenchmarkEnv:
     """Builds `task` (one of `urlb.tasks.ALL_TASKS`).
 

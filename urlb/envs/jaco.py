@@ -59,8 +59,5 @@ def load(task: str, seed: int) -> composer.Environment:
     """Builds a jaco reach task (`jaco_reach_<target>`) seeded with `seed`."""
     target = task.split("_", 2)[2]
     return composer.Environment(
-        make_task(target),
-        time_limit=TIME_LIMIT,
-        random_state=seed,
-        strip_singleton_obs_buffer_dim=True,
+        make_task(target), time_limit=TIME_LIMIT, random_state=seed, strip_singleton_obs_buffer_dim=True
     )

@@ -58,9 +58,6 @@ def load(task: str, seed: int) -> dm_env.Environment:
         xml = quadruped.make_model(floor_size=FLOOR_SIZE, walls_and_ball=False)
         physics = QuadrupedPhysics.from_xml_string(xml, common.ASSETS)
         return control.Environment(
-            physics,
-            _CUSTOM[name](random=seed),
-            time_limit=TIME_LIMIT,
-            control_timestep=CONTROL_TIMESTEP,
+            physics, _CUSTOM[name](random=seed), time_limit=TIME_LIMIT, control_timestep=CONTROL_TIMESTEP
         )
     return suite.load("quadruped", name, task_kwargs={"random": seed, "time_limit": TIME_LIMIT})

@@ -30,9 +30,7 @@ class Flip(walker.PlanarWalker):
 
     def get_reward(self, physics: FlipPhysics) -> float:
         standing = rewards.tolerance(
-            physics.torso_height(),
-            bounds=(walker._STAND_HEIGHT, float("inf")),
-            margin=walker._STAND_HEIGHT / 2,
+            physics.torso_height(), bounds=(walker._STAND_HEIGHT, float("inf")), margin=walker._STAND_HEIGHT / 2
         )
         upright = (1 + physics.torso_upright()) / 2
         stand_reward = (3 * standing + upright) / 4

@@ -22,12 +22,7 @@ from urlb.agents.rewards import ParticleEntropy
 from urlb.replay import Batch
 
 # Run discovery and snapshot loading are shared with the skill gallery (urlb.tools.skills).
-from urlb.tools.pretrained import (
-    find_pretrain_runs,
-    load_pretrained_agent,
-    primal_env,
-    written_snapshots,
-)
+from urlb.tools.pretrained import find_pretrain_runs, load_pretrained_agent, primal_env, written_snapshots
 
 __all__ = [
     "find_pretrain_runs",

@@ -14,14 +14,7 @@ import numpy as np
 import pandas as pd
 
 from urlb.tasks import DOMAINS, TASKS
-from urlb.tools.aggregate.stats import (
-    METRICS,
-    OVERALL,
-    PUBLISHED_SUFFIX,
-    format_frames,
-    load_rliable,
-    with_seed,
-)
+from urlb.tools.aggregate.stats import METRICS, OVERALL, PUBLISHED_SUFFIX, format_frames, load_rliable, with_seed
 
 
 def _new_figure(width: float, height: float):

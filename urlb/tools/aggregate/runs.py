@@ -20,14 +20,7 @@ import pandas as pd
 from urlb.tasks import EXPERT_SCORES, domain_of
 
 # Keys every fine-tuning config must define; the values decide grouping and protocol.
-REQUIRED_KEYS: tuple[str, ...] = (
-    "agent.name",
-    "task",
-    "seed",
-    "obs_type",
-    "num_train_frames",
-    "eval_every_frames",
-)
+REQUIRED_KEYS: tuple[str, ...] = ("agent.name", "task", "seed", "obs_type", "num_train_frames", "eval_every_frames")
 EXCLUDED_COLUMNS = ["path", "status", "reason", "agent", "task", "seed", "snapshot_ts"]
 
 

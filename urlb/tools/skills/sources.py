@@ -14,11 +14,7 @@ from urlb.agents import plugin_class
 from urlb.errors import ConfigError
 from urlb.snapshot import SnapshotError, read_torch_file
 from urlb.tasks import DOMAINS
-from urlb.tools.pretrained import (
-    find_pretrain_runs,
-    run_snapshot_path,
-    written_snapshots,
-)
+from urlb.tools.pretrained import find_pretrain_runs, run_snapshot_path, written_snapshots
 
 
 class GalleryError(RuntimeError):

@@ -8,13 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from urlb.tools.skills.measures import (
-    BODIES,
-    cells,
-    coverage,
-    displacement,
-    distance_travelled,
-)
+from urlb.tools.skills.measures import BODIES, cells, coverage, displacement, distance_travelled
 from urlb.tools.skills.rollouts import SnapshotRollouts
 
 
