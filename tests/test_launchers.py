@@ -28,20 +28,11 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from conftest import REPO
+from conftest import TINY as SHARED_TINY
 from omegaconf import OmegaConf
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    "preset=quick",
-    "agent=rnd",
-    "domain=jaco",
-    "agent.hidden_dim=32",
-    "batch_size=32",
-    "replay_buffer_size=5000",
-    "num_eval_episodes=1",
-    "device=cpu",
-    "use_tb=false",
-]
+TINY = [*SHARED_TINY, "agent=rnd", "domain=jaco"]
 FRAMES = 1000  # jaco episodes are 250 steps: four episodes, evaluations at 0, 500, 1000
 KILL_SETTINGS = [
     *TINY,

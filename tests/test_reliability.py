@@ -22,34 +22,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import parameters_finite
+from conftest import REPO, TINY, child_env, parameters_finite
 
 from urlb.snapshot import read_torch_file, snapshot_path
 from urlb.tasks import ALL_TASKS, TASKS
 
 pytestmark = pytest.mark.pipeline
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    "preset=quick",
-    "agent.hidden_dim=32",
-    "batch_size=32",
-    "replay_buffer_size=5000",
-    "num_eval_episodes=1",
-    "device=cpu",
-    "use_tb=false",
-]
 JACO_TASK = "jaco_reach_top_left"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def child_env() -> dict[str, str]:
-    # PYTHONPATH: scripts run through a wrapper in another directory still import this tree's urlb.
-    env = dict(os.environ, MUJOCO_GL="egl", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    env.pop("HYDRA_FULL_ERROR", None)
-    return env
 
 
 def run(

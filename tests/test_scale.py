@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import REPO, TINY, child_env
 
 from urlb.agents import agent_names
 from urlb.config import ConfigError, resolve_threads
@@ -28,25 +29,8 @@ from urlb.tools.aggregate.stats import method_name
 
 pytestmark = pytest.mark.pipeline
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    "preset=quick",
-    "agent.hidden_dim=32",
-    "batch_size=32",
-    "replay_buffer_size=5000",
-    "num_eval_episodes=1",
-    "device=cpu",
-    "use_tb=false",
-]
-
 
 # --------------------------------------------------------------------------- helpers
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ, MUJOCO_GL="egl", OMP_NUM_THREADS="1")
-    env.pop("HYDRA_FULL_ERROR", None)
-    return env
 
 
 def command(script: str, *overrides: str) -> list[str]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 
 from urlb.agents import make_plugin, plugin_class
 from urlb.agents.aps import SuccessorFeatureCritic, infer_task
@@ -426,7 +427,6 @@ def test_aps_critic_is_successor_features_dotted_with_task():
 
 # --------------------------------------------------------------------------- end to end
 
-REPO = Path(__file__).resolve().parents[1]
 # Jaco episodes are 250 steps: short runs with a snapshot, updates and two evaluations.
 E2E = [
     "preset=quick",

@@ -81,3 +81,19 @@ class Plugin(nn.Module):
         """Reward (B, 1) with the current networks, for analysis: no training and no change to
         running statistics."""
         raise NotImplementedError
+
+
+class OneHotSkills:
+    """Skill prior of DIAYN and SMM: a uniform one-hot of ``skill_dim`` entries. Grid selection
+    scores every skill (there are few), whatever number of candidates it asks for."""
+
+    skill_dim: int
+
+    def sample_skill(self, rng: np.random.Generator) -> np.ndarray:
+        return np.eye(self.skill_dim, dtype=np.float32)[rng.integers(self.skill_dim)]
+
+    def default_skill(self) -> np.ndarray:
+        return np.eye(self.skill_dim, dtype=np.float32)[0]
+
+    def candidate_skills(self, num: int, rng: np.random.Generator) -> np.ndarray:
+        return np.eye(self.skill_dim, dtype=np.float32)

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from urlb.agents.base import Metrics, Plugin
+from urlb.agents.base import Metrics, OneHotSkills, Plugin
 from urlb.nets import adam, mlp, weight_init
 from urlb.replay import Batch
 
 
-class DIAYN(Plugin):
+class DIAYN(OneHotSkills, Plugin):
     """DIAYN (Eysenbach et al., 2018): a discriminator q(z|s') over one-hot skills;
     reward = log q(z|s') - log p(z) with a uniform prior p(z) = 1/skill_dim.
 
@@ -42,16 +41,6 @@ class DIAYN(Plugin):
         self.discriminator = mlp(obs_dim, hidden_dim, skill_dim)
         self.apply(weight_init)
         self.optimizer = self.add_optimizer("optimizer", adam(self.discriminator.parameters(), lr=lr))
-
-    def sample_skill(self, rng: np.random.Generator) -> np.ndarray:
-        return np.eye(self.skill_dim, dtype=np.float32)[rng.integers(self.skill_dim)]
-
-    def default_skill(self) -> np.ndarray:
-        return np.eye(self.skill_dim, dtype=np.float32)[0]
-
-    def candidate_skills(self, num: int, rng: np.random.Generator) -> np.ndarray:
-        # Few discrete skills: score all of them, whatever num asks.
-        return np.eye(self.skill_dim, dtype=np.float32)
 
     def _reward_from_logits(self, logits: torch.Tensor, skill: torch.Tensor) -> torch.Tensor:
         log_q = F.log_softmax(logits, dim=-1).gather(1, skill.argmax(-1, keepdim=True))

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from urlb.agents.base import Metrics, Plugin
+from urlb.agents.base import Metrics, OneHotSkills, Plugin
 from urlb.nets import adam, mlp, weight_init
 from urlb.replay import Batch
 
@@ -39,7 +38,7 @@ class VAE(nn.Module):
         return beta * kl + sq_error.mean(), sq_error.sum(dim=1, keepdim=True)
 
 
-class SMM(Plugin):
+class SMM(OneHotSkills, Plugin):
     """SMM (Lee et al., 2019) as in URLB: one-hot skills z; a VAE models p(s, z) and a
     discriminator q(z|s). reward = state_ent_coef * ||(s,z) - VAE(s,z)||^2
     + latent_ent_coef * log(z_dim) + latent_cond_ent_coef * CE(q(.|s), z), with both errors
@@ -76,15 +75,6 @@ class SMM(Plugin):
         self.apply(weight_init)
         self.pred_optimizer = self.add_optimizer("pred_optimizer", adam(self.discriminator.parameters(), lr=sp_lr))
         self.vae_optimizer = self.add_optimizer("vae_optimizer", adam(self.vae.parameters(), lr=vae_lr))
-
-    def sample_skill(self, rng: np.random.Generator) -> np.ndarray:
-        return np.eye(self.skill_dim, dtype=np.float32)[rng.integers(self.skill_dim)]
-
-    def default_skill(self) -> np.ndarray:
-        return np.eye(self.skill_dim, dtype=np.float32)[0]
-
-    def candidate_skills(self, num: int, rng: np.random.Generator) -> np.ndarray:
-        return np.eye(self.skill_dim, dtype=np.float32)  # few discrete skills: all of them
 
     def _terms(self, batch: Batch, generator: torch.Generator | None = None):
         """(VAE loss, VAE error h(s,z) (B,1), discriminator cross-entropy h(z|s) (B,1), its logits)."""
