@@ -100,10 +100,41 @@ def split_agent_config(agent_cfg: DictConfig | dict) -> tuple[dict[str, Any], di
 
 
 def build_agent(
-    cfg: DictConfig, obs_shape: tuple[int, ...], action_dim: int, device: str | torch.device, reward_free: bool
+    cfg: DictConfig,
+    obs_shape: tuple[int, ...],
+    action_dim: int,
+    device: str | torch.device,
+    reward_free: bool,
+    seeds: list[int] | None = None,
 ) -> DDPGAgent:
     """The DDPG backbone with the configured method's plugin (``cfg`` is a run config with
-    ``agent``, ``obs_type`` and optionally ``precision`` and ``compile``)."""
+    ``agent``, ``obs_type`` and optionally ``precision`` and ``compile``).
+
+    ``seeds``: one agent holding these seeds side by side (:mod:`urlb.seeds`), seed s built after
+    ``torch.manual_seed(s)`` so that its initial weights and random stream are those of a
+    single-seed run of seed s. None: one seed, built from torch's current random state (the
+    caller seeded it)."""
+    from urlb.seeds import default_generator, stack_seeds
+
+    if seeds is None or len(seeds) == 1:
+        agent = _build_one(cfg, obs_shape, action_dim, device, reward_free)
+        agent.set_seeds(seeds or [int(cfg.get("seed", 0))])
+    else:
+        agents, stream_states = [], []
+        for seed in seeds:
+            torch.manual_seed(seed)
+            agents.append(_build_one(cfg, obs_shape, action_dim, device, reward_free))
+            stream_states.append(default_generator(agents[-1].device).get_state())
+        agent = stack_seeds(agents)
+        agent.set_seeds(seeds)
+        for index, state in enumerate(stream_states):  # each stream continues where its seed's build left it
+            agent.streams.set_state(index, state)
+    if cfg.get("compile"):
+        agent.compile_networks(cfg.compile)
+    return agent
+
+
+def _build_one(cfg: DictConfig, obs_shape, action_dim: int, device, reward_free: bool) -> DDPGAgent:
     from urlb.ddpg import DDPGAgent
     from urlb.nets import Encoder
 
@@ -120,6 +151,5 @@ def build_agent(
         plugin=plugin,
         reward_free=reward_free,
         precision=cfg.get("precision", "fp32"),
-        compile_backend=cfg.get("compile") or None,
         **backbone_kwargs,
     )

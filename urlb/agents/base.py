@@ -5,6 +5,12 @@ that batch's intrinsic reward (relabelling old transitions with the current rewa
 URLB does); it never touches the actor or critic. Skill methods also declare a skill space: the
 backbone concatenates the skill to the observation features. The constructor's keyword
 arguments are the agent-config keys the plugin takes (``build_agent`` reads the signature).
+
+Seeds (see :mod:`urlb.seeds`): a plugin is built for one seed, from ``urlb.nets`` layers, and
+several are stacked along a leading seed dimension. So every parameter and buffer, every batch
+tensor (S, B, ...), every reward (S, B, 1) and every loss and metric (S,) has that dimension
+first; batch statistics (normalisers, nearest neighbours, softmax over the batch) stay within a
+seed, and random draws go through ``self.streams`` (one stream per seed).
 """
 
 from __future__ import annotations
@@ -14,8 +20,9 @@ import torch
 from torch import nn
 
 from urlb.replay import Batch
+from urlb.seeds import SeedStreams
 
-Metrics = dict[str, float]
+Metrics = dict[str, torch.Tensor]  # name -> per-seed values (S,)
 
 
 def check_option(method: str, key: str, value: str, valid: tuple[str, ...]) -> None:
@@ -41,6 +48,7 @@ class Plugin(nn.Module):
         super().__init__()
         self.obs_dim, self.action_dim = obs_dim, action_dim
         self._optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.streams: SeedStreams | None = None  # set by the backbone (DDPGAgent.set_seeds)
 
     # --- skills ---
     def sample_skill(self, rng: np.random.Generator) -> np.ndarray | None:
@@ -66,19 +74,20 @@ class Plugin(nn.Module):
 
     @staticmethod
     def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-        """One gradient step of ``optimizer`` on ``loss``."""
+        """One gradient step of ``optimizer`` on the per-seed losses ``loss`` (S,): their sum is
+        differentiated, which gives each seed's parameters its own loss's gradient."""
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.sum().backward()
         optimizer.step()
 
     # --- learning ---
     def update(self, batch: Batch, step: int) -> tuple[torch.Tensor, Metrics]:
-        """Train the plugin's own networks on a batch; return the batch's intrinsic reward
-        (B, 1), detached, and metrics."""
+        """Train the plugin's own networks on a batch (S, B, ...); return the batch's intrinsic
+        reward (S, B, 1), detached, and per-seed metrics (S,)."""
         raise NotImplementedError
 
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:
-        """Reward (B, 1) with the current networks, for analysis: no training and no change to
+        """Reward (S, B, 1) with the current networks, for analysis: no training and no change to
         running statistics."""
         raise NotImplementedError
 
