@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from urlb.nets import Actor, Critic, Encoder, RandomShiftsAug, adam
