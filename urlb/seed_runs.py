@@ -13,9 +13,12 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from urlb.errors import ConfigError
 
 
-def run_seed(seed: int, seeds) -> int:
-    """The seed that names the Hydra run directory: the first of ``seeds`` when given."""
-    return int(seeds[0]) if seeds else int(seed)
+def run_seed(seed, seeds):
+    """The seed that names the Hydra run directory: the first of ``seeds`` when given (a bad
+    value passes through unchanged: validation names it)."""
+    if isinstance(seeds, (list, tuple, ListConfig)) and len(seeds) > 0:
+        return seeds[0]
+    return seed
 
 
 def seed_list(cfg: DictConfig) -> list[int]:

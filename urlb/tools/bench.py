@@ -27,7 +27,7 @@ from urlb.agents import agent_names, build_agent
 from urlb.config import resolve_device
 from urlb.ddpg import COMPILE_BACKENDS, DDPGAgent
 from urlb.hardware import bf16_support
-from urlb.replay import ReplayBuffer
+from urlb.replay import Batch, ReplayBuffer, stack_batches
 
 SIZES = {  # name -> (hidden_dim, batch_size); update every 2 steps in both
     "paper": (1024, 1024),
@@ -88,23 +88,30 @@ def matmul_gflops(dtype: torch.dtype, device: torch.device, n: int = 2048, repea
     return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def update_flops(agent: DDPGAgent, replay: ReplayBuffer, batch_size: int) -> float:
+def sample(replays: list[ReplayBuffer], batch_size: int) -> Batch:
+    """One batch per seed, stacked for the agent (S, B, ...)."""
+    return stack_batches([replay.sample(batch_size) for replay in replays])
+
+
+def update_flops(agent: DDPGAgent, replays: list[ReplayBuffer], batch_size: int) -> float:
     """Floating-point operations of one update (matrix products, forward and backward)."""
     with FlopCounterMode(display=False) as counter:
-        agent.update(replay.sample(batch_size), step=10_000)
+        agent.update(sample(replays, batch_size), step=10_000)
     return float(counter.get_total_flops())
 
 
-def build(agent_name: str, hidden: int, device: torch.device, precision: str, capacity: int):
-    env = envs.make("walker_stand", "states", seed=1)
-    obs_dim = int(env.observation_spec().shape[0])
-    action_dim = int(env.action_spec().shape[0])
+def build(agent_name: str, hidden: int, device: torch.device, precision: str, capacity: int, seeds: int = 1):
+    """Per seed an environment and a replay, and one agent holding ``seeds`` seeds."""
+    env_list = [envs.make("walker_stand", "states", seed=1 + i) for i in range(seeds)]
+    obs_dim = int(env_list[0].observation_spec().shape[0])
+    action_dim = int(env_list[0].action_spec().shape[0])
     cfg = OmegaConf.create(
         {"agent": {"name": agent_name, "hidden_dim": hidden}, "obs_type": "states", "precision": precision}
     )
-    agent = build_agent(cfg, (obs_dim,), action_dim, device, reward_free=agent_name != "ddpg")
-    replay = ReplayBuffer((obs_dim,), action_dim, capacity, agent.skill_dim, device=device)
-    return env, agent, replay
+    seed_list = None if seeds == 1 else list(range(1, seeds + 1))
+    agent = build_agent(cfg, (obs_dim,), action_dim, device, reward_free=agent_name != "ddpg", seeds=seed_list)
+    replays = [ReplayBuffer((obs_dim,), action_dim, capacity, agent.skill_dim, device=device) for _ in range(seeds)]
+    return env_list, agent, replays
 
 
 def fill_replay(env, replay: ReplayBuffer, agent: DDPGAgent, steps: int, rng: np.random.Generator) -> None:
@@ -128,46 +135,48 @@ def bench_agent(
     warmup_updates: int = 3,
     compile_backend: str | None = None,
     fill_steps: int = 4_000,
+    seeds: int = 1,
 ) -> dict:
+    """The training loop's speed for ``seeds`` seeds in one process (frames/s counts every
+    seed's frames; per-step and per-update times are per process step and stacked update)."""
     hidden, batch_size = SIZES[size]
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    env, agent, replay = build(agent_name, hidden, device, precision, capacity=100_000)
-    fill_replay(env, replay, agent, fill_steps, rng)
-    flops = update_flops(agent, replay, batch_size)  # counted eagerly: the work is the same compiled
+    env_list, agent, replays = build(agent_name, hidden, device, precision, capacity=100_000, seeds=seeds)
+    for env, replay in zip(env_list, replays):
+        fill_replay(env, replay, agent, fill_steps, rng)
+    flops = update_flops(agent, replays, batch_size)  # counted eagerly: the work is the same compiled
     if compile_backend is not None:
         agent.compile_networks(compile_backend)
+    skill = None if agent.plugin is None else np.stack([agent.plugin.sample_skill(rng) for _ in range(seeds)])
     for _ in range(warmup_updates):  # also absorbs compilation time
-        agent.act(
-            replay.sample(1).obs[0].cpu().numpy(),
-            None if agent.plugin is None else agent.plugin.sample_skill(rng),
-            step=10_000,
-            eval_mode=False,
-        )
-        agent.update(replay.sample(batch_size), step=10_000)
+        obs = torch.stack([replay.sample(1).obs[0] for replay in replays]).cpu().numpy()
+        agent.act_seeds(obs, skill, step=10_000, eval_mode=False)
+        agent.update(sample(replays, batch_size), step=10_000)
     timer = Timer(device)
     for part, (owner, method) in UPDATE_PARTS.items():
         target = agent if owner is None else getattr(agent, owner)
         if target is not None:
             timer.wrap(target, method, part)
-    skill = agent.plugin.sample_skill(rng) if agent.plugin is not None else None
-    time_step, steps, updates = env.reset(), 0, 0
+    time_steps, steps, updates = [env.reset() for env in env_list], 0, 0
     start = time.perf_counter()
     while time.perf_counter() - start < seconds or updates < 2:
-        if time_step.last():
-            time_step = env.reset()
+        if time_steps[0].last():
+            time_steps = [env.reset() for env in env_list]
         with timer.section("act"):
-            action = agent.act(time_step.observation, skill, 10_000, eval_mode=False)
+            obs = np.stack([ts.observation for ts in time_steps])
+            actions = agent.act_seeds(obs, skill, 10_000, eval_mode=False)
         if steps % 2 == 0:
             with timer.section("sample"):
-                batch = replay.sample(batch_size)
+                batch = sample(replays, batch_size)
             with timer.section("update"):
                 agent.update(batch, step=10_000)
             updates += 1
         with timer.section("env"):
-            time_step = env.step(action)
+            time_steps = [env.step(action) for env, action in zip(env_list, actions)]
         with timer.section("replay_add"):
-            replay.add(time_step, skill)
+            for replay, ts, i in zip(replays, time_steps, range(seeds)):
+                replay.add(ts, None if skill is None else skill[i])
         steps += 1
     elapsed = time.perf_counter() - start
     update_time = timer.totals["update"] / updates
@@ -179,7 +188,8 @@ def bench_agent(
         "precision": precision,
         "compile": compile_backend,
         "device": str(device),
-        "frames_per_s": steps / elapsed,
+        "seeds": seeds,
+        "frames_per_s": steps * seeds / elapsed,
         "measured_s": elapsed,
         "steps": steps,
         "updates": updates,
@@ -317,6 +327,12 @@ def run(argv: list[str] | None = None) -> dict:
         help="environment steps put in each agent's replay before timing (the replay benchmark uses 5x)",
     )
     parser.add_argument("--replay-seconds", type=float, default=2.0, help="measured window of replay sampling")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="N > 1: also compare N seeds in one process with N single-seed processes (urlb.tools.bench_seeds)",
+    )
     args = parser.parse_args(argv)
     agents = [a for a in args.agents.split(",") if a]
     sizes = [s for s in args.sizes.split(",") if s]
@@ -378,6 +394,10 @@ def run(argv: list[str] | None = None) -> dict:
         f"pixels {replay['pixels_bytes_per_transition']:.0f} B "
         f"({replay['pixels_bytes_per_transition'] / replay['pixels_raw_transition_bytes']:.2f}x raw stacked)"
     )
+    if args.seeds > 1:
+        from urlb.tools import bench_seeds
+
+        result["seeds"] = bench_seeds.run(agents, sizes, args.seeds, args.seconds, device, args.fill_steps)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
