@@ -26,6 +26,7 @@ from urlb.agents.proto import sinkhorn_knopp
 from urlb.ddpg import DDPGAgent
 from urlb.nets import SeedLinear
 from urlb.replay import Batch, stack_batches
+from urlb.seeds import SeedStreams, stack_seeds
 from urlb.skills import PriorSkills, RegressSkills, finetune_schedule
 from urlb.snapshot import snapshot_path
 
@@ -216,6 +217,32 @@ def test_proto_loss_reward_queue_and_target_closed_form():
     for (wt, bt), (w0, b0), (w1, b1) in zip(weights(plugin.predictor_target), target, weights(plugin.predictor)):
         np.testing.assert_allclose(wt, 0.95 * w0 + 0.05 * w1, rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(bt, 0.95 * b0 + 0.05 * b1, rtol=1e-5, atol=1e-7)
+
+
+def test_proto_stacked_seeds_keep_their_own_queue_pointer_and_stream():
+    """Two seeds side by side equal two single-seed plugins: each enqueues its own candidates,
+    drawn from its own stream, into its own queue at its own pointer (here they differ, as for
+    a seed loaded from another run)."""
+    kwargs = dict(pred_dim=8, proj_dim=12, num_protos=4, queue_size=12, topk=2)
+    singles = []
+    for index, seed in enumerate((1, 2)):
+        torch.manual_seed(seed)
+        singles.append(make_plugin("proto", OBS, ACT, **kwargs))
+        singles[-1].streams = SeedStreams([0])
+        singles[-1].streams.generators = [torch.Generator().manual_seed(10 + index)]
+    singles[1].queue_ptr.fill_(8)
+    stacked = stack_seeds(singles)
+    stacked.streams = SeedStreams([10, 11])  # the same two streams
+    assert stacked.queue.shape == (2, 12, 8) and stacked.queue_ptr.tolist() == [0, 8]
+    batches = [fixed_batch(seed=3), fixed_batch(seed=4)]
+    reward, metrics = stacked.update(stack_batches(batches), step=0)
+    for index, single in enumerate(singles):
+        single_reward, single_metrics = single.update(stack_batches([batches[index]]), step=0)
+        torch.testing.assert_close(reward[index], single_reward[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(metrics["proto_loss"][index], single_metrics["proto_loss"][0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(stacked.queue[index], single.queue[0], atol=1e-5, rtol=1e-5)
+    assert stacked.queue_ptr.tolist() == [4, 0]  # 0 + 4 and (8 + 4) mod 12
+    assert (stacked.queue[0, 4:] == 0).all() and (stacked.queue[1, :8] == 0).all()
 
 
 def test_proto_queue_wraps_and_analysis_reward_leaves_it_alone():
