@@ -17,7 +17,7 @@ from urlb.agents import REGISTRY, agent_names, config_keys, make_plugin, plugin_
 from urlb.agents.base import Plugin
 from urlb.agents.rewards import ParticleEntropy, RunningMeanStd
 from urlb.ddpg import DDPGAgent
-from urlb.replay import Batch
+from urlb.replay import Batch, stack_batches
 from urlb.skills import GridSkills
 
 OBS_DIM, ACTION_DIM, HIDDEN = 24, 6, 32
@@ -130,11 +130,12 @@ def np_mlp(seq: nn.Module, x) -> np.ndarray:
     return x
 
 
-def assert_finite_metrics(metrics: dict[str, float]) -> None:
+def assert_finite_metrics(metrics: dict[str, torch.Tensor]) -> None:
+    """Metrics of a single-seed update: one detached, finite value per seed, shape (1,)."""
     assert metrics, "no metrics returned"
     for key, value in metrics.items():
-        assert isinstance(value, float), (key, value)
-        assert math.isfinite(value), (key, value)
+        assert isinstance(value, torch.Tensor) and value.shape == (1,) and not value.requires_grad, (key, value)
+        assert math.isfinite(float(value)), (key, value)
 
 
 # --------------------------------------------------------------------------- registry
@@ -213,9 +214,9 @@ def test_agent_configs_build_plugins(name):
 def test_intrinsic_reward_shape_dtype_finite(variant):
     plugin = make(variant)
     for batch_size in (32, 7):
-        batch = make_batch(plugin, batch_size)
+        batch = stack_batches([make_batch(plugin, batch_size)])  # one seed: (1, B, ...)
         reward = plugin.intrinsic_reward(batch)
-        assert reward.shape == (batch_size, 1)
+        assert reward.shape == (1, batch_size, 1)
         assert reward.dtype == torch.float32
         assert not reward.requires_grad
         assert torch.isfinite(reward).all()
@@ -225,11 +226,11 @@ def test_intrinsic_reward_shape_dtype_finite(variant):
 def test_state_dict_round_trip(variant):
     plugin = make(variant, seed=0)
     for step in range(3):  # non-trivial weights and running statistics
-        train_batch = make_batch(plugin, seed=10 + step)
+        train_batch = stack_batches([make_batch(plugin, seed=10 + step)])
         plugin.update(train_batch, step)
         plugin.intrinsic_reward(train_batch)
     state = copy.deepcopy(plugin.state_dict())
-    batch = make_batch(plugin, seed=99)
+    batch = stack_batches([make_batch(plugin, seed=99)])
 
     loaded_a, loaded_b = make(variant, seed=1), make(variant, seed=2)
     loaded_a.load_state_dict(state)
@@ -256,12 +257,12 @@ def test_state_dict_round_trip(variant):
 def test_reward_free_update_trains_plugin(variant):
     plugin = make(variant)
     agent = make_agent(plugin, reward_free=True)
-    batch = make_batch(plugin, 32)
+    batch = stack_batches([make_batch(plugin, 32)])
     before = param_snapshot(plugin)
     metrics = agent.update(batch, step=0)
     assert_finite_metrics(metrics)
     assert "intrinsic_reward" in metrics
-    assert metrics["batch_reward"] == pytest.approx(metrics["intrinsic_reward"])
+    assert float(metrics["batch_reward"]) == pytest.approx(float(metrics["intrinsic_reward"]))
     if variant == "apt-state":
         assert not list(plugin.parameters())
         assert not plugin.optimizers()
@@ -275,12 +276,12 @@ def test_reward_free_update_trains_plugin(variant):
 def test_finetune_update_uses_task_reward_and_freezes_plugin(variant):
     plugin = make(variant)
     agent = make_agent(plugin, reward_free=False)
-    batch = make_batch(plugin, 32)
+    batch = stack_batches([make_batch(plugin, 32)])
     state_before = state_snapshot(plugin)
     metrics = agent.update(batch, step=0)
     assert_finite_metrics(metrics)
     assert "intrinsic_reward" not in metrics
-    assert metrics["batch_reward"] == pytest.approx(batch.reward.mean().item(), rel=1e-6, abs=1e-7)
+    assert float(metrics["batch_reward"]) == pytest.approx(batch.reward.mean().item(), rel=1e-6, abs=1e-7)
     state_after = plugin.state_dict()
     for key, value in state_before.items():
         assert torch.equal(value, state_after[key]), f"fine-tuning changed plugin state {key}"
