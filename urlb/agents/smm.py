@@ -21,7 +21,9 @@ class VAE(nn.Module):
     def __init__(self, in_dim: int, code_dim: int, hidden_dim: int) -> None:
         super().__init__()
         self.code_dim = code_dim
-        self.enc = nn.Sequential(SeedLinear(in_dim, hidden_dim), nn.ReLU(), SeedLinear(hidden_dim, hidden_dim), nn.ReLU())
+        self.enc = nn.Sequential(
+            SeedLinear(in_dim, hidden_dim), nn.ReLU(), SeedLinear(hidden_dim, hidden_dim), nn.ReLU()
+        )
         self.enc_mu = SeedLinear(hidden_dim, code_dim)
         self.enc_logvar = SeedLinear(hidden_dim, code_dim)
         self.dec = mlp(code_dim, hidden_dim, in_dim, num_hidden=2)
