@@ -282,7 +282,8 @@ def test_smm_losses_and_reward_closed_form():
     kl = (-0.5 * (1 + logvar - mu**2 - np.exp(logvar)).sum(1)).mean()
     ce = -log_softmax(np_mlp(weights(plugin.discriminator), s), axis=1)[np.arange(B), z.argmax(1)]
     torch.manual_seed(7)
-    reward, metrics = plugin.update(batch, step=0)
+    reward, metrics = plugin.update(stack_batches([batch]), step=0)  # one seed: the default generator
+    reward, metrics = reward[0], {k: v.item() for k, v in metrics.items()}
     assert metrics["smm_vae_loss"] == pytest.approx(0.5 * kl + sq.mean(), rel=1e-4)
     assert metrics["smm_pred_loss"] == pytest.approx(ce.mean(), rel=1e-5)
     # Reward from the same forward pass, before the steps (URLB's order), rewarding s_t.
