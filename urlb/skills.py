@@ -180,9 +180,9 @@ class RegressSkills(SkillSchedule):
 
     def _regress(self) -> None:
         batch = self.replay.sample(self.plugin.lstsq_batch_size)
-        obs = batch.obs if self.encode is None else self.encode(batch.obs)
-        skill = self.plugin.regress_skill(obs, batch.reward)
-        if skill is None:  # e.g. no task reward yet: keep the current skill
+        obs = batch.obs[None] if self.encode is None else self.encode(batch.obs[None])  # one seed: (1, B, ...)
+        skill = self.plugin.regress_skill(obs, batch.reward[None])[0]
+        if not np.isfinite(skill).all():  # e.g. no task reward yet: keep the current skill
             return
         if self.solved is None:
             self.say(
