@@ -17,7 +17,8 @@ from urlb.agents import REGISTRY, agent_names, config_keys, make_plugin, plugin_
 from urlb.agents.base import Plugin
 from urlb.agents.rewards import ParticleEntropy, RunningMeanStd
 from urlb.ddpg import DDPGAgent
-from urlb.replay import Batch
+from urlb.nets import SeedLinear
+from urlb.replay import Batch, stack_batches
 from urlb.skills import GridSkills
 
 OBS_DIM, ACTION_DIM, HIDDEN = 24, 6, 32
@@ -87,6 +88,18 @@ def make_batch(plugin: Plugin, batch_size: int = 32, seed: int = 0, **fields) ->
     return Batch(**values)
 
 
+def seeded(batch: Batch) -> Batch:
+    """A single-seed batch (B, ...) with the seed dimension of one in front: (1, B, ...)."""
+    return stack_batches([batch])
+
+
+def single_seed(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The per-seed metrics (1,) of a single-seed update, as floats."""
+    for key, value in metrics.items():
+        assert value.shape == (1,), (key, value)
+    return {key: value.item() for key, value in metrics.items()}
+
+
 def make_agent(plugin: Plugin | None, reward_free: bool) -> DDPGAgent:
     torch.manual_seed(123)
     return DDPGAgent(
@@ -119,7 +132,9 @@ def np_mlp(seq: nn.Module, x) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     modules = [seq] if isinstance(seq, nn.Identity) else list(seq)
     for m in modules:
-        if isinstance(m, nn.Linear):
+        if isinstance(m, SeedLinear):  # a single-seed layer: seed 0's weights
+            x = x @ m.weight[0].detach().double().numpy().T + m.bias[0].detach().double().numpy()
+        elif isinstance(m, nn.Linear):
             x = x @ m.weight.detach().double().numpy().T + m.bias.detach().double().numpy()
         elif isinstance(m, nn.ReLU):
             x = np.maximum(x, 0.0)
@@ -214,8 +229,8 @@ def test_intrinsic_reward_shape_dtype_finite(variant):
     plugin = make(variant)
     for batch_size in (32, 7):
         batch = make_batch(plugin, batch_size)
-        reward = plugin.intrinsic_reward(batch)
-        assert reward.shape == (batch_size, 1)
+        reward = plugin.intrinsic_reward(seeded(batch))
+        assert reward.shape == (1, batch_size, 1)
         assert reward.dtype == torch.float32
         assert not reward.requires_grad
         assert torch.isfinite(reward).all()
@@ -225,11 +240,11 @@ def test_intrinsic_reward_shape_dtype_finite(variant):
 def test_state_dict_round_trip(variant):
     plugin = make(variant, seed=0)
     for step in range(3):  # non-trivial weights and running statistics
-        train_batch = make_batch(plugin, seed=10 + step)
+        train_batch = seeded(make_batch(plugin, seed=10 + step))
         plugin.update(train_batch, step)
         plugin.intrinsic_reward(train_batch)
     state = copy.deepcopy(plugin.state_dict())
-    batch = make_batch(plugin, seed=99)
+    batch = seeded(make_batch(plugin, seed=99))
 
     loaded_a, loaded_b = make(variant, seed=1), make(variant, seed=2)
     loaded_a.load_state_dict(state)
@@ -258,7 +273,7 @@ def test_reward_free_update_trains_plugin(variant):
     agent = make_agent(plugin, reward_free=True)
     batch = make_batch(plugin, 32)
     before = param_snapshot(plugin)
-    metrics = agent.update(batch, step=0)
+    metrics = single_seed(agent.update(seeded(batch), step=0))
     assert_finite_metrics(metrics)
     assert "intrinsic_reward" in metrics
     assert metrics["batch_reward"] == pytest.approx(metrics["intrinsic_reward"])
@@ -277,7 +292,7 @@ def test_finetune_update_uses_task_reward_and_freezes_plugin(variant):
     agent = make_agent(plugin, reward_free=False)
     batch = make_batch(plugin, 32)
     state_before = state_snapshot(plugin)
-    metrics = agent.update(batch, step=0)
+    metrics = single_seed(agent.update(seeded(batch), step=0))
     assert_finite_metrics(metrics)
     assert "intrinsic_reward" not in metrics
     assert metrics["batch_reward"] == pytest.approx(batch.reward.mean().item(), rel=1e-6, abs=1e-7)
@@ -438,10 +453,10 @@ def _metra_dual_step(next_offset: float) -> tuple[float, float, dict, torch.Tens
     moved = base.obs + next_offset
     batch = base._replace(next_obs=moved, next_obs_1step=moved)
     with torch.no_grad():
-        _, constraint, _ = plugin.objective_terms(batch.obs, batch.next_obs_1step, batch.skill)
+        _, constraint, _ = plugin.objective_terms(batch.obs[None], batch.next_obs_1step[None], batch.skill[None])
     before = plugin.dual_lambda.item()
-    _, metrics = plugin.update(batch, 0)
-    return before, plugin.dual_lambda.item(), metrics, constraint
+    _, metrics = plugin.update(seeded(batch), 0)
+    return before, plugin.dual_lambda.item(), single_seed(metrics), constraint[0]
 
 
 def test_metra_lambda_grows_when_constraint_violated():
@@ -464,7 +479,7 @@ def test_metra_lambda_shrinks_when_constraint_satisfied():
 @pytest.mark.parametrize("variant", ["metra", "metra-discrete"])
 def test_metra_intrinsic_reward_is_phi_displacement_along_skill(variant):
     plugin = make(variant, scale=1.0)
-    plugin.update(make_batch(plugin, seed=3), 0)  # away from the initial weights
+    plugin.update(seeded(make_batch(plugin, seed=3)), 0)  # away from the initial weights
     batch = make_batch(plugin, 16, seed=4)
     phi_s = np_mlp(plugin.phi, batch.obs.numpy())
     phi_next = np_mlp(plugin.phi, batch.next_obs_1step.numpy())  # METRA: one step's reward
@@ -473,7 +488,7 @@ def test_metra_intrinsic_reward_is_phi_displacement_along_skill(variant):
         d = z.shape[1]
         z = (z - z.mean(1, keepdims=True)) * d / (d - 1)
     expected = np.array([[(phi_next[i] - phi_s[i]) @ z[i]] for i in range(len(z))])
-    reward = plugin.intrinsic_reward(batch)
+    reward = plugin.intrinsic_reward(seeded(batch))[0]
     np.testing.assert_allclose(reward.double().numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
@@ -493,13 +508,13 @@ def test_metra_learns_displacement_along_skill_within_constraint(constraint, bou
     def evaluate():
         b = skill_batch(256)
         with torch.no_grad():
-            along_z, _, delta = plugin.objective_terms(b.obs, b.next_obs_1step, b.skill)
-        return along_z.mean().item(), delta.norm(dim=-1).mean().item()
+            along_z, _, delta = plugin.objective_terms(b.obs[None], b.next_obs_1step[None], b.skill[None])
+        return along_z[0].mean().item(), delta[0].norm(dim=-1).mean().item()
 
     along_before, _ = evaluate()
     norms = []
     for step in range(300):
-        norms.append(plugin.update(skill_batch(), step)[1]["metra_step_norm"])
+        norms.append(plugin.update(seeded(skill_batch()), step)[1]["metra_step_norm"].item())
     along_after, norm_after = evaluate()
     assert along_after > along_before + 0.3
     assert along_after > 0.4
@@ -520,7 +535,7 @@ def test_diayn_reward_on_hand_built_discriminator(scale):
     idx = np.array([0, 4, 11, 15, 7, 4, 2, 13])
     skill = torch.as_tensor(np.eye(16, dtype=np.float32)[idx])
     batch = make_batch(plugin, len(idx), skill=skill)
-    reward = plugin.intrinsic_reward(batch)
+    reward = plugin.intrinsic_reward(seeded(batch))[0]
 
     lg = logits.double().numpy()
     log_q = lg - np.log(np.exp(lg).sum())
@@ -542,14 +557,14 @@ def test_diayn_discriminator_learns_skill_clusters():
 
     def accuracy(b):
         with torch.no_grad():
-            return (plugin.discriminator(b.next_obs).argmax(-1) == b.skill.argmax(-1)).float().mean().item()
+            return (plugin.discriminator(b.next_obs[None])[0].argmax(-1) == b.skill.argmax(-1)).float().mean().item()
 
     held_out = cluster_batch(256)
-    reward_before = plugin.intrinsic_reward(held_out).mean().item()
+    reward_before = plugin.intrinsic_reward(seeded(held_out)).mean().item()
     for step in range(200):
-        plugin.update(cluster_batch(), step)
+        plugin.update(seeded(cluster_batch()), step)
     assert accuracy(held_out) > 0.5  # chance is 1/16
-    reward_after = plugin.intrinsic_reward(held_out).mean().item()
+    reward_after = plugin.intrinsic_reward(seeded(held_out)).mean().item()
     assert reward_after > reward_before + 1.0
     assert reward_after > 1.0  # log q(z|s') well above log p(z)
 
