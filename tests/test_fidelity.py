@@ -18,7 +18,8 @@ from torch import nn
 
 from urlb.agents import make_plugin
 from urlb.ddpg import DDPGAgent, noisy_action, straight_through_clamp
-from urlb.replay import Batch
+from urlb.nets import SeedLinear
+from urlb.replay import Batch, stack_batches
 
 OBS, ACT, HID, B = 5, 2, 16, 12
 
@@ -40,6 +41,8 @@ def np_forward(module: nn.Module, x: np.ndarray) -> np.ndarray:
     for layer in module if isinstance(module, nn.Sequential) else [module]:
         if isinstance(layer, nn.Sequential):
             x = np_forward(layer, x)
+        elif isinstance(layer, SeedLinear):  # a single-seed layer: seed 0's weights
+            x = x @ layer.weight[0].detach().double().numpy().T + layer.bias[0].detach().double().numpy()
         elif isinstance(layer, nn.Linear):
             x = x @ layer.weight.detach().double().numpy().T + layer.bias.detach().double().numpy()
         elif isinstance(layer, nn.ReLU):
@@ -111,6 +114,14 @@ def plugin(name: str, seed: int = 0, **kwargs):
 
 def np_(t: torch.Tensor) -> np.ndarray:
     return t.detach().double().numpy()
+
+
+def seeded_update(p, batch: Batch, step: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
+    """A single-seed plugin update on ``batch`` (B, ...) given a seed dimension of one: the
+    reward (B, 1) and the metrics as floats."""
+    reward, metrics = p.update(stack_batches([batch]), step)
+    assert reward.shape[0] == 1 and all(v.shape == (1,) for v in metrics.values())
+    return reward[0], {k: v.item() for k, v in metrics.items()}
 
 
 # --------------------------------------------------------------------------- RND (URLB rnd.py)
@@ -230,7 +241,7 @@ def test_diayn_loss_and_reward(after):
     batch = batch_of(p)
     s_n, label = np_(batch.next_obs), np_(batch.skill).argmax(1)
     before = log_softmax(np_forward(p.discriminator, s_n))
-    reward, metrics = p.update(batch, 0)
+    reward, metrics = seeded_update(p, batch)
     assert metrics["diayn_loss"] == pytest.approx(-before[np.arange(B), label].mean(), rel=1e-4)
     logp = log_softmax(np_forward(p.discriminator, s_n)) if after else before
     expected = logp[np.arange(B), label][:, None] - math.log(1 / 4)
@@ -253,7 +264,7 @@ def test_metra_three_terms(discrete, constraint):
     squared = (delta**2).mean(1) if constraint == "mean" else (delta**2).sum(1)
     cst = np.minimum(1.0 - squared, 1e-3)
     lam = 30.0
-    reward, metrics = p.update(batch, 0)
+    reward, metrics = seeded_update(p, batch)
     # (1) the representation objective, (2) the clipped constraint term, (3) the dual step:
     # Adam's first step moves log(lambda) by lr against the sign of the mean constraint.
     assert metrics["metra_phi_loss"] == pytest.approx(-(along + lam * cst).mean(), rel=1e-4)
@@ -268,7 +279,7 @@ def test_metra_three_terms(discrete, constraint):
 def test_metra_nstep_reward_option_telescopes_to_s_t_plus_n():
     p = plugin("metra", skill_dim=2, reward_steps="nstep")
     batch = batch_of(p)
-    reward, _ = p.update(batch, 0)
+    reward, _ = seeded_update(p, batch)
     delta = np_forward(p.phi, np_(batch.next_obs)) - np_forward(p.phi, np_(batch.obs))
     np.testing.assert_allclose(np_(reward), (delta * np_(batch.skill)).sum(1, keepdims=True), rtol=1e-4, atol=1e-6)
 
