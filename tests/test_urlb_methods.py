@@ -24,7 +24,8 @@ from urlb.agents import make_plugin, plugin_class
 from urlb.agents.aps import SuccessorFeatureCritic, infer_task
 from urlb.agents.proto import sinkhorn_knopp
 from urlb.ddpg import DDPGAgent
-from urlb.replay import Batch
+from urlb.nets import SeedLinear
+from urlb.replay import Batch, stack_batches
 from urlb.skills import PriorSkills, RegressSkills, finetune_schedule
 from urlb.snapshot import snapshot_path
 
@@ -64,10 +65,14 @@ def fixed_batch(skill: np.ndarray | None = None, seed: int = 1) -> Batch:
 
 
 def weights(module) -> list[tuple[np.ndarray, np.ndarray | None]]:
-    """(W, b) of every Linear layer of ``module`` in order, as float64 numpy."""
+    """(W, b) of every Linear layer of ``module`` in order, as float64 numpy (a single-seed
+    SeedLinear: seed 0's)."""
     out = []
     for m in module.modules():
-        if isinstance(m, torch.nn.Linear):
+        if isinstance(m, SeedLinear):
+            b = None if m.bias is None else m.bias[0].detach().double().numpy().copy()
+            out.append((m.weight[0].detach().double().numpy().copy(), b))
+        elif isinstance(m, torch.nn.Linear):
             b = None if m.bias is None else m.bias.detach().double().numpy().copy()
             out.append((m.weight.detach().double().numpy().copy(), b))
     return out
@@ -242,7 +247,8 @@ def test_smm_losses_and_reward_closed_form():
     kl = (-0.5 * (1 + logvar - mu**2 - np.exp(logvar)).sum(1)).mean()
     ce = -log_softmax(np_mlp(weights(plugin.discriminator), s), axis=1)[np.arange(B), z.argmax(1)]
     torch.manual_seed(7)
-    reward, metrics = plugin.update(batch, step=0)
+    reward, metrics = plugin.update(stack_batches([batch]), step=0)  # one seed: the default generator
+    reward, metrics = reward[0], {k: v.item() for k, v in metrics.items()}
     assert metrics["smm_vae_loss"] == pytest.approx(0.5 * kl + sq.mean(), rel=1e-4)
     assert metrics["smm_pred_loss"] == pytest.approx(ce.mean(), rel=1e-5)
     # Reward from the same forward pass, before the steps (URLB's order), rewarding s_t.
