@@ -19,7 +19,7 @@ import torch
 from omegaconf import OmegaConf
 
 from urlb.agents.rewards import ParticleEntropy
-from urlb.replay import Batch
+from urlb.replay import Batch, stack_batches
 
 # Run discovery and snapshot loading are shared with the skill gallery (urlb.tools.skills).
 from urlb.tools.pretrained import find_pretrain_runs, load_pretrained_agent, primal_env, written_snapshots
@@ -158,7 +158,8 @@ def rollout_intrinsic_reward(run_dir: Path, steps: int, seed: int = 0) -> dict[s
                 next_obs_1step=t(data["next_obs"][i]),
                 skill=None if data["skill"] is None else t(data["skill"][i]),
             )
-            rewards.append(plugin.intrinsic_reward(batch).mean().item() * len(i))
+            # A single-seed agent: the batch gets a seed dimension of one.
+            rewards.append(plugin.intrinsic_reward(stack_batches([batch])).mean().item() * len(i))
         means[policy.split("_")[0]] = sum(rewards) / len(idx)
     return means
 
@@ -182,10 +183,11 @@ def metra_skill_displacement(run_dir: Path, frames: int, num_skills: int = 64, s
             if time_step.last():
                 break
         ends = torch.as_tensor(np.stack([first, time_step.observation]), dtype=torch.float32)
-        start_phi, end_phi = phi(ends)
+        start_phi, end_phi = phi(ends[None])[0]  # a single-seed phi: seed dimension of one
         displacements.append((end_phi - start_phi).numpy())
     # [i, j] = d_i . z_j, with z_j as METRA's reward uses it (discrete one-hots centred, D/(D-1))
-    scores = np.stack(displacements) @ agent.plugin.reward_direction(torch.as_tensor(skills)).numpy().T
+    directions = agent.plugin.reward_direction(torch.as_tensor(skills)[None])[0]
+    scores = np.stack(displacements) @ directions.numpy().T
     off_diagonal = ~np.eye(num_skills, dtype=bool)
     aligned = np.diag(scores)
     return {
