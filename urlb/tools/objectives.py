@@ -76,7 +76,7 @@ def start_and_end(values: list[float], window: int = 2) -> tuple[float, float] |
 
 
 def mean_knn_distance(states: np.ndarray, k: int = 12) -> float:
-    dist = ParticleEntropy(knn_k=k + 1).knn_distances(torch.as_tensor(states, dtype=torch.float32))
+    dist = ParticleEntropy(knn_k=k + 1).knn_distances(torch.as_tensor(states, dtype=torch.float32)[None])[0]
     return float(dist[:, 1:].mean())  # column 0 is the point itself
 
 
@@ -241,7 +241,7 @@ def report(run_dir: Path, coverage_steps: int, metra_skills: int = 64) -> list[s
             represent = load_pretrained_agent(run_dir, primal_env(cfg)).plugin.represent
             with torch.no_grad():
                 rep_pre, rep_rand = (
-                    represent(torch.as_tensor(s, dtype=torch.float32)).numpy()
+                    represent(torch.as_tensor(s, dtype=torch.float32)[None])[0].numpy()  # a single-seed agent
                     for s in (pretrained_states, random_states)
                 )
             lines.append(
