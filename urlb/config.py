@@ -9,6 +9,7 @@ from urlb.agents import agent_names, split_agent_config
 from urlb.ddpg import COMPILE_BACKENDS
 from urlb.errors import ConfigError
 from urlb.hardware import bf16_support
+from urlb.seed_runs import seed_list
 from urlb.skills import SKILL_SELECTIONS
 from urlb.tasks import ALL_TASKS, DOMAINS, OBS_TYPES, TASKS, domain_of
 
@@ -29,7 +30,10 @@ def _default_snapshot_ts(agent: str, pretrain_frames: int) -> int:
 
 def register_resolvers() -> None:
     """Resolvers the configs use; registered once, before Hydra composes a config."""
+    from urlb.seed_runs import run_seed
+
     for name, fn in (
+        ("run_seed", run_seed),
         ("by_obs_type", _by_obs_type),
         ("domain_of", _domain_of),
         ("default_snapshot_ts", _default_snapshot_ts),
@@ -134,6 +138,7 @@ def validate(cfg: DictConfig) -> None:
         _whole_number(cfg, key, minimum=1)
     for key in ("num_seed_frames", "seed"):
         _whole_number(cfg, key, minimum=0)
+    seed_list(cfg)  # seeds=[...]: distinct whole numbers
     if cfg.num_seed_frames > cfg.num_train_frames:
         raise ConfigError(
             f"num_seed_frames={cfg.num_seed_frames} exceeds num_train_frames={cfg.num_train_frames}: "

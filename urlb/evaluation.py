@@ -1,4 +1,6 @@
-"""Evaluation episodes: the policy's mean action, the skill the schedule gives, optional video."""
+"""Evaluation episodes: the policy's mean action, the skill the schedule gives, optional video.
+Several seeds are evaluated side by side, each on its own environment, with one batched action
+per step."""
 
 from __future__ import annotations
 
@@ -9,6 +11,52 @@ import numpy as np
 
 from urlb.ddpg import DDPGAgent
 
+SkillSource = Callable[[], "np.ndarray | None"]
+
+
+def evaluate_policies(
+    agent: DDPGAgent,
+    envs: list,
+    episodes: int,
+    step: int,
+    action_repeat: int,
+    skill_sources: list[SkillSource],
+    video_paths: list[Path | None] | None = None,
+) -> list[dict[str, float]]:
+    """Per seed (one environment and skill source per seed of ``agent``): mean episode return
+    and length (in frames) over ``episodes`` episodes; each seed's first episode is recorded to
+    its video path when given."""
+    seeds = len(envs)
+    video_paths = video_paths or [None] * seeds
+    videos = [_recorder(path) for path in video_paths]
+    returns, lengths = np.zeros((episodes, seeds)), np.zeros((episodes, seeds))
+    for episode in range(episodes):
+        skills = [source() for source in skill_sources]
+        time_steps = [env.reset() for env in envs]
+        record = episode == 0
+        for env, video in zip(envs, videos):
+            if video is not None and record:
+                video.start(env)
+        running = np.ones(seeds, dtype=bool)
+        while running.any():
+            obs = np.stack([ts.observation for ts in time_steps])
+            skill = None if skills[0] is None else np.stack(skills)
+            actions = agent.act_seeds(obs, skill, step, eval_mode=True)
+            for i in np.flatnonzero(running):  # a seed whose episode ended waits for the others
+                time_steps[i] = envs[i].step(actions[i])
+                if videos[i] is not None and record:
+                    videos[i].record(envs[i])
+                returns[episode, i] += time_steps[i].reward
+                lengths[episode, i] += action_repeat
+                running[i] = not time_steps[i].last()
+    for video, path in zip(videos, video_paths):
+        if video is not None:
+            video.save(path.name)
+    return [
+        {"episode_reward": float(returns[:, i].mean()), "episode_length": float(lengths[:, i].mean())}
+        for i in range(seeds)
+    ]
+
 
 def evaluate_policy(
     agent: DDPGAgent,
@@ -16,33 +64,16 @@ def evaluate_policy(
     episodes: int,
     step: int,
     action_repeat: int,
-    skill_for_episode: Callable[[], np.ndarray | None],
+    skill_for_episode: SkillSource,
     video_path: Path | None = None,
 ) -> dict[str, float]:
-    """Mean episode return and length (in frames) over ``episodes`` evaluation episodes; the
-    first episode is recorded to ``video_path`` when given."""
-    returns, lengths = [], []
-    video = None
-    if video_path is not None:
-        from urlb.video import VideoRecorder
+    """:func:`evaluate_policies` for a single-seed agent."""
+    return evaluate_policies(agent, [env], episodes, step, action_repeat, [skill_for_episode], [video_path])[0]
 
-        video = VideoRecorder(video_path.parent)
-    for episode in range(episodes):
-        skill = skill_for_episode()
-        time_step = env.reset()
-        record = video is not None and episode == 0
-        if record:
-            video.start(env)
-        total, length = 0.0, 0
-        while not time_step.last():
-            action = agent.act(time_step.observation, skill, step, eval_mode=True)
-            time_step = env.step(action)
-            if record:
-                video.record(env)
-            total += time_step.reward
-            length += 1
-        returns.append(total)
-        lengths.append(length * action_repeat)
-    if video is not None:
-        video.save(video_path.name)
-    return {"episode_reward": float(np.mean(returns)), "episode_length": float(np.mean(lengths))}
+
+def _recorder(path: Path | None):
+    if path is None:
+        return None
+    from urlb.video import VideoRecorder
+
+    return VideoRecorder(path.parent)

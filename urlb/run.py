@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from urlb.config import ConfigError, resolve_threads, validate
 from urlb.ddpg import NonFiniteError
 from urlb.run_record import check_run_record, check_snapshot_exists
+from urlb.seed_runs import seed_runs
 from urlb.snapshot import SnapshotError
 from urlb.trainer import RunInterrupted, Trainer
 
@@ -54,11 +55,21 @@ def check_before_work(cfg: DictConfig, run_dir: Path, overrides: list[str], anno
     validate(cfg)
     with open_dict(cfg):
         cfg.snapshot_dir = to_absolute_path(cfg.snapshot_dir)
-    done = check_run_record(cfg, run_dir, announce)
-    if done is None:
-        check_writable(Path(cfg.snapshot_dir), "snapshot_dir")
-        check_snapshot_exists(cfg, run_dir, overrides)
-    return done
+    runs = seed_runs(cfg, run_dir)  # seeds=[...]: each seed's config and run directory
+    done = {seed: check_run_record(one, directory, announce) for seed, one, directory in runs}
+    finished = [seed for seed, message in done.items() if message is not None]
+    if finished and len(finished) == len(runs):
+        return "\n".join(done.values())
+    if finished:
+        others = [seed for seed in done if seed not in finished]
+        raise ConfigError(
+            f"seeds {finished} are already complete, the others not; train the others alone: "
+            f"seeds=[{','.join(map(str, others))}]"
+        )
+    check_writable(Path(cfg.snapshot_dir), "snapshot_dir")
+    for _, one, directory in runs:
+        check_snapshot_exists(one, directory, overrides)
+    return None
 
 
 def run_phase(cfg: DictConfig) -> None:

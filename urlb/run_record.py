@@ -36,6 +36,7 @@ NEUTRAL_KEYS = frozenset(
         "overwrite_snapshots",
         "precision_check",
         "snapshot_dir",
+        "seeds",  # trained alone or beside other seeds, a seed computes the same (urlb.seeds)
     }
 )
 # Fine-tuning keys that do not shape the snapshot it loads (left out of the pre-training hint).

@@ -168,21 +168,29 @@ class RegressSkills(SkillSchedule):
         rng: np.random.Generator,
         action_repeat: int,
         say: Say,
-        encode: Callable | None = None,
+        regress: Callable | None = None,
         solved: np.ndarray | None = None,
+        generator=None,
     ) -> None:
         self.plugin, self.replay, self.rng, self.say = plugin, replay, rng, say
-        self.encode = encode  # pixels: the agent's encoder (the plugin works on its features)
+        # batch -> this seed's skill (the trainer's: encodes pixels, regresses within the seed's
+        # slice of a multi-seed plugin); by default the plugin's own, for a single-seed plugin.
+        self.regress = regress or self._regress_single
+        self.generator = generator  # the seed's random stream for the replay draw
         self.init_step = plugin.num_init_steps // action_repeat
         self.every = max(1, plugin.update_skill_every_step // action_repeat)
         self.skill: np.ndarray | None = None
         self.solved = solved
 
+    def _regress_single(self, batch):
+        skills = self.plugin.regress_skill(batch.obs[None], batch.reward[None])
+        return None if skills is None else skills[0]
+
     def _regress(self) -> None:
-        batch = self.replay.sample(self.plugin.lstsq_batch_size)
-        obs = batch.obs[None] if self.encode is None else self.encode(batch.obs[None])  # one seed: (1, B, ...)
-        skill = self.plugin.regress_skill(obs, batch.reward[None])[0]
-        if not np.isfinite(skill).all():  # e.g. no task reward yet: keep the current skill
+        size = self.plugin.lstsq_batch_size
+        batch = self.replay.sample(size) if self.generator is None else self.replay.sample(size, self.generator)
+        skill = self.regress(batch)
+        if skill is None or not np.isfinite(skill).all():  # e.g. no task reward yet (a NaN row): keep the skill
             return
         if self.solved is None:
             self.say(
@@ -222,10 +230,11 @@ def finetune_schedule(
     resumed_skill: np.ndarray | None = None,
     replay=None,
     action_repeat: int = 1,
-    encode: Callable | None = None,
+    regress: Callable | None = None,
+    generator=None,
 ) -> SkillSchedule:
-    """The fine-tuning skill schedule for ``skill_selection=requested`` (``replay`` and
-    ``encode`` serve ``regress``)."""
+    """The fine-tuning skill schedule for ``skill_selection=requested`` (``replay``, ``regress``
+    and ``generator`` serve ``regress``: see :class:`RegressSkills`)."""
     mode = selection_mode(plugin, requested)
     if mode is None:
         return SkillSchedule()
@@ -235,7 +244,7 @@ def finetune_schedule(
                 f"skill_selection=regress needs a method that infers its skill from the task "
                 f"reward (aps); agent {plugin.name} cannot: use fixed, random, resample or grid"
             )
-        return RegressSkills(plugin, replay, rng, action_repeat, say, encode, solved=resumed_skill)
+        return RegressSkills(plugin, replay, rng, action_repeat, say, regress, resumed_skill, generator)
     if resumed_skill is not None:
         return FixedSkill(resumed_skill)
     if mode == "resample":
