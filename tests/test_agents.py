@@ -19,6 +19,7 @@ from urlb.agents.rewards import ParticleEntropy, RunningMeanStd
 from urlb.ddpg import DDPGAgent
 from urlb.nets import SeedLinear
 from urlb.replay import Batch, stack_batches
+from urlb.seeds import stack_seeds
 from urlb.skills import GridSkills
 
 OBS_DIM, ACTION_DIM, HIDDEN = 24, 6, 32
@@ -602,6 +603,24 @@ def test_cic_full_contrastive_loss_matches_direct_computation():
     loss = plugin.contrastive_loss(logits)
     assert loss.shape == (1,)
     assert loss.item() == pytest.approx(expected, rel=1e-5, abs=1e-5)
+
+
+@pytest.mark.parametrize("nce", ["cic", "full"])
+def test_cic_stacked_seeds_contrast_within_their_own_batch(nce):
+    """Three seeds stacked: logits (S, B, B) and the loss (S,) are each seed's own, as a single
+    CIC plugin computes them on that seed's batch alone."""
+    singles = [make("cic", seed=seed, skill_dim=8, nce=nce) for seed in (1, 2, 3)]
+    stacked = stack_seeds(singles)
+    batches = [make_batch(singles[0], 16, seed=seed) for seed in (4, 5, 6)]
+    obs, next_obs, skill = (torch.stack([getattr(b, f) for b in batches]) for f in ("obs", "next_obs", "skill"))
+    with torch.no_grad():
+        logits, _ = stacked.contrastive_logits(obs, next_obs, skill)
+        loss = stacked.contrastive_loss(logits)
+    assert logits.shape == (3, 16, 16) and loss.shape == (3,)
+    for index, (single, b) in enumerate(zip(singles, batches)):
+        with torch.no_grad():
+            own = single.contrastive_loss(single.contrastive_logits(b.obs[None], b.next_obs[None], b.skill[None])[0])
+        torch.testing.assert_close(loss[index], own[0], atol=1e-5, rtol=1e-5)
 
 
 # CIC's denominator (sum - e^{1/T}) has a degenerate optimum (every cosine -1) that small batches

@@ -76,7 +76,9 @@ class CIC(Plugin):
         state, next_state = self.state_net(torch.cat([obs, next_obs], dim=1)).chunk(2, dim=1)
         query = F.normalize(self.skill_net(skill), dim=-1)
         key = F.normalize(self.pred_net(torch.cat([state, next_state], dim=-1)), dim=-1)
-        return query @ key.transpose(1, 2) / self.temperature, next_state
+        # one seed: the plain matrix product (a batched one rounds its backward differently)
+        logits = (query[0] @ key[0].T)[None] if query.shape[0] == 1 else query @ key.transpose(1, 2)
+        return logits / self.temperature, next_state
 
     def contrastive_loss(self, logits: torch.Tensor) -> torch.Tensor:
         """Per-seed NCE loss (S,) of each skill's own transition against the seed's batch
@@ -88,8 +90,11 @@ class CIC(Plugin):
         """
         seeds, batch = logits.shape[:2]
         if self.nce == "full":
-            labels = torch.arange(batch, device=logits.device).repeat(seeds)
-            return F.cross_entropy(logits.flatten(0, 1), labels, reduction="none").view(seeds, batch).mean(1)
+            labels = torch.arange(batch, device=logits.device)
+            if seeds == 1:  # one seed: the plain kernel, bit for bit a single-seed run's
+                return F.cross_entropy(logits[0], labels)[None]
+            per_pair = F.cross_entropy(logits.flatten(0, 1), labels.repeat(seeds), reduction="none")
+            return per_pair.view(seeds, batch).mean(1)
         eps = 1e-6
         negatives = (logits.exp().sum(dim=-1) - math.exp(1.0 / self.temperature)).clamp(min=eps)
         positives = logits.diagonal(dim1=1, dim2=2).exp()
