@@ -76,7 +76,8 @@ def start_and_end(values: list[float], window: int = 2) -> tuple[float, float] |
 
 
 def mean_knn_distance(states: np.ndarray, k: int = 12) -> float:
-    dist = ParticleEntropy(knn_k=k + 1).knn_distances(torch.as_tensor(states, dtype=torch.float32)[None])[0]
+    states_t = torch.as_tensor(states, dtype=torch.float32)[None]  # one seed: (1, N, D)
+    dist = ParticleEntropy(knn_k=k + 1).knn_distances(states_t)[0]
     return float(dist[:, 1:].mean())  # column 0 is the point itself
 
 
