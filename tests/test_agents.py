@@ -19,6 +19,7 @@ from urlb.agents.rewards import ParticleEntropy, RunningMeanStd
 from urlb.ddpg import DDPGAgent
 from urlb.nets import SeedLinear
 from urlb.replay import Batch, stack_batches
+from urlb.seeds import stack_seeds
 from urlb.skills import GridSkills
 
 OBS_DIM, ACTION_DIM, HIDDEN = 24, 6, 32
@@ -597,11 +598,30 @@ def test_cic_full_contrastive_loss_matches_direct_computation():
         losses.append(-math.log(positive / total))
     expected = sum(losses) / 4
 
-    logits, embedding = plugin.contrastive_logits(obs, next_obs, skill)
-    assert logits.shape == (4, 4)
-    np.testing.assert_allclose(embedding.detach().numpy(), next_state, rtol=1e-4, atol=1e-5)
+    logits, embedding = plugin.contrastive_logits(obs[None], next_obs[None], skill[None])
+    assert logits.shape == (1, 4, 4)
+    np.testing.assert_allclose(embedding[0].detach().numpy(), next_state, rtol=1e-4, atol=1e-5)
     loss = plugin.contrastive_loss(logits)
+    assert loss.shape == (1,)
     assert loss.item() == pytest.approx(expected, rel=1e-5, abs=1e-5)
+
+
+@pytest.mark.parametrize("nce", ["cic", "full"])
+def test_cic_stacked_seeds_contrast_within_their_own_batch(nce):
+    """Three seeds stacked: logits (S, B, B) and the loss (S,) are each seed's own, as a single
+    CIC plugin computes them on that seed's batch alone."""
+    singles = [make("cic", seed=seed, skill_dim=8, nce=nce) for seed in (1, 2, 3)]
+    stacked = stack_seeds(singles)
+    batches = [make_batch(singles[0], 16, seed=seed) for seed in (4, 5, 6)]
+    obs, next_obs, skill = (torch.stack([getattr(b, f) for b in batches]) for f in ("obs", "next_obs", "skill"))
+    with torch.no_grad():
+        logits, _ = stacked.contrastive_logits(obs, next_obs, skill)
+        loss = stacked.contrastive_loss(logits)
+    assert logits.shape == (3, 16, 16) and loss.shape == (3,)
+    for index, (single, b) in enumerate(zip(singles, batches)):
+        with torch.no_grad():
+            own = single.contrastive_loss(single.contrastive_logits(b.obs[None], b.next_obs[None], b.skill[None])[0])
+        torch.testing.assert_close(loss[index], own[0], atol=1e-5, rtol=1e-5)
 
 
 # CIC's denominator (sum - e^{1/T}) has a degenerate optimum (every cosine -1) that small batches
@@ -619,20 +639,20 @@ def test_cic_contrastive_loss_falls_on_skill_dependent_transitions(nce, batch_si
 
     def loss():
         with torch.no_grad():
-            return plugin.contrastive_loss(plugin.contrastive_logits(obs, next_obs, skill)[0]).item()
+            return plugin.contrastive_loss(plugin.contrastive_logits(obs[None], next_obs[None], skill[None])[0]).item()
 
     initial = loss()
     assert initial == pytest.approx(math.log(batch_size), abs=0.5)  # near chance at init
     for step in range(200):
-        _, metrics = plugin.update(batch, step)
+        _, metrics = plugin.update(seeded(batch), step)
     final = loss()
     assert final < 0.75 * initial
-    assert metrics["cic_logits_accuracy"] > 0.5
+    assert single_seed(metrics)["cic_logits_accuracy"] > 0.5
 
 
 def test_cic_reward_is_particle_entropy_of_next_state_embedding():
     plugin = make("cic", skill_dim=8)
-    batch = make_batch(plugin, 32)
+    batch = seeded(make_batch(plugin, 32))
     reference = copy.deepcopy(plugin.entropy)
     with torch.no_grad():
         expected = reference(plugin.state_net(batch.next_obs), update_stats=False)
@@ -645,10 +665,10 @@ def test_cic_reward_is_particle_entropy_of_next_state_embedding():
 @pytest.mark.parametrize("variant", ["apt", "apt-state"])
 def test_apt_reward_is_particle_entropy_of_state_representation(variant):
     plugin = make(variant)
-    batch = make_batch(plugin, 32)
+    batch = seeded(make_batch(plugin, 32))
     reference = copy.deepcopy(plugin.entropy)
     with torch.no_grad():  # URLB rewards s_t (reward_obs=obs)
-        rep = plugin.icm.trunk(batch.obs) if variant == "apt" else batch.obs
+        rep = plugin.icm.trunk(batch.obs) if variant == "apt" else batch.obs  # (1, B, D)
         expected = reference(rep, update_stats=False)
     torch.testing.assert_close(plugin.intrinsic_reward(batch), expected)
 
@@ -657,11 +677,12 @@ def test_apt_reward_is_particle_entropy_of_state_representation(variant):
 def test_apt_icm_trains_on_chosen_next_state(icm_next):
     # nstep (URLB): the sampled (s_t, a_t, s_{t+n}); one_step: (s_t, a_t, s_{t+1}).
     plugin = make("apt", icm_next=icm_next)
-    batch = make_batch(plugin, 32)
+    batch = seeded(make_batch(plugin, 32))
     next_obs = batch.next_obs if icm_next == "nstep" else batch.next_obs_1step
     with torch.no_grad():
         forward_error, inverse_error = plugin.icm.loss(batch.obs, batch.action, next_obs)
     _, metrics = plugin.update(batch, 0)
+    metrics = single_seed(metrics)
     assert metrics["icm_forward_error"] == pytest.approx(forward_error.item(), rel=1e-5)
     assert metrics["icm_inverse_error"] == pytest.approx(inverse_error.item(), rel=1e-5)
 
@@ -683,14 +704,14 @@ POINTS = torch.tensor([[0.0], [1.0], [3.0], [7.0]])
 )
 def test_particle_entropy_hand_computed(knn_avg, knn_clip, expected):
     entropy = ParticleEntropy(knn_k=2, knn_avg=knn_avg, normaliser="none", knn_clip=knn_clip)
-    reward = entropy(POINTS)
-    assert reward.shape == (4, 1)
-    np.testing.assert_allclose(reward.numpy()[:, 0], np.log(expected), rtol=1e-6)
+    reward = entropy(POINTS[None])  # one seed
+    assert reward.shape == (1, 4, 1)
+    np.testing.assert_allclose(reward[0].numpy()[:, 0], np.log(expected), rtol=1e-6)
 
 
 def test_particle_entropy_running_std_normalisation():
     entropy = ParticleEntropy(knn_k=2, knn_avg=True, normaliser="std", knn_clip=0.0)
-    reward = entropy(POINTS)
+    reward = entropy(POINTS[None])[0]
     distances = np.array([0, 1, 0, 1, 0, 2, 0, 4], dtype=np.float64)
     std = distances.std(ddof=1)  # a fresh running std (prior weight 1e-4): the batch's unbiased std
     expected = np.log(1.0 + np.array([0.5, 0.5, 1.0, 2.0]) / std)
@@ -705,7 +726,7 @@ def test_knn_distances_match_brute_force(batch_size, offset):
     g = torch.Generator().manual_seed(0)
     rep = torch.randn(batch_size, OBS_DIM, generator=g) + offset
     entropy = ParticleEntropy(knn_k=5)
-    got = entropy.knn_distances(rep).numpy()
+    got = entropy.knn_distances(rep[None])[0].numpy()
     x = rep.double().numpy()
     brute = np.empty((batch_size, batch_size))
     for i in range(batch_size):
@@ -720,9 +741,9 @@ def test_knn_distances_match_brute_force(batch_size, offset):
 
 def test_knn_k_larger_than_batch_uses_whole_batch():
     entropy = ParticleEntropy(knn_k=12, normaliser="none")
-    assert entropy.knn_distances(POINTS).shape == (4, 4)
+    assert entropy.knn_distances(POINTS[None]).shape == (1, 4, 4)
     expected = np.log(1.0 + np.array([11, 9, 9, 17]) / 4.0)  # sums of distances to all points
-    np.testing.assert_allclose(entropy(POINTS).numpy()[:, 0], expected, rtol=1e-6)
+    np.testing.assert_allclose(entropy(POINTS[None])[0].numpy()[:, 0], expected, rtol=1e-6)
 
 
 def test_running_mean_std_matches_numpy():
@@ -733,7 +754,7 @@ def test_running_mean_std_matches_numpy():
     chunks = [rng.normal(loc=2.0, scale=3.0, size=(n, 3)) for n in (5, 17, 1, 40)]
     mean, var, count = np.zeros(3), np.ones(3), 1e-12
     for chunk in chunks:
-        rms.update(torch.as_tensor(chunk, dtype=torch.float32))
+        rms.update(torch.as_tensor(chunk, dtype=torch.float32)[None])  # one seed
         n = len(chunk)
         delta = chunk.mean(0) - mean
         chunk_var = chunk.var(0, ddof=1) if n > 1 else np.zeros(3)
@@ -741,9 +762,9 @@ def test_running_mean_std_matches_numpy():
         var = (var * count + chunk_var * n + delta**2 * count * n / (count + n)) / (count + n)
         count += n
     data = np.concatenate(chunks)
-    np.testing.assert_allclose(rms.mean.numpy(), data.mean(0), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(rms.var.numpy(), var, rtol=1e-4)
-    np.testing.assert_allclose(rms.std.numpy(), np.sqrt(var), rtol=1e-4)
+    np.testing.assert_allclose(rms.mean[0].numpy(), data.mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(rms.var[0].numpy(), var, rtol=1e-4)
+    np.testing.assert_allclose(rms.std[0].numpy(), np.sqrt(var), rtol=1e-4)
     assert rms.count.item() == pytest.approx(len(data))
     assert set(rms.state_dict()) == {"mean", "var", "count"}
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from urlb.agents import make_plugin
 from urlb.ddpg import DDPGAgent, noisy_action, straight_through_clamp
-from urlb.nets import SeedLinear
+from urlb.nets import SeedLayerNorm, SeedLinear
 from urlb.replay import Batch, stack_batches
 
 OBS, ACT, HID, B = 5, 2, 16, 12
@@ -54,6 +54,10 @@ def np_forward(module: nn.Module, x: np.ndarray) -> np.ndarray:
             x = (x - mu) / np.sqrt(
                 var + layer.eps
             ) * layer.weight.detach().double().numpy() + layer.bias.detach().double().numpy()
+        elif isinstance(layer, SeedLayerNorm):  # a single-seed layer: seed 0's affine
+            mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+            weight, bias = layer.weight[0].detach().double().numpy(), layer.bias[0].detach().double().numpy()
+            x = (x - mu) / np.sqrt(var + layer.eps) * weight + bias
         elif isinstance(layer, nn.Identity):
             pass
         else:
@@ -173,7 +177,7 @@ def test_apt_reward_knn_rms_off_and_on(knn_rms):
         h, h_n = np_forward(p.icm.trunk, s), np_forward(p.icm.trunk, s_n)
         forward = np.linalg.norm(h_n - np_forward(p.icm.forward_net, np.concatenate([h, a], 1)), axis=1)
         inverse = np.linalg.norm(a - np_forward(p.icm.inverse_net, np.concatenate([h, h_n], 1)), axis=1)
-        reward, metrics = p.update(batch, step)
+        reward, metrics = seeded_update(p, batch, step)
         assert metrics["icm_forward_error"] == pytest.approx(forward.mean(), rel=1e-4)
         assert metrics["icm_inverse_error"] == pytest.approx(inverse.mean(), rel=1e-4)
         # Reward: particle entropy of the ICM trunk of s_t after the step; knn_rms divides by
@@ -206,7 +210,7 @@ def test_cic_loss_and_reward_with_variance_normaliser():
         batch = batch_of(p, seed=step, batch_size=16)
         s, s_n, z = np_(batch.obs), np_(batch.next_obs), np_(batch.skill)
         expected_loss = cic_loss(p, s, s_n, z)
-        reward, metrics = p.update(batch, step)
+        reward, metrics = seeded_update(p, batch, step)
         assert metrics["cic_contrastive_loss"] == pytest.approx(expected_loss, rel=1e-4)
         # Reward: kNN of f(s_{t+n}) after the step, distances divided by the running VARIANCE
         # S (what the code calls moving_std), clip 5e-4.
@@ -218,8 +222,8 @@ def test_cic_denominator_differs_from_full_nce():
     p = plugin("cic", skill_dim=4)
     batch = batch_of(p, batch_size=16)
     with torch.no_grad():
-        logits, _ = p.contrastive_logits(batch.obs, batch.next_obs, batch.skill)
-        full = torch.nn.functional.cross_entropy(logits, torch.arange(16)).item()
+        logits, _ = p.contrastive_logits(batch.obs[None], batch.next_obs[None], batch.skill[None])  # one seed
+        full = torch.nn.functional.cross_entropy(logits[0], torch.arange(16)).item()
     expected = cic_loss(p, np_(batch.obs), np_(batch.next_obs), np_(batch.skill))
     assert p.contrastive_loss(logits).item() == pytest.approx(expected, rel=1e-5)
     assert abs(expected - full) > 1e-3  # the option is a different loss

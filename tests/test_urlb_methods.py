@@ -309,7 +309,8 @@ def test_aps_loss_and_reward_closed_form():
     batch = fixed_batch(task)
     s_n = n(batch.next_obs)
     loss = -(task * l2n(np_mlp(weights(plugin.phi), s_n))).sum(1).mean()
-    reward, metrics = plugin.update(batch, step=0)
+    reward, metrics = plugin.update(stack_batches([batch]), step=0)  # one seed: (1, B, ...)
+    reward, metrics = reward[0], {k: v.item() for k, v in metrics.items()}
     assert metrics["aps_loss"] == pytest.approx(loss, rel=1e-5)
     rep = np_mlp(weights(plugin.phi), s_n)  # after the step, unnormalised for the entropy term
     dist = np.sort(np.linalg.norm(rep[:, None] - rep[None], axis=2), axis=1)[:, :5]
@@ -358,7 +359,8 @@ def test_aps_regress_skill_uses_normalised_features_of_obs():
     batch = fixed_batch()
     rep = l2n(np_mlp(weights(plugin.phi), n(batch.obs)))
     r = n(batch.reward)[:, 0]
-    np.testing.assert_allclose(plugin.regress_skill(batch.obs, batch.reward), l2n(rep.T @ r), atol=1e-5)
+    got = plugin.regress_skill(batch.obs[None], batch.reward[None])  # one seed: (1, skill_dim)
+    np.testing.assert_allclose(got[0], l2n(rep.T @ r), atol=1e-5)
 
 
 def test_aps_default_regression_uses_freshly_initialised_features_as_urlb():
@@ -369,14 +371,34 @@ def test_aps_default_regression_uses_freshly_initialised_features_as_urlb():
     task = l2n(np.random.default_rng(4).normal(size=(B, 10))).astype(np.float32)
     trained = make("aps", lr=1e-2)
     for step in range(3):
-        trained.update(fixed_batch(task, seed=10 + step), step)
+        trained.update(stack_batches([fixed_batch(task, seed=10 + step)]), step)
     plugin.load_state_dict(trained.state_dict())
     assert not np.allclose(weights(plugin.phi)[0][0], initial[0][0])
     rep = l2n(np_mlp(initial, n(batch.obs)))
     np.testing.assert_allclose(
-        plugin.regress_skill(batch.obs, batch.reward), l2n(rep.T @ n(batch.reward)[:, 0]), atol=1e-5
+        plugin.regress_skill(batch.obs[None], batch.reward[None])[0], l2n(rep.T @ n(batch.reward)[:, 0]), atol=1e-5
     )
     assert not any(k.startswith("_initial") for k in plugin.state_dict())
+
+
+@pytest.mark.parametrize("regress_features", ["fresh", "pretrained"])
+def test_aps_regress_skill_is_per_seed_when_seeds_are_stacked(regress_features):
+    """Stacked seeds regress each on its own phi (the freshly initialised one included) and own
+    batch; a seed whose rewards are all zero gets a NaN row, the others are unaffected."""
+    singles = []
+    for seed in (1, 2, 3):
+        torch.manual_seed(seed)
+        singles.append(make_plugin("aps", OBS, ACT, hidden_dim=HID, regress_features=regress_features))
+    stacked = stack_seeds(singles)
+    batches = [fixed_batch(seed=seed) for seed in (4, 5, 6)]
+    batches[1] = batches[1]._replace(reward=torch.zeros(B, 1))
+    got = stacked.regress_skill(torch.stack([b.obs for b in batches]), torch.stack([b.reward for b in batches]))
+    assert got.shape == (3, 10)
+    assert np.isnan(got[1]).all()
+    for index in (0, 2):
+        alone = singles[index].regress_skill(batches[index].obs[None], batches[index].reward[None])
+        np.testing.assert_allclose(got[index], alone[0], atol=1e-6)
+    assert not np.allclose(got[0], got[2], atol=1e-3)  # different seeds, different answers
 
 
 # --------------------------------------------------------------------------- skill schedules
@@ -388,7 +410,7 @@ class _Replay:
     def __init__(self, plugin, w: np.ndarray, size: int = 256) -> None:
         self.obs = torch.as_tensor(np.random.default_rng(8).normal(size=(size, OBS)), dtype=torch.float32)
         with torch.no_grad():
-            self.reward = plugin.features(self.obs) @ torch.as_tensor(w, dtype=torch.float32)[:, None]
+            self.reward = plugin.features(self.obs[None])[0] @ torch.as_tensor(w, dtype=torch.float32)[:, None]
         self.samples = 0
 
     def __len__(self) -> int:
@@ -459,8 +481,8 @@ def test_aps_critic_is_successor_features_dotted_with_task():
     ln = critic.trunk[1]
     h = (h - h.mean(1, keepdims=True)) / np.sqrt(h.var(1, keepdims=True) + ln.eps)
     h = np.tanh(h * ln.weight.detach().double().numpy() + ln.bias.detach().double().numpy())
-    q1, q2 = critic(torch.cat([batch.obs, torch.as_tensor(task, dtype=torch.float32)], 1), batch.action)
-    for head, q in ((critic.q1, q1), (critic.q2, q2)):
+    q1, q2 = critic(torch.cat([batch.obs, torch.as_tensor(task, dtype=torch.float32)], 1)[None], batch.action[None])
+    for head, q in ((critic.q1, q1[0]), (critic.q2, q2[0])):
         psi = np_mlp(weights(head), h)
         assert psi.shape == (B, 10)
         np.testing.assert_allclose(n(q)[:, 0], (task * psi).sum(1), rtol=1e-4, atol=1e-5)

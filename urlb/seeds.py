@@ -81,7 +81,8 @@ def seed_mean(x: torch.Tensor) -> torch.Tensor:
 
 def stack_seeds(modules: Sequence[nn.Module]) -> nn.Module:
     """One module holding ``modules`` (single-seed, same architecture) side by side: a copy of
-    the first whose parameters and buffers are the concatenation of all along dimension 0.
+    the first whose parameters and buffers (non-persistent ones included) are the concatenation
+    of all along dimension 0.
     Optimisers the module holds follow their (copied) parameters and start empty."""
     if len(modules) == 1:
         return modules[0]
@@ -93,6 +94,12 @@ def stack_seeds(modules: Sequence[nn.Module]) -> nn.Module:
             tensor.data = stacked
         else:
             _set_buffer(combined, name, stacked)
+    # Non-persistent buffers (outside state_dict, e.g. APS's phi as initialised) are per seed too.
+    persistent = set(states[0])
+    others = [dict(m.named_buffers()) for m in modules]
+    for name, _ in list(combined.named_buffers()):
+        if name not in persistent:
+            _set_buffer(combined, name, torch.cat([o[name].detach() for o in others]))
     return combined
 
 

@@ -190,7 +190,7 @@ class RegressSkills(SkillSchedule):
         size = self.plugin.lstsq_batch_size
         batch = self.replay.sample(size) if self.generator is None else self.replay.sample(size, self.generator)
         skill = self.regress(batch)
-        if skill is None:  # e.g. no task reward yet: keep the current skill
+        if skill is None or not np.isfinite(skill).all():  # e.g. no task reward yet (a NaN row): keep the skill
             return
         if self.solved is None:
             self.say(

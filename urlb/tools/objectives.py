@@ -242,7 +242,7 @@ def report(run_dir: Path, coverage_steps: int, metra_skills: int = 64) -> list[s
             represent = load_pretrained_agent(run_dir, primal_env(cfg)).plugin.represent
             with torch.no_grad():
                 rep_pre, rep_rand = (
-                    represent(torch.as_tensor(s, dtype=torch.float32)).numpy()
+                    represent(torch.as_tensor(s, dtype=torch.float32)[None])[0].numpy()  # a single-seed agent
                     for s in (pretrained_states, random_states)
                 )
             lines.append(

@@ -167,10 +167,11 @@ def score_skills(plugin: Plugin, result: SnapshotRollouts) -> None:
         # contrastive logit is highest for its own skill among the K gallery skills.
         result.score_name, result.feature_name = "contrastive_accuracy", "state embedding f(s)"
         skills = torch.as_tensor(np.stack([r.skill for r in rollouts]), dtype=torch.float32, device=device)
-        result.features = [plugin.state_net(o).float().cpu().numpy() for o in as_tensor]
+        result.features = [plugin.state_net(o[None])[0].float().cpu().numpy() for o in as_tensor]
         result.scores = []
         for i, o in enumerate(as_tensor):
-            logits, _ = plugin.contrastive_logits(o[:-1], o[1:], skills)  # [K, T]
+            logits, _ = plugin.contrastive_logits(o[None, :-1], o[None, 1:], skills[None])  # a single seed
+            logits = logits[0]  # [K, T]
             result.scores.append(float((logits.argmax(0) == i).float().mean()))
 
 
