@@ -275,8 +275,9 @@ def test_reward_free_update_trains_plugin(variant):
     agent = make_agent(plugin, reward_free=True)
     batch = make_batch(plugin, 32)
     before = param_snapshot(plugin)
-    metrics = single_seed(agent.update(seeded(batch), step=0))
-    assert_finite_metrics(metrics)
+    raw = agent.update(seeded(batch), step=0)
+    assert_finite_metrics(raw)
+    metrics = single_seed(raw)
     assert "intrinsic_reward" in metrics
     assert float(metrics["batch_reward"]) == pytest.approx(float(metrics["intrinsic_reward"]))
     if variant == "apt-state":
@@ -294,8 +295,9 @@ def test_finetune_update_uses_task_reward_and_freezes_plugin(variant):
     agent = make_agent(plugin, reward_free=False)
     batch = make_batch(plugin, 32)
     state_before = state_snapshot(plugin)
-    metrics = single_seed(agent.update(seeded(batch), step=0))
-    assert_finite_metrics(metrics)
+    raw = agent.update(seeded(batch), step=0)
+    assert_finite_metrics(raw)
+    metrics = single_seed(raw)
     assert "intrinsic_reward" not in metrics
     assert float(metrics["batch_reward"]) == pytest.approx(batch.reward.mean().item(), rel=1e-6, abs=1e-7)
     state_after = plugin.state_dict()
@@ -310,10 +312,10 @@ def test_ddpg_without_plugin_finetunes_and_refuses_reward_free():
     class _NoSkill:
         skill_dim = 0
 
-    batch = make_batch(_NoSkill(), 32)
+    batch = seeded(make_batch(_NoSkill(), 32))
     metrics = make_agent(None, reward_free=False).update(batch, step=0)
     assert_finite_metrics(metrics)
-    assert metrics["batch_reward"] == pytest.approx(batch.reward.mean().item(), rel=1e-6, abs=1e-7)
+    assert metrics["batch_reward"].item() == pytest.approx(batch.reward.mean().item(), rel=1e-6, abs=1e-7)
     with pytest.raises(ValueError, match="plugin"):
         make_agent(None, reward_free=True).update(batch, step=0)
 
@@ -330,18 +332,19 @@ class _RecordingPlugin(Plugin):
     def update(self, batch, step):
         self.calls.append("update")
         self.batches.append(batch)
-        return torch.full((batch.obs.shape[0], 1), self.value), {"recording_metric": 1.0}
+        seeds, size = batch.obs.shape[:2]
+        return torch.full((seeds, size, 1), self.value), {"recording_metric": torch.ones(seeds)}
 
     def intrinsic_reward(self, batch):
         self.calls.append("intrinsic_reward")
-        return torch.full((batch.obs.shape[0], 1), self.value)
+        return torch.full((*batch.obs.shape[:2], 1), self.value)
 
 
 def test_reward_free_updates_plugin_then_relabels_batch():
     plugin = _RecordingPlugin(value=3.25)
     agent = make_agent(plugin, reward_free=True)
-    batch = make_batch(plugin, 16)
-    metrics = agent.update(batch, step=0)
+    batch = seeded(make_batch(plugin, 16))
+    metrics = single_seed(agent.update(batch, step=0))
     assert plugin.calls == ["update"]  # the update returns the reward: one call per batch
     assert all(b is batch for b in plugin.batches)  # state observations reach the plugin as they are
     assert metrics["recording_metric"] == 1.0
@@ -782,18 +785,18 @@ def test_rnd_target_network_is_frozen():
     target_before = param_snapshot(plugin.target)
     predictor_before = param_snapshot(plugin.predictor)
     for step in range(5):
-        plugin.update(make_batch(plugin, seed=step), step)
-    make_agent(plugin, reward_free=True).update(make_batch(plugin, seed=50), step=5)
+        plugin.update(seeded(make_batch(plugin, seed=step)), step)
+    make_agent(plugin, reward_free=True).update(seeded(make_batch(plugin, seed=50)), step=5)
     assert not changed(target_before, plugin.target)
     assert changed(predictor_before, plugin.predictor)
 
 
 def test_rnd_prediction_error_falls_on_repeated_states():
     plugin = make("rnd")
-    batch = make_batch(plugin, 32)
-    first = plugin.update(batch, 0)[1]["rnd_loss"]
+    batch = seeded(make_batch(plugin, 32))
+    first = plugin.update(batch, 0)[1]["rnd_loss"].item()
     for step in range(1, 100):
-        last = plugin.update(batch, step)[1]["rnd_loss"]
+        last = plugin.update(batch, step)[1]["rnd_loss"].item()
     assert last < 0.5 * first
 
 
