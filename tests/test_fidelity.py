@@ -145,7 +145,7 @@ def test_rnd_loss_and_reward_with_batch_norm_statistics():
         batch = batch_of(p, seed=step)
         obs = np_(batch.obs)  # URLB trains and rewards s_t, not s_{t+n}
         expected_loss = rnd_error(p, obs).mean()
-        reward, metrics = p.update(batch, step)
+        reward, metrics = seeded_update(p, batch, step)
         assert metrics["rnd_loss"] == pytest.approx(expected_loss, rel=1e-4)
         error = rnd_error(p, obs)  # the predictor after its step
         _, var = rms(error)
@@ -157,7 +157,7 @@ def test_rnd_reward_before_step_option():
     p = plugin("rnd", rep_dim=8, reward_after_update=False)
     batch = batch_of(p)
     error = rnd_error(p, np_(batch.obs))  # before the step
-    reward, _ = p.update(batch, 0)
+    reward, _ = seeded_update(p, batch, 0)
     _, var = URLBRms()(error)
     np.testing.assert_allclose(np_(reward), error / (np.sqrt(var) + 1e-8), rtol=1e-4)
 
@@ -356,17 +356,17 @@ def test_straight_through_clamp_value_and_gradient():
 def test_actor_gradient_for_saturated_actions_is_the_critic_gradient():
     torch.manual_seed(0)
     agent = DDPGAgent("states", (OBS,), ACT, "cpu", hidden_dim=HID, stddev_schedule=0.2, stddev_clip=0.3)
-    obs = torch.randn(64, OBS)
-    mean = torch.full((64, ACT), 0.95, requires_grad=True)  # most noisy samples land beyond 1
+    obs = torch.randn(1, 64, OBS)  # (seed, batch, features)
+    mean = torch.full((1, 64, ACT), 0.95, requires_grad=True)  # most noisy samples land beyond 1
     torch.manual_seed(1)
-    action = noisy_action(mean, 0.2, 0.3)
+    action = noisy_action(mean, 0.2, 0.3, agent.streams)
     saturated = action.detach().abs() >= 1 - 1e-6
     assert saturated.float().mean() > 0.2, "setup: many samples should saturate"
     q1, q2 = agent.critic(obs, action)
     (-torch.min(q1, q2).mean()).backward()
     # Independently: the critic's gradient at the clamped action, passed straight to the mean.
     torch.manual_seed(1)
-    noise = (torch.randn(64, ACT) * 0.2).clamp(-0.3, 0.3)
+    noise = (torch.randn(1, 64, ACT) * 0.2).clamp(-0.3, 0.3)
     leaf = (0.95 + noise).clamp(-1 + 1e-6, 1 - 1e-6).requires_grad_(True)
     r1, r2 = agent.critic(obs, leaf)
     (-torch.min(r1, r2).mean()).backward()
@@ -380,7 +380,7 @@ def test_actor_update_moves_a_policy_saturated_at_the_clamp():
     with torch.no_grad():
         agent.actor.policy[-1].weight.zero_()
         agent.actor.policy[-1].bias.fill_(8.0)  # mean tanh(8) = 1 - 2e-7: every sample clamps at 1 - 1e-6
-    agent._update_actor(torch.randn(32, OBS), None, step=0)
+    agent._update_actor(torch.randn(1, 32, OBS), None, step=0)
     grad = agent.actor.policy[-1].bias.grad
     assert grad is not None and bool((grad != 0).all()), "a hard clamp would give zero gradient here"
 
