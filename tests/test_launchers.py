@@ -129,7 +129,7 @@ def run_phase_stub(monkeypatch, tmp_path):
             "get",
             staticmethod(lambda: SimpleNamespace(runtime=SimpleNamespace(output_dir=str(tmp_path)))),
         )
-        cfg = OmegaConf.create({"snapshot_dir": str(tmp_path / "models"), "threads": "auto"})
+        cfg = OmegaConf.create({"snapshot_dir": str(tmp_path / "models"), "threads": "auto", "seed": 1})
         return lambda: run.run_phase(cfg)
 
     return make
