@@ -17,10 +17,12 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from urlb.config import resolve_device
-from urlb.tools.bench import SIZES, bench_agent
+from urlb.tools.bench import SIZES, bench_agent, build, fill_replay, sample
 
 
 def _worker_command(agent: str, size: str, seconds: float, threads: int, fill_steps: int) -> list[str]:
@@ -80,18 +82,54 @@ def compare(agent: str, size: str, seeds: int, seconds: float, device: torch.dev
         "vs_single": stacked["frames_per_s"] / single["frames_per_s"],
         "vs_best_separate": stacked["frames_per_s"] / ways[best_way],
         "update_ms": {"single": single["ms_per_update"]["update"], "stacked": stacked["ms_per_update"]["update"]},
+        "ops_per_update": {
+            "single": ops_per_update(agent, size, 1, device),
+            "stacked": ops_per_update(agent, size, seeds, device),
+        },
     }
 
 
+class _OpCounter(TorchDispatchMode):
+    """Counts the ATen operations dispatched (on a GPU, roughly the kernels launched)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def ops_per_update(agent: str, size: str, seeds: int, device: torch.device) -> int:
+    """ATen operations of one update (optimiser steps included) of an agent holding ``seeds``
+    seeds: what one process step costs in launches, whatever the seeds' matrix sizes."""
+    hidden, batch_size = SIZES[size]
+    env_list, stacked, replays = build(agent, hidden, device, "fp32", capacity=5_000, seeds=seeds)
+    rng = np.random.default_rng(0)
+    for env, replay in zip(env_list, replays):
+        fill_replay(env, replay, stacked, 1_200, rng)
+    stacked.update(sample(replays, batch_size), step=10_000)  # optimiser state exists from here on
+    batch = sample(replays, batch_size)
+    with _OpCounter() as counter:
+        stacked.update(batch, step=10_000)
+    return counter.count
+
+
 def format_rows(rows: list[dict]) -> str:
-    header = "agent | size | seeds | 1 seed frames/s | S in 1 process | S separately (best way) | x 1 seed | x best"
+    header = (
+        "agent | size | seeds | 1 seed frames/s | S in 1 process | S separately (best way) | x 1 seed | x best"
+        " | update ms (1 seed, S seeds) | ATen ops/update (1 seed, S seeds)"
+    )
     lines = [header]
     for r in rows:
         best = r["separate_frames_per_s"][r["best_separate"]]
         lines.append(
             f"{r['agent']} | {r['size']} | {r['seeds']} | {r['single_frames_per_s']:.1f} | "
             f"{r['stacked_frames_per_s']:.1f} | {best:.1f} ({r['best_separate']}) | "
-            f"{r['vs_single']:.2f} | {r['vs_best_separate']:.2f}"
+            f"{r['vs_single']:.2f} | {r['vs_best_separate']:.2f} | "
+            f"{r['update_ms']['single']:.1f}, {r['update_ms']['stacked']:.1f} | "
+            f"{r['ops_per_update']['single']}, {r['ops_per_update']['stacked']}"
         )
     return "\n".join(lines)
 
