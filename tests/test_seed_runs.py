@@ -21,7 +21,8 @@ from urlb.snapshot import load_snapshot, snapshot_path
 
 pytestmark = pytest.mark.pipeline
 
-SHORT = [*TINY, "num_train_frames=600", "num_seed_frames=200", "eval_every_frames=300", "snapshots=[600]"]
+SHORT = [*TINY, "num_train_frames=600", "num_seed_frames=200", "eval_every_frames=300"]
+PRETRAIN = [*SHORT, "snapshots=[600]"]
 
 
 def run(script: str, work: Path, *overrides: str) -> subprocess.CompletedProcess:
@@ -52,13 +53,13 @@ def work(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def batched(work) -> subprocess.CompletedProcess:
     """RND pre-training of seeds 1 and 2 in one process."""
-    return run("pretrain.py", work / "batched", "agent=rnd", *SHORT, "seeds=[1,2]")
+    return run("pretrain.py", work / "batched", "agent=rnd", *PRETRAIN, "seeds=[1,2]")
 
 
 @pytest.fixture(scope="module")
 def single(work) -> subprocess.CompletedProcess:
     """The same pre-training of seed 2 alone."""
-    return run("pretrain.py", work / "single", "agent=rnd", *SHORT, "seed=2")
+    return run("pretrain.py", work / "single", "agent=rnd", *PRETRAIN, "seed=2")
 
 
 def test_each_seed_writes_what_a_single_seed_run_writes(work, batched, single):
@@ -74,10 +75,17 @@ def test_each_seed_writes_what_a_single_seed_run_writes(work, batched, single):
     ours, theirs = pretrain_dir(work / "batched", 2), pretrain_dir(work / "single", 2)
     assert rows(ours / "eval.csv")[0].keys() == rows(theirs / "eval.csv")[0].keys()
     # The same initial weights and evaluation environment: seed 2's first evaluation (before any
-    # update) is the very same beside seed 1 as alone.
-    assert rows(ours / "eval.csv")[0] == rows(theirs / "eval.csv")[0]
-    # Same seeds, different runs: seed 1 and seed 2 are not copies of each other.
-    assert rows(pretrain_dir(work / "batched", 1) / "eval.csv")[0] != rows(ours / "eval.csv")[0]
+    # update) is the same beside seed 1 as alone, up to the rounding of a batched matrix product
+    # (1e-7 in an action, which a 1000-step episode of physics carries to ~1e-3 of the return).
+    first, alone = rows(ours / "eval.csv")[0], rows(theirs / "eval.csv")[0]
+    assert {k: v for k, v in first.items() if k != "episode_reward"} == {
+        k: v for k, v in alone.items() if k != "episode_reward"
+    }
+    assert float(first["episode_reward"]) == pytest.approx(float(alone["episode_reward"]), rel=1e-2)
+    # Seeds 1 and 2 are not copies of each other.
+    models = work / "batched" / "models"
+    one, two = (load_snapshot(models, "states", "walker", "rnd", s, 600, expected={})["state"] for s in (1, 2))
+    assert not torch.equal(one["actor"]["trunk.0.weight"], two["actor"]["trunk.0.weight"])
 
 
 def test_snapshots_move_between_multi_and_single_seed_runs(work, batched, single):
@@ -106,9 +114,9 @@ def test_snapshots_move_between_multi_and_single_seed_runs(work, batched, single
 
 def test_finished_and_partly_finished_seed_lists(work, batched):
     assert batched.returncode == 0
-    again = run("pretrain.py", work / "batched", "agent=rnd", *SHORT, "seeds=[1,2]")
+    again = run("pretrain.py", work / "batched", "agent=rnd", *PRETRAIN, "seeds=[1,2]")
     assert again.returncode == 0 and again.stdout.count("already complete") == 2, explain(again)
-    more = run("pretrain.py", work / "batched", "agent=rnd", *SHORT, "seeds=[1,2,3]")
+    more = run("pretrain.py", work / "batched", "agent=rnd", *PRETRAIN, "seeds=[1,2,3]")
     assert more.returncode == 2, explain(more)
     assert "seeds [1, 2] are already complete" in more.stderr and "seeds=[3]" in more.stderr, explain(more)
 
@@ -117,7 +125,7 @@ def test_finished_and_partly_finished_seed_lists(work, batched):
     "seeds,message", [("[1,1]", "lists a seed twice"), ("[-1,2]", "whole numbers >= 0"), ("[]", "non-empty")]
 )
 def test_bad_seed_lists_are_refused_before_any_work(tmp_path, seeds, message):
-    proc = run("pretrain.py", tmp_path, "agent=rnd", *SHORT, f"seeds={seeds}")
+    proc = run("pretrain.py", tmp_path, "agent=rnd", *PRETRAIN, f"seeds={seeds}")
     assert proc.returncode == 2 and message in proc.stderr, explain(proc)
     assert not (tmp_path / "runs").exists()
 
