@@ -75,8 +75,10 @@ class Logger:
         wandb_config: dict | None = None,
         resume_frame: int | None = None,
         progress: bool = True,
+        label: str = "",
     ) -> None:
         self.run_dir = Path(run_dir)
+        self.label = label  # e.g. "seed 2": which of several seeds in one process a line is about
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.train_csv = CSVLog(self.run_dir / "train.csv", resume_frame)
         self.eval_csv = CSVLog(self.run_dir / "eval.csv", resume_frame)
@@ -148,6 +150,7 @@ class Logger:
         # task, informative only); R(intr): mean intrinsic reward of the updates since the last line.
         parts = [
             f"| {kind:<5}",
+            *([self.label] if self.label else []),
             f"F: {row['frame']:>8}",
             f"E: {row.get('episode', 0):>5}",
             f"R(task): {row.get('episode_reward', 0.0):8.2f}",

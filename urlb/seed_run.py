@@ -46,13 +46,13 @@ class SeedRun:
         self.replay = ReplayBuffer(*sizes, cfg.frame_stack, cfg.nstep, cfg.discount, device)
         self.skill_dim = skill_dim
 
-    def open_logs(self, progress: bool) -> None:
+    def open_logs(self, progress: bool, label: str = "") -> None:
         cfg = self.cfg
         self.run_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, self.run_dir / "config.yaml", resolve=True)
         resolved = OmegaConf.to_container(cfg, resolve=True)
         self.logger = Logger(
-            self.run_dir, cfg.num_train_frames, cfg.use_tb, cfg.use_wandb, resolved, self.resumed_frame, progress
+            self.run_dir, cfg.num_train_frames, cfg.use_tb, cfg.use_wandb, resolved, self.resumed_frame, progress, label
         )
 
     # --- files ---

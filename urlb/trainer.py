@@ -82,7 +82,8 @@ class Trainer:
             for run in self.runs:
                 run.refuse_existing_snapshots()
         for index, run in enumerate(self.runs):
-            run.open_logs(progress=index == 0)  # one progress bar: the seeds step together
+            label = f"seed {run.seed}" if len(self.runs) > 1 else ""
+            run.open_logs(progress=index == 0, label=label)  # one progress bar: the seeds step together
             run.schedule = self._skill_schedule(run)
 
     @property
@@ -279,8 +280,19 @@ class Trainer:
         path = save_snapshot(run.snapshot_file(frames), payload, meta)
         run.snapshots_written.add(frames)
         run.logger.message(f"snapshot at {self.global_frame} frames -> {path}")
-        if run.logger.tb is not None and len(self.runs) == 1:  # the snapshot's skills as a picture (urlb.tools.skills)
-            log_snapshot_skills(run.logger.tb, self.agent, run.cfg, frames, say=run.logger.message)
+        if run.logger.tb is not None:  # the snapshot's skills as a picture (urlb.tools.skills)
+            log_snapshot_skills(run.logger.tb, self._one_seed_agent(run), run.cfg, frames, say=run.logger.message)
+
+    def _one_seed_agent(self, run: SeedRun) -> DDPGAgent:
+        """The agent itself for a single seed; else a single-seed copy of seed ``run`` (tools
+        such as the skill gallery act with one seed)."""
+        if len(self.runs) == 1:
+            return self.agent
+        with torch.random.fork_rng(devices=[]):  # building draws initial weights; they are replaced
+            agent = build_agent(run.cfg, self.obs_shape, self.action_dim, self.device, self.pretrain)
+        state = self.agent.networks_state(run.index)
+        agent.load_networks(state, tuple(k for k in state if not k.endswith("_opt")))
+        return agent
 
     def _maybe_checkpoint(self, force: bool = False) -> None:
         last = getattr(self, "_last_checkpoint_frame", self.resumed_at or 0)

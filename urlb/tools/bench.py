@@ -148,7 +148,7 @@ def bench_agent(
     flops = update_flops(agent, replays, batch_size)  # counted eagerly: the work is the same compiled
     if compile_backend is not None:
         agent.compile_networks(compile_backend)
-    skill = None if agent.plugin is None else np.stack([agent.plugin.sample_skill(rng) for _ in range(seeds)])
+    skill = np.stack([agent.plugin.sample_skill(rng) for _ in range(seeds)]) if agent.skill_dim else None
     for _ in range(warmup_updates):  # also absorbs compilation time
         obs = torch.stack([replay.sample(1).obs[0] for replay in replays]).cpu().numpy()
         agent.act_seeds(obs, skill, step=10_000, eval_mode=False)
