@@ -22,7 +22,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from urlb.config import resolve_device
-from urlb.tools.bench import SIZES, bench_agent, build, fill_replay, sample
+from urlb.tools.bench import SIZES, bench_agent, build, fill_replay, matmul_gflops, sample
 
 
 def _worker_command(agent: str, size: str, seconds: float, threads: int, fill_steps: int) -> list[str]:
@@ -82,6 +82,9 @@ def compare(agent: str, size: str, seeds: int, seconds: float, device: torch.dev
         "vs_single": stacked["frames_per_s"] / single["frames_per_s"],
         "vs_best_separate": stacked["frames_per_s"] / ways[best_way],
         "update_ms": {"single": single["ms_per_update"]["update"], "stacked": stacked["ms_per_update"]["update"]},
+        # the update's floating-point rate: near the machine's matrix-product rate, an update is
+        # bound by arithmetic (stacking seeds cannot help); far below it, by per-operation overhead
+        "update_gflops_per_s": {"single": single["update_gflops_per_s"], "stacked": stacked["update_gflops_per_s"]},
         "ops_per_update": {
             "single": ops_per_update(agent, size, 1, device),
             "stacked": ops_per_update(agent, size, seeds, device),
@@ -119,7 +122,7 @@ def ops_per_update(agent: str, size: str, seeds: int, device: torch.device) -> i
 def format_rows(rows: list[dict]) -> str:
     header = (
         "agent | size | seeds | 1 seed frames/s | S in 1 process | S separately (best way) | x 1 seed | x best"
-        " | update ms (1 seed, S seeds) | ATen ops/update (1 seed, S seeds)"
+        " | update ms (1 seed, S seeds) | update GFLOP/s (1 seed, S seeds) | ATen ops/update (1 seed, S seeds)"
     )
     lines = [header]
     for r in rows:
@@ -129,6 +132,7 @@ def format_rows(rows: list[dict]) -> str:
             f"{r['stacked_frames_per_s']:.1f} | {best:.1f} ({r['best_separate']}) | "
             f"{r['vs_single']:.2f} | {r['vs_best_separate']:.2f} | "
             f"{r['update_ms']['single']:.1f}, {r['update_ms']['stacked']:.1f} | "
+            f"{r['update_gflops_per_s']['single']:.0f}, {r['update_gflops_per_s']['stacked']:.0f} | "
             f"{r['ops_per_update']['single']}, {r['ops_per_update']['stacked']}"
         )
     return "\n".join(lines)
@@ -136,7 +140,13 @@ def format_rows(rows: list[dict]) -> str:
 
 def run(agents: list[str], sizes: list[str], seeds: int, seconds: float, device, fill_steps: int) -> list[dict]:
     rows = [compare(a, s, seeds, seconds, device, fill_steps) for s in sizes for a in agents]
-    print(f"\nseeds side by side ({rows[0]['cores'] if rows else '?'} cores):")
+    rate = matmul_gflops(torch.float32, device)
+    for row in rows:
+        row["matmul_gflops"] = rate
+    print(
+        f"\nseeds side by side ({rows[0]['cores'] if rows else '?'} cores; "
+        f"fp32 2048^3 matrix product: {rate:.0f} GFLOP/s):"
+    )
     print(format_rows(rows))
     return rows
 
