@@ -141,8 +141,9 @@ class Logger:
         self._scalars("eval", row, row["frame"])
         self._print("eval", {**row, "total_time": elapsed})
 
-    def message(self, text: str) -> None:
-        tqdm.write(text, file=sys.stdout)
+    def message(self, text: str, labelled: bool = True) -> None:
+        """A console line; with several seeds in one process it names the seed it is about."""
+        tqdm.write(f"[{self.label}] {text}" if self.label and labelled else text, file=sys.stdout)
 
     def _print(self, kind: str, row: dict[str, Any]) -> None:
         elapsed = time.strftime("%H:%M:%S", time.gmtime(row.get("total_time", 0)))

@@ -46,6 +46,7 @@ FINETUNE_ONLY_KEYS = frozenset(
         "domain",
         "snapshot_ts",
         "snapshot_seed",
+        "seeds",  # the command names the one seed whose snapshot is missing
         "skill_selection",
         "num_train_frames",
         "eval_every_frames",

@@ -164,7 +164,7 @@ class Trainer:
 
     def say(self, text: str) -> None:
         """A message for every seed's log (the console shows it once)."""
-        self.runs[0].logger.message(text if len(self.runs) == 1 else f"[seeds {self.seeds}] {text}")
+        self.runs[0].logger.message(text if len(self.runs) == 1 else f"[seeds {self.seeds}] {text}", labelled=False)
 
     # --- the loop ---
     def train(self) -> None:
