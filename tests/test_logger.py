@@ -42,3 +42,17 @@ def test_console_line_labels_task_and_intrinsic_reward(tmp_path, capsys):
     assert "E:     1 | R(task):     3.00" in train and "R(intr): 0.5" in train
     assert "E:     1 | R(task):     4.00" in evaluation and "R(intr)" not in evaluation
     assert not list(tmp_path.glob("*.log"))  # no empty log files
+
+
+def test_seed_label_names_the_seed_once_per_line(tmp_path, capsys):
+    """Several seeds in one process: every console line says which seed it is about."""
+    from urlb.logger import Logger
+
+    logger = Logger(tmp_path, total_frames=100, use_tb=False, progress=False, label="seed 3")
+    logger.episode({"frame": 50, "episode": 1, "episode_reward": 3.0, "fps": 10.0, "total_time": 1.0})
+    logger.message("snapshot at 50 frames")
+    logger.message("for every seed", labelled=False)
+    logger.close()
+    train, snapshot, shared = capsys.readouterr().out.strip().splitlines()
+    assert train.startswith("| train | seed 3 | F:") and train.count("seed 3") == 1
+    assert snapshot == "[seed 3] snapshot at 50 frames" and shared == "for every seed"

@@ -161,7 +161,7 @@ class Logger:
         if "intrinsic_reward" in row:
             parts.append(f"R(intr): {row['intrinsic_reward']:.3g}")
         parts.append(f"T: {elapsed}")
-        self.message(" | ".join(parts))
+        self.message(" | ".join(parts), labelled=False)  # the label is one of the parts
 
     def close(self) -> None:
         self.bar.close()
