@@ -28,6 +28,7 @@ from urlb.config import resolve_device
 from urlb.ddpg import COMPILE_BACKENDS, DDPGAgent
 from urlb.hardware import bf16_support
 from urlb.replay import Batch, ReplayBuffer, stack_batches
+from urlb.tools.bench_replay import bench_replay, fill_replay, sync_device
 
 SIZES = {  # name -> (hidden_dim, batch_size); update every 2 steps in both
     "paper": (1024, 1024),
@@ -43,11 +44,6 @@ UPDATE_PARTS = {  # timed part -> (object attribute path, method)
 }
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 class Timer:
     """Accumulates wall time per named section (synchronising CUDA so GPU time is counted)."""
 
@@ -57,12 +53,12 @@ class Timer:
 
     @contextmanager
     def section(self, name: str):
-        _sync(self.device)
+        sync_device(self.device)
         start = time.perf_counter()
         try:
             yield
         finally:
-            _sync(self.device)
+            sync_device(self.device)
             self.totals[name] += time.perf_counter() - start
 
     def wrap(self, obj, method: str, name: str) -> None:
@@ -80,11 +76,11 @@ def matmul_gflops(dtype: torch.dtype, device: torch.device, n: int = 2048, repea
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
     a @ b
-    _sync(device)
+    sync_device(device)
     start = time.perf_counter()
     for _ in range(repeats):
         a @ b
-    _sync(device)
+    sync_device(device)
     return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
@@ -112,18 +108,6 @@ def build(agent_name: str, hidden: int, device: torch.device, precision: str, ca
     agent = build_agent(cfg, (obs_dim,), action_dim, device, reward_free=agent_name != "ddpg", seeds=seed_list)
     replays = [ReplayBuffer((obs_dim,), action_dim, capacity, agent.skill_dim, device=device) for _ in range(seeds)]
     return env_list, agent, replays
-
-
-def fill_replay(env, replay: ReplayBuffer, agent: DDPGAgent, steps: int, rng: np.random.Generator) -> None:
-    skill = agent.plugin.sample_skill(rng) if agent.plugin is not None else None
-    time_step = env.reset()
-    replay.add(time_step, skill)
-    for _ in range(steps):
-        if time_step.last():
-            time_step = env.reset()
-        else:
-            time_step = env.step(rng.uniform(-1, 1, agent.action_dim).astype(np.float32))
-        replay.add(time_step, skill)
 
 
 def bench_agent(
@@ -208,48 +192,6 @@ def bench_agent(
 def peak_rss_mb() -> float:
     # ru_maxrss is in kilobytes on Linux.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def bench_replay(device: torch.device, batch_size: int = 1024, seconds: float = 2.0, fill_steps: int = 20_000) -> dict:
-    """Sampling rate of n-step batches and stored bytes per transition (states and pixels)."""
-    rng = np.random.default_rng(0)
-    env = envs.make("walker_stand", "states", seed=1)
-    states = ReplayBuffer((24,), 6, fill_steps, device=device)
-    fill_replay(env, states, _NoPlugin(6), fill_steps, rng)
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        states.sample(batch_size)
-        count += 1
-    _sync(device)
-    rate = count * batch_size / (time.perf_counter() - start)
-    pixels = ReplayBuffer((9, 84, 84), 6, 1_000, frame_stack=3, device=device)
-    return {
-        "sample_transitions_per_s": rate,
-        "states_bytes_per_transition": stored_bytes(states) / states.capacity,
-        "states_raw_transition_bytes": 4 * (24 + 6 + 1 + 1),  # obs, action, reward, discount in float32
-        "pixels_bytes_per_transition": stored_bytes(pixels) / pixels.capacity,
-        "pixels_raw_transition_bytes": 9 * 84 * 84 + 4 * (6 + 1 + 1),  # stacked uint8 obs
-    }
-
-
-class _NoPlugin:
-    """Stands in for an agent when filling a replay with random actions."""
-
-    def __init__(self, action_dim: int) -> None:
-        self.plugin, self.action_dim = None, action_dim
-
-
-def stored_bytes(replay: ReplayBuffer) -> int:
-    tensors = (
-        replay.frames,
-        replay.action,
-        replay.reward,
-        replay.env_discount,
-        replay.skill,
-        replay.episode_id,
-        replay.step_in_episode,
-    )
-    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def format_table(rows: list[dict], machine: dict) -> str:
