@@ -18,6 +18,23 @@ TINY = [
 ]
 
 
+def jaco_stop_run(tmp_path: Path) -> list[str]:
+    """Overrides of a tiny RND pre-training on jaco (four 250-frame episodes, an evaluation every
+    500 frames, a checkpoint every episode) that stop-and-resume tests interrupt at frame 500."""
+    return [
+        *TINY,
+        "agent=rnd",
+        "domain=jaco",
+        "num_train_frames=1000",
+        "num_seed_frames=250",
+        "eval_every_frames=500",
+        "snapshots=[1000]",
+        "checkpoint_every_frames=250",
+        f"run_root={tmp_path / 'runs'}",
+        f"snapshot_dir={tmp_path / 'models'}",
+    ]
+
+
 def child_env() -> dict[str, str]:
     """Environment of a script run by a test: headless rendering, one OpenMP thread (tiny
     networks on a busy 2-core machine), this tree's urlb first, no Hydra full tracebacks."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import REPO, TINY, child_env
+from conftest import REPO, TINY, child_env, jaco_stop_run
 
 from urlb.agents import agent_names
 from urlb.config import ConfigError, resolve_threads
@@ -358,21 +358,7 @@ def test_stop_signal_at_an_episode_end_keeps_that_episode(tmp_path, monkeypatch)
     torch.set_num_threads(1)  # tiny networks on a busy 2-core machine
     try:
         with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-            cfg = compose(
-                config_name="pretrain",
-                overrides=[
-                    *TINY,
-                    "agent=rnd",
-                    "domain=jaco",
-                    "num_train_frames=1000",
-                    "num_seed_frames=250",
-                    "eval_every_frames=500",
-                    "snapshots=[1000]",
-                    "checkpoint_every_frames=250",
-                    f"run_root={tmp_path / 'runs'}",
-                    f"snapshot_dir={tmp_path / 'models'}",
-                ],
-            )
+            cfg = compose(config_name="pretrain", overrides=jaco_stop_run(tmp_path))
         run_dir = tmp_path / "run"
         run_dir.mkdir()
         real_evaluate = Trainer.evaluate

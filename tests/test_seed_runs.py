@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, TINY, child_env
+from conftest import REPO, TINY, child_env, jaco_stop_run
 from omegaconf import OmegaConf
 
 from urlb.snapshot import load_snapshot, snapshot_path
@@ -140,18 +140,7 @@ def test_stopped_two_seed_run_resumes_alone_or_together(tmp_path, monkeypatch):
     from urlb.trainer import RunInterrupted, Trainer
 
     monkeypatch.setenv("MUJOCO_GL", "egl")
-    overrides = [
-        *TINY,
-        "agent=rnd",
-        "domain=jaco",
-        "num_train_frames=1000",
-        "num_seed_frames=250",
-        "eval_every_frames=500",
-        "snapshots=[1000]",
-        "checkpoint_every_frames=250",
-        f"run_root={tmp_path / 'runs'}",
-        f"snapshot_dir={tmp_path / 'models'}",
-    ]
+    overrides = jaco_stop_run(tmp_path)
 
     def config(*extra: str):
         with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
