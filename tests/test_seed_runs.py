@@ -76,7 +76,8 @@ def test_each_seed_writes_what_a_single_seed_run_writes(work, batched, single):
     assert rows(ours / "eval.csv")[0].keys() == rows(theirs / "eval.csv")[0].keys()
     # The same initial weights and evaluation environment: seed 2's first evaluation (before any
     # update) is the same beside seed 1 as alone, up to the rounding of a batched matrix product
-    # (1e-7 in an action, which a 1000-step episode of physics carries to ~1e-3 of the return).
+    # (1e-7 in an action, which this episode's physics carries to ~5e-4 of the return; other
+    # episodes can amplify it more, so the tolerance is 1%).
     first, alone = rows(ours / "eval.csv")[0], rows(theirs / "eval.csv")[0]
     assert {k: v for k, v in first.items() if k != "episode_reward"} == {
         k: v for k, v in alone.items() if k != "episode_reward"
