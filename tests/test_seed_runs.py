@@ -74,15 +74,14 @@ def test_each_seed_writes_what_a_single_seed_run_writes(work, batched, single):
         assert data["metadata"]["frames"] == 600
     ours, theirs = pretrain_dir(work / "batched", 2), pretrain_dir(work / "single", 2)
     assert rows(ours / "eval.csv")[0].keys() == rows(theirs / "eval.csv")[0].keys()
-    # The same initial weights and evaluation environment: seed 2's first evaluation (before any
-    # update) is the same beside seed 1 as alone, up to the rounding of a batched matrix product
-    # (1e-7 in an action, which this episode's physics carries to ~5e-4 of the return; other
-    # episodes can amplify it more, so the tolerance is 1%).
+    # Seed 2 is evaluated as alone (same frames, episode counts and lengths). Its return is not
+    # compared: rounding of batched matrix products (1e-7 in an action) is carried by an episode's
+    # physics to anything from 5e-4 to 10% of a return, depending on the CPU and the episode. That
+    # seed 2 starts from the very weights of its single-seed run is tested in test_seeds.py.
     first, alone = rows(ours / "eval.csv")[0], rows(theirs / "eval.csv")[0]
     assert {k: v for k, v in first.items() if k != "episode_reward"} == {
         k: v for k, v in alone.items() if k != "episode_reward"
     }
-    assert float(first["episode_reward"]) == pytest.approx(float(alone["episode_reward"]), rel=1e-2)
     # Seeds 1 and 2 are not copies of each other.
     models = work / "batched" / "models"
     one, two = (load_snapshot(models, "states", "walker", "rnd", s, 600, expected={})["state"] for s in (1, 2))
