@@ -20,6 +20,12 @@ CASES = [
         "cross",
         "finetune/states/walker_stand/rnd/snapshot_20000",
     ),
+    (
+        "Control, rounding alone: the same single-seed RND fine-tunes with 2 torch threads instead of 1 "
+        "(first column) against the 1-thread ones",
+        "rethread",
+        "finetune/states/walker_stand/rnd/snapshot_20000",
+    ),
 ]
 
 
@@ -53,7 +59,7 @@ def table(root: Path, title: str, group: str, rel: str) -> None:
 def main() -> None:
     root = Path(sys.argv[1])
     for title, group, rel in CASES:
-        if (root / group / "runs" / "quick" / rel).exists():
+        if all((root / group / "runs" / "quick" / rel / f"seed_{s}" / "eval.csv").exists() for s in SEEDS):
             table(root, title, group, rel)
 
 
