@@ -30,11 +30,11 @@ def restore_rng(state: dict[str, Any], rng: np.random.Generator, streams=None, i
     random.setstate(state["python"])
 
 
-def capture_seed_run(run, agent, elapsed: float) -> dict[str, Any]:
+def capture_seed_run(run, agent, global_step: int, elapsed: float) -> dict[str, Any]:
     """Everything one seed of a run (:class:`urlb.seed_run.SeedRun`) needs to continue exactly
     where it stopped; the same layout whether the seed trained alone or beside others."""
     counters = {
-        "global_step": run.global_step,
+        "global_step": global_step,
         "global_episode": run.global_episode,
         "elapsed": elapsed,
         "snapshots_written": sorted(run.snapshots_written),

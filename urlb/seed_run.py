@@ -84,10 +84,10 @@ class SeedRun:
         self.resumed_frame = frame
         print(f"resuming from {self.checkpoint_path()} at frame {frame}")
 
-    def checkpoint_payload(self, agent, frame: int, elapsed: float) -> tuple[dict, dict]:
+    def checkpoint_payload(self, agent, step: int, frame: int, elapsed: float) -> tuple[dict, dict]:
         config = OmegaConf.to_container(self.cfg, resolve=True)
         meta = {**self.metadata(agent.plugin), "frame": frame, "config": config}
-        return meta, capture_seed_run(self, agent, elapsed)
+        return meta, capture_seed_run(self, agent, step, elapsed)
 
     # --- episodes ---
     def skill_for_replay(self, skill):

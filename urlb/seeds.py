@@ -69,11 +69,6 @@ class SeedStreams:
         self.generators[index].set_state(state)
 
 
-def num_seeds(module: nn.Module) -> int:
-    """S of a module built by this package (the leading dimension of its first parameter)."""
-    return next(module.parameters()).shape[0]
-
-
 def seed_mean(x: torch.Tensor) -> torch.Tensor:
     """Mean over everything but the seed dimension: (S, ...) -> (S,), a per-seed loss."""
     return x.reshape(x.shape[0], -1).mean(1)

@@ -170,26 +170,24 @@ class RegressSkills(SkillSchedule):
         say: Say,
         regress: Callable | None = None,
         solved: np.ndarray | None = None,
-        generator=None,
     ) -> None:
         self.plugin, self.replay, self.rng, self.say = plugin, replay, rng, say
-        # batch -> this seed's skill (the trainer's: encodes pixels, regresses within the seed's
-        # slice of a multi-seed plugin); by default the plugin's own, for a single-seed plugin.
+        # () -> this seed's regressed skill. The trainer's draws every seed's batch from its own
+        # replay and stream, encodes pixels and regresses all seeds in one pass; the default
+        # regresses a single-seed plugin on a batch of ``replay``.
         self.regress = regress or self._regress_single
-        self.generator = generator  # the seed's random stream for the replay draw
         self.init_step = plugin.num_init_steps // action_repeat
         self.every = max(1, plugin.update_skill_every_step // action_repeat)
         self.skill: np.ndarray | None = None
         self.solved = solved
 
-    def _regress_single(self, batch):
+    def _regress_single(self) -> np.ndarray | None:
+        batch = self.replay.sample(self.plugin.lstsq_batch_size)
         skills = self.plugin.regress_skill(batch.obs[None], batch.reward[None])
         return None if skills is None else skills[0]
 
     def _regress(self) -> None:
-        size = self.plugin.lstsq_batch_size
-        batch = self.replay.sample(size) if self.generator is None else self.replay.sample(size, self.generator)
-        skill = self.regress(batch)
+        skill = self.regress()
         if skill is None or not np.isfinite(skill).all():  # e.g. no task reward yet (a NaN row): keep the skill
             return
         if self.solved is None:
@@ -231,10 +229,9 @@ def finetune_schedule(
     replay=None,
     action_repeat: int = 1,
     regress: Callable | None = None,
-    generator=None,
 ) -> SkillSchedule:
-    """The fine-tuning skill schedule for ``skill_selection=requested`` (``replay``, ``regress``
-    and ``generator`` serve ``regress``: see :class:`RegressSkills`)."""
+    """The fine-tuning skill schedule for ``skill_selection=requested`` (``replay`` and
+    ``regress`` serve ``regress``: see :class:`RegressSkills`)."""
     mode = selection_mode(plugin, requested)
     if mode is None:
         return SkillSchedule()
@@ -244,7 +241,7 @@ def finetune_schedule(
                 f"skill_selection=regress needs a method that infers its skill from the task "
                 f"reward (aps); agent {plugin.name} cannot: use fixed, random, resample or grid"
             )
-        return RegressSkills(plugin, replay, rng, action_repeat, say, regress, resumed_skill, generator)
+        return RegressSkills(plugin, replay, rng, action_repeat, say, regress, resumed_skill)
     if resumed_skill is not None:
         return FixedSkill(resumed_skill)
     if mode == "resample":

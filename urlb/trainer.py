@@ -74,6 +74,7 @@ class Trainer:
         for run in self.runs:
             run.make_replay(self.skill_dim, self.device)
         self.global_step = 0
+        self._regressed_at, self._regressed = None, None  # APS: the step and skills of the last regression
         self.resumed_at = self._maybe_resume()
         if not self.pretrain and self.resumed_at is None:
             for run in self.runs:
@@ -107,19 +108,23 @@ class Trainer:
             replay=run.replay,
             action_repeat=self.action_repeat,
             regress=self._regress_for(run.index),
-            generator=self.agent.streams.generators[run.index],
         )
 
     def _regress_for(self, index: int):
-        """APS's skill regression for seed ``index`` from a batch of its replay (the plugin
-        regresses every seed at once; the batch is given to all and this seed's answer kept)."""
+        """APS's skill regression for seed ``index``. The seeds' schedules regress at the same
+        steps, so the first to ask draws every seed's batch (from its own replay and stream, as a
+        single-seed run draws it), encodes and regresses all seeds in one pass, and the others
+        read their row: one pass per regression, not one per seed."""
 
         @torch.no_grad()
-        def regress(batch):
-            seeds = self.agent.num_seeds
-            everyone = stack_batches([batch] * seeds)
-            skills = self.agent.plugin.regress_skill(self.agent._encode(everyone.obs), everyone.reward)
-            return None if skills is None else skills[index]
+        def regress():
+            if self._regressed_at != self.global_step:
+                size = self.agent.plugin.lstsq_batch_size
+                generators = self.agent.streams.generators
+                batch = stack_batches([run.replay.sample(size, g) for run, g in zip(self.runs, generators)])
+                self._regressed = self.agent.plugin.regress_skill(self.agent._encode(batch.obs), batch.reward)
+                self._regressed_at = self.global_step
+            return None if self._regressed is None else self._regressed[index]
 
         return regress
 
@@ -301,8 +306,7 @@ class Trainer:
         self._last_checkpoint_frame = self.global_frame
         items = []
         for run in self.runs:
-            run.global_step = self.global_step
-            meta, state = run.checkpoint_payload(self.agent, self.global_frame, self.total_time(run))
+            meta, state = run.checkpoint_payload(self.agent, self.global_step, self.global_frame, self.total_time(run))
             items.append((run.checkpoint_path(), meta, state))
         save_checkpoints(items)
 
