@@ -27,6 +27,10 @@ class Problem(Exception):
     """One broken rule (the message is the line shown)."""
 
 
+class Skipped(Exception):
+    """A rule that cannot run because one it builds on broke."""
+
+
 def tiny_config(agent_cfg: DictConfig | dict, obs_type: str, seed: int = 0) -> DictConfig:
     agent = OmegaConf.to_container(agent_cfg, resolve=True) if isinstance(agent_cfg, DictConfig) else dict(agent_cfg)
     return OmegaConf.create({"agent": {**agent, **TINY}, "obs_type": obs_type, "seed": seed})
@@ -158,7 +162,12 @@ class Checker:
     def trained(self):
         """(agent, batch, reward, metrics) of one plugin update on states (see ``_trained``)."""
         if self._trained is None:
-            self.update("states")
+            try:
+                self.update("states")
+            except Problem:
+                raise Skipped("needs update (states)") from None
+        if self._trained is None:  # the update raised before returning
+            raise Skipped("needs update (states)")
         return self._trained
 
     def intrinsic_reward(self) -> None:
@@ -273,17 +282,25 @@ class Checker:
     def run(
         self, obs_types: tuple[str, ...] | None = None, stop_early: bool = False, only: set[str] | None = None
     ) -> list[tuple[str, str | None]]:
-        """(rule, None if it holds else the problem line) for every rule; the config rule first
-        (nothing else can run when the method cannot be built from its config)."""
+        """(rule, None if it holds else the problem line) for every rule run; the config rule first
+        (nothing else can run when the method cannot be built from its config). Rules that build
+        on a broken one are not run (``self.skipped``)."""
         results: list[tuple[str, str | None]] = []
+        self.skipped: list[tuple[str, str]] = []  # rules not run: (rule, why)
         for name, check in self.rules(obs_types):
             if only is not None and name not in only:
+                continue
+            if dict(results).get("update (states)") is not None:  # the later rules train that agent
+                self.skipped.append((name, "needs update (states)"))
                 continue
             try:
                 check()
                 results.append((name, None))
             except Problem as exc:
                 results.append((name, str(exc)))
+            except Skipped as exc:
+                self.skipped.append((name, str(exc)))
+                continue
             except Exception as exc:  # noqa: BLE001 - e.g. the constructor itself fails
                 results.append((name, f"{name}: raised {type(exc).__name__}: {_first_line(exc)} -> fix the method"))
             if results[-1][1] is not None and (stop_early or name == "config keys"):

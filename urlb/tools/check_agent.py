@@ -30,9 +30,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     obs_types = tuple(args.obs_types.split(",")) if args.obs_types else None
     start = time.perf_counter()
-    results = Checker(cfg).run(obs_types)
+    checker = Checker(cfg)
+    results = checker.run(obs_types)
     for rule, problem in results:
         print(f"ok    {rule}" if problem is None else f"FAIL  {problem}")
+    for rule, why in checker.skipped:
+        print(f"skip  {rule} ({why})")
     broken = [p for _, p in results if p is not None]
     seconds = time.perf_counter() - start
     if broken:
