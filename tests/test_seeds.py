@@ -51,8 +51,12 @@ def trajectory(name: str, obs_type: str, steps: int, batch: int):
     shape = PIXELS if obs_type == "pixels" else (OBS_DIM,)
     out = []
     for _ in SEEDS:
-        obs = [rng.integers(0, 256, shape).astype(np.uint8) if obs_type == "pixels" else
-               rng.standard_normal(shape).astype(np.float32) for _ in range(steps)]
+        obs = [
+            rng.integers(0, 256, shape).astype(np.uint8)
+            if obs_type == "pixels"
+            else rng.standard_normal(shape).astype(np.float32)
+            for _ in range(steps)
+        ]
         skills = [None if plugin is None or not plugin.skill_dim else plugin.sample_skill(rng) for _ in range(steps)]
         out.append((obs, skills, [random_batch(plugin, obs_type, rng, batch) for _ in range(steps)]))
     return out

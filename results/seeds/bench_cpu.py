@@ -21,8 +21,14 @@ for size in ("tiny", "quick"):
     for agent in ("ddpg", "rnd", "cic"):
         for seeds in (1, 5):
             r = bench.bench_agent(agent, size, torch.device("cpu"), "fp32", seconds=6.0, fill_steps=2000, seeds=seeds)
-            row = {"agent": agent, "size": size, "seeds": seeds, "frames_per_cpu_s": r["frames_per_s"],
-                   "update_cpu_ms": r["ms_per_update"]["update"], "act_cpu_ms": r["ms_per_step"]["act"]}
+            row = {
+                "agent": agent,
+                "size": size,
+                "seeds": seeds,
+                "frames_per_cpu_s": r["frames_per_s"],
+                "update_cpu_ms": r["ms_per_update"]["update"],
+                "act_cpu_ms": r["ms_per_step"]["act"],
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
 json.dump(rows, open(sys.argv[1], "w"), indent=1)

@@ -21,7 +21,9 @@ from urlb.errors import ConfigError
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="urlb-check-agent", description=__doc__.splitlines()[0])
     parser.add_argument("agent", help="module.path:ClassName of your method, or a built-in agent name")
-    parser.add_argument("--obs-types", default=None, help="comma-separated: states,pixels (default: what the method declares)")
+    parser.add_argument(
+        "--obs-types", default=None, help="comma-separated: states,pixels (default: what the method declares)"
+    )
     args = parser.parse_args(argv)
     try:
         cfg = load_agent_config(args.agent)
