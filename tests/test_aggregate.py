@@ -351,15 +351,12 @@ def test_rliable_is_importable() -> None:
 
 
 def test_entry_points_reach_the_cli() -> None:
-    """The console script (pyproject) and the old ``urlb.aggregate`` alias both run cli.main."""
+    """The console script (pyproject) runs cli.main."""
     import importlib
     import re
-
-    import urlb.aggregate
 
     pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     # A regex, not tomllib: the project supports Python 3.10, which has no tomllib.
     target = re.search(r'^urlb-aggregate = "([\w.]+):(\w+)"$', pyproject, re.M)
     assert target is not None
     assert getattr(importlib.import_module(target[1]), target[2]) is cli.main
-    assert urlb.aggregate.main is cli.main

@@ -1,4 +1,4 @@
-"""``python -m urlb.objectives``: each method's own objective from a real (tiny) pre-training run,
+"""``python -m urlb.tools.objectives``: each method's own objective from a real (tiny) pre-training run,
 METRA's rollout displacement along the skill and APT's coverage in its learned representation."""
 
 from __future__ import annotations

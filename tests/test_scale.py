@@ -162,7 +162,7 @@ def aggregate(sweep) -> tuple[subprocess.CompletedProcess, Path]:
     out = sweep["work"] / "agg"
     if "agg" not in sweep:
         sweep["agg"] = subprocess.run(
-            [sys.executable, "-m", "urlb.aggregate", str(sweep["runs"]), "--out", str(out), "--reps", "20"],
+            [sys.executable, "-m", "urlb.tools.aggregate", str(sweep["runs"]), "--out", str(out), "--reps", "20"],
             cwd=REPO,
             env=child_env(),
             capture_output=True,

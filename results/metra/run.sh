@@ -2,7 +2,7 @@
 # METRA on walker at the quick preset's network sizes: which skill space learns at a CPU budget?
 # Reduced scale (hidden 256, batch 256, 50k-200k reward-free frames) on a 2-core CPU; NOT the paper
 # protocol. Runs were started side by side, one thread each. The objective is measured afterwards
-# on each snapshot by rolling out 64 random skills (python -m urlb.objectives, see objectives.txt).
+# on each snapshot by rolling out 64 random skills (python -m urlb.tools.objectives, see objectives.txt).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export MUJOCO_GL=egl OMP_NUM_THREADS=1
@@ -17,7 +17,7 @@ python pretrain.py $common seed=1 agent.skill_dim=16 agent.update_skill_every_st
 # the previous default (16 dimensions, 200 steps) for longer; this run was stopped at 160k frames
 python pretrain.py $common seed=1 agent.skill_dim=16 agent.update_skill_every_step=200 num_train_frames=200000 \
   snapshots=[25000,50000,100000,150000,200000] checkpoint_every_frames=25000 run_root=runs/metra_200k snapshot_dir=models/metra_200k
-python -m urlb.objectives runs/metra_d2e50 runs/metra_d2e50s2 runs/metra_d2e200 runs/metra_d4e50 runs/metra_d16e50 runs/metra_200k --coverage-steps 2000
+python -m urlb.tools.objectives runs/metra_d2e50 runs/metra_d2e50s2 runs/metra_d2e200 runs/metra_d4e50 runs/metra_d16e50 runs/metra_200k --coverage-steps 2000
 # Fine-tuning from the 2-dim, 50-step snapshots at 50k frames on walker_stand (30k frames)
 python finetune.py preset=quick device=cpu agent=metra task=walker_stand seed=1 snapshot_ts=50000 run_root=runs/metra_d2e50 snapshot_dir=models/metra_d2e50
 python finetune.py preset=quick device=cpu agent=metra task=walker_stand seed=2 snapshot_ts=50000 run_root=runs/metra_d2e50s2 snapshot_dir=models/metra_d2e50s2

@@ -5,7 +5,7 @@ Usage::
     urlb-aggregate RUNS... --out DIR [--frame N] [--published]
         [--reps 2000] [--seed 0] [--obs-type states|pixels] [--finetune-frames N]
 
-(or ``python -m urlb.tools.aggregate``, or the older alias ``python -m urlb.aggregate``).
+(or ``python -m urlb.tools.aggregate``).
 
 A fine-tuning run directory holds ``config.yaml`` (resolved OmegaConf config) and
 ``eval.csv`` (one row per evaluation).  Run directories are found at any depth below
