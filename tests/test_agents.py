@@ -15,7 +15,7 @@ from torch import nn
 
 from urlb.agents import REGISTRY, agent_names, config_keys, make_plugin, plugin_class
 from urlb.agents.base import Plugin
-from urlb.agents.rewards import ParticleEntropy, RunningMeanStd
+from urlb.agents.rewards import ParticleEntropy, RunningMeanStd, nearest_distances
 from urlb.ddpg import DDPGAgent
 from urlb.replay import Batch
 from urlb.skills import GridSkills
@@ -700,6 +700,48 @@ def test_knn_distances_match_brute_force(batch_size, offset):
     assert np.all(np.diff(got, axis=1) >= 0)
     np.testing.assert_allclose(got[:, 0], 0.0, atol=1e-5, err_msg="self-distance is not 0")
     np.testing.assert_allclose(got, brute, rtol=1e-4, atol=1e-4)
+
+
+def difference_distances(x: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
+    """The public code's distances (norms of differences), in float64, k smallest per row."""
+    d = np.sqrt(((x[:, None, :].astype(np.float64) - y[None, :, :]) ** 2).sum(-1))
+    return np.sort(d, axis=1)[:, :k]
+
+
+@pytest.mark.parametrize("rows, dim, offset", [(300, 64, 0.0), (300, 512, 50.0), (1024, 16, 1000.0)])
+def test_nearest_distances_are_exact_where_matrix_products_round(rows, dim, offset):
+    """Rows repeated (as sampling with replacement repeats them) are at distance exactly 0, and
+    every distance matches the float64 differences even far from the origin, where the
+    |a|^2 + |b|^2 - 2ab form loses digits (the reason for the difference-based values)."""
+    g = torch.Generator().manual_seed(1)
+    rep = torch.randn(rows, dim, generator=g) + offset
+    rep[rows // 2 :] = rep[: rows - rows // 2]  # every row appears twice
+    got = nearest_distances(rep, rep, 12).numpy()
+    assert got.shape == (rows, 12)
+    assert np.all(got[:, :2] == 0.0), "a repeated row must be at distance exactly 0"
+    np.testing.assert_allclose(got, difference_distances(rep.numpy(), rep.numpy(), 12), rtol=2e-6, atol=2e-6 * (1 + offset))
+    naive = torch.cdist(rep, rep).topk(12, dim=1, largest=False).values  # the fast form alone
+    if offset >= 50.0:
+        assert float(naive[:, :2].max()) > 0.0, "the fast form was expected to miss exact zeros here"
+
+
+def test_nearest_distances_recompute_rows_whose_candidates_may_be_wrong():
+    """Near-ties beyond the candidate margin: the rounding of the fast form could swap which
+    points are nearest, so those rows are recomputed from differences and still come out exact."""
+    g = torch.Generator().manual_seed(2)
+    centre = torch.full((1, 32), 500.0)
+    # 40 points on a thin shell around the centre: distances differ by far less than the rounding.
+    shell = centre + 1e-3 * F.normalize(torch.randn(40, 32, generator=g), dim=1) * (1 + 1e-4 * torch.rand(40, 1, generator=g))
+    got = nearest_distances(centre, shell, 3).numpy()
+    np.testing.assert_allclose(got, difference_distances(centre.numpy(), shell.numpy(), 3), rtol=1e-5)
+
+
+def test_proto_reward_uses_exact_distances_to_the_queue():
+    p = make_plugin("proto", obs_dim=OBS_DIM, action_dim=ACTION_DIM, pred_dim=16, proj_dim=8, num_protos=4, queue_size=16, topk=3)
+    z = F.normalize(torch.randn(10, 8), dim=1)
+    queue = torch.cat([z[:6], F.normalize(torch.randn(10, 8), dim=1)])  # the batch's own candidates are queued
+    expected = difference_distances(z.numpy(), queue.numpy(), 3)[:, -1:]
+    np.testing.assert_allclose(p.knn_reward(z, queue).numpy(), expected, rtol=1e-6, atol=1e-7)
 
 
 def test_knn_k_larger_than_batch_uses_whole_batch():

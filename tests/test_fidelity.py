@@ -232,6 +232,8 @@ def test_diayn_loss_and_reward(after):
     before = log_softmax(np_forward(p.discriminator, s_n))
     reward, metrics = p.update(batch, 0)
     assert metrics["diayn_loss"] == pytest.approx(-before[np.arange(B), label].mean(), rel=1e-4)
+    # URLB's df_accuracy comes from the discriminator's output before its step.
+    assert metrics["diayn_accuracy"] == pytest.approx((before.argmax(1) == label).mean(), abs=1e-7)
     logp = log_softmax(np_forward(p.discriminator, s_n)) if after else before
     expected = logp[np.arange(B), label][:, None] - math.log(1 / 4)
     np.testing.assert_allclose(np_(reward), expected, rtol=1e-4, atol=1e-6)

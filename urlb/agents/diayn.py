@@ -50,12 +50,12 @@ class DIAYN(OneHotSkills, Plugin):
         logits = self.discriminator(batch.next_obs)
         labels = batch.skill.argmax(-1)
         loss = F.cross_entropy(logits, labels)
+        accuracy = (logits.argmax(-1) == labels).float().mean()  # URLB: before the step
         self.step(self.optimizer, loss)
         if self.reward_after_update:  # URLB: the reward uses the discriminator after its step
             with torch.no_grad():
                 logits = self.discriminator(batch.next_obs)
         reward = self._reward_from_logits(logits.detach().float(), batch.skill)
-        accuracy = (logits.argmax(-1) == labels).float().mean()
         return reward, {"diayn_loss": loss.item(), "diayn_accuracy": accuracy.item()}
 
     @torch.no_grad()

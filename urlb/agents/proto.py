@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from urlb.agents.base import Metrics, Plugin
+from urlb.agents.rewards import nearest_distances
 from urlb.nets import adam, mlp, weight_init
 from urlb.replay import Batch
 
@@ -95,8 +96,7 @@ class Proto(Plugin):
 
     def knn_reward(self, z: torch.Tensor, queue: torch.Tensor) -> torch.Tensor:
         """Distance of each embedding to its topk-th nearest queue entry, shape (B, 1)."""
-        dist = torch.cdist(z, queue)
-        return dist.topk(self.topk, dim=1, largest=False, sorted=True).values[:, -1:]
+        return nearest_distances(z, queue, self.topk)[:, -1:]
 
     @torch.no_grad()
     def enqueue_candidates(self, z: torch.Tensor) -> None:

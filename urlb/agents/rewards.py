@@ -42,13 +42,46 @@ class RunningMeanStd(nn.Module):
         return self.var.sqrt()
 
 
+# Extra candidates per row beyond k when the neighbours are preselected by matrix products.
+CANDIDATE_MARGIN = 8
+
+
+@torch.no_grad()
+def nearest_distances(x: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
+    """Distances from each row of ``x`` (B, D) to its ``k`` nearest rows of ``y`` (N, D), shape
+    (B, k), ascending: the values the public code's ``torch.norm(x[:, None] - y[None], dim=-1)``
+    + ``topk`` gives (equal rows exactly 0), without building its B x N x D tensor.
+
+    The fast distance |x|^2 + |y|^2 - 2 x.y only preselects ``k + CANDIDATE_MARGIN`` candidates
+    per row; their distances are then computed from differences. The preselection's rounding
+    error is bounded (``err``, a worst case for a dot product of length D), and a row whose k-th
+    exact distance could be beaten by a point outside its candidates is recomputed against all
+    of ``y`` from differences, so the result never depends on the rounding of matrix products.
+    """
+    n = y.shape[0]
+    approx = torch.cdist(x, y)
+    kept = min(n, k + CANDIDATE_MARGIN)
+    candidates = approx.topk(kept, dim=1, largest=False, sorted=True).indices
+    exact = (x.unsqueeze(1) - y[candidates]).norm(dim=-1).sort(dim=1).values[:, :k]
+    if kept < n:
+        eps = torch.finfo(x.dtype).eps
+        scale = x.pow(2).sum(1) + y.pow(2).sum(1).max()
+        err = 4 * (x.shape[1] + 2) * eps * scale  # bound on the error of the squared distances
+        outside = approx.gather(1, candidates[:, -1:]).squeeze(1)  # every point outside is at least this far, approx.
+        unsafe = exact[:, -1].pow(2) > outside.pow(2) - err
+        if bool(unsafe.any()):
+            full = torch.cdist(x[unsafe], y, compute_mode="donot_use_mm_for_euclid_dist")
+            exact[unsafe] = full.topk(k, dim=1, largest=False, sorted=True).values
+    return exact
+
+
 class ParticleEntropy(nn.Module):
     """Particle-based entropy reward of APT (Liu & Abbeel, 2021), as used by APT, CIC and APS.
 
     reward_i = log(1 + mean_{j in kNN(i)} max(d_ij / norm(d) - clip, 0)), with the k nearest
     neighbours taken within the batch (the point itself included, as in URLB) and ``norm`` the
-    running statistic named by ``normaliser`` (1 for ``none``). Neighbours come from
-    ``torch.cdist`` + ``topk``: no B x B x D tensor is built.
+    running statistic named by ``normaliser`` (1 for ``none``). Distances are the public code's
+    (norms of differences: :func:`nearest_distances`), without its B x B x D tensor.
     """
 
     def __init__(self, knn_k: int = 12, knn_avg: bool = True, normaliser: str = "std", knn_clip: float = 0.0) -> None:
@@ -61,14 +94,8 @@ class ParticleEntropy(nn.Module):
     @torch.no_grad()
     def knn_distances(self, rep: torch.Tensor) -> torch.Tensor:
         """Distances to the k nearest particles in the batch, shape (B, k), ascending."""
-        k = min(self.knn_k, rep.shape[0])
-        # cdist uses matrix products for large batches; centring the batch keeps their rounding
-        # error small (distances are shift-invariant) and the self-distance is exactly zero.
         rep = rep.float()
-        rep = rep - rep.mean(0, keepdim=True)
-        dist = torch.cdist(rep, rep)
-        dist.fill_diagonal_(0.0)
-        return dist.topk(k, dim=1, largest=False, sorted=True).values
+        return nearest_distances(rep, rep, min(self.knn_k, rep.shape[0]))
 
     def _scale(self) -> torch.Tensor | float:
         stats = self.distance_rms
