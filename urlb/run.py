@@ -19,6 +19,8 @@ from hydra.types import RunMode
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from urlb import run_lock
+from urlb.checkpoint import finish_interrupted_writes
 from urlb.config import ConfigError, resolve_threads, validate
 from urlb.ddpg import NonFiniteError
 from urlb.run_record import check_run_record, check_snapshot_exists
@@ -45,7 +47,7 @@ def _fail(message: str, exit_code: int) -> None:
 
 def _os_error_message(exc: OSError) -> str:
     where = f" {exc.filename}" if exc.filename else ""
-    return f"cannot write{where}: {exc.strerror or exc}"
+    return f"cannot write{where}: {exc.strerror or exc}".replace("\n", " ")
 
 
 def check_before_work(cfg: DictConfig, run_dir: Path, overrides: list[str], announce: bool = True) -> str | None:
@@ -81,12 +83,17 @@ def run_phase(cfg: DictConfig) -> None:
         if done is not None:
             print(done, flush=True)
             return
+        run_dirs = [directory for _, _, directory in seed_runs(cfg, run_dir)]
+        run_lock.acquire_all(run_dirs)  # held already when precheck took it (a single run)
+        finish_interrupted_writes(run_dirs)
         set_threads(cfg.threads)
         Trainer(cfg, run_dir).train()
     except (ConfigError, SnapshotError) as exc:
+        run_lock.release_all()
         remove_unused_run_dir(run_dir, cfg)
         _fail(str(exc), EXIT_USER_ERROR)
     except RunInterrupted as exc:
+        run_lock.release_all()
         # A stop signal ends the process even in a sequential multirun: the user or the
         # scheduler wants it gone, not the next job started.
         previous = signal.getsignal(exc.signum)
@@ -100,6 +107,8 @@ def run_phase(cfg: DictConfig) -> None:
     except OSError as exc:
         # Full disk, unwritable directory: say which file; what is already written stays.
         _fail(_os_error_message(exc), EXIT_USER_ERROR)
+    finally:
+        run_lock.release_all()  # the next job of a sequential multirun takes its own
 
 
 def precheck(script: str, argv: list[str] | None = None) -> None:
@@ -121,7 +130,12 @@ def precheck(script: str, argv: list[str] | None = None) -> None:
         with initialize_config_dir(str(script_path.parent / "configs"), version_base="1.3", job_name=script_path.stem):
             cfg = compose(config_name=script_path.stem, overrides=argv, return_hydra_config=True)
         # announce=False: the job repeats these checks and says what it resumes with.
-        done = check_before_work(cfg, Path(cfg.hydra.run.dir).absolute(), argv, announce=False)
+        run_dir = Path(cfg.hydra.run.dir).absolute()
+        done = check_before_work(cfg, run_dir, argv, announce=False)
+        if done is None:
+            # Before Hydra writes .hydra/ there: a second process on this run stops here.
+            check_writable(run_dir, "run directory (run_root)")
+            run_lock.acquire_all([directory for _, _, directory in seed_runs(cfg, run_dir)])
     except MissingConfigException as exc:
         _exit_with(_missing_option_message(exc, argv), EXIT_USER_ERROR)
     except (ConfigError, SnapshotError) as exc:

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from urlb import envs
 from urlb.checkpoint import CHECKPOINT_NAME, capture_seed_run, load_checkpoint, restore_seed_run
+from urlb.files import atomic_write_text
 from urlb.logger import Logger
 from urlb.replay import ReplayBuffer
 from urlb.snapshot import refuse_overwrite, run_metadata, snapshot_path
@@ -49,7 +50,7 @@ class SeedRun:
     def open_logs(self, progress: bool, label: str = "") -> None:
         cfg = self.cfg
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, self.run_dir / "config.yaml", resolve=True)
+        atomic_write_text(self.run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         resolved = OmegaConf.to_container(cfg, resolve=True)
         self.logger = Logger(
             self.run_dir, cfg.num_train_frames, cfg.use_tb, cfg.use_wandb, resolved, self.resumed_frame, progress, label

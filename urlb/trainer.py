@@ -25,12 +25,13 @@ from urlb.replay import stack_batches
 from urlb.seed_run import SeedRun
 from urlb.seed_runs import seed_runs
 from urlb.skills import PriorSkills, SkillSchedule, finetune_schedule
-from urlb.snapshot import SnapshotError, load_snapshot, save_snapshot
+from urlb.snapshot import SnapshotError, check_networks_fit, load_snapshot, save_snapshot
 from urlb.tools.skills.tensorboard import log_snapshot_skills
 
 # SIGUSR2: what SLURM sends before a time limit or pre-emption (submitit's requeue signal);
 # after the checkpoint, urlb.run hands it on to submitit's own handler, which requeues the job.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+SNAPSHOT_NETWORKS = ("encoder", "actor", "critic", "plugin")  # what fine-tuning reads from a snapshot
 
 
 class RunInterrupted(Exception):
@@ -144,6 +145,8 @@ class Trainer:
         )
         # URLB's init_from: encoder, actor and the critic's trunk (heads, target, optimisers fresh);
         # the plugin too, since skill methods need it to choose or score skills.
+        own = self.agent.networks_state(run.index)
+        check_networks_fit(run.snapshot_file(cfg.snapshot_ts), data["state"], {k: own[k] for k in SNAPSHOT_NETWORKS if k in own})
         self.agent.init_from(data["state"], index=run.index)
         print(f"loaded snapshot {run.snapshot_file(cfg.snapshot_ts)} ({data['metadata']['frames']} frames)")
 
