@@ -259,9 +259,11 @@ def test_slurm_local_preset_composes_to_submitits_local_launcher():
     assert launcher.gpus_per_node == 0 and launcher.tasks_per_node == 1 and launcher.timeout_min == 2880
 
 
-def test_ray_preset_does_not_pass_object_store_memory_when_joining():
-    init = compose_hydra(["hydra/launcher=ray"]).launcher.ray.init
-    assert init.address == "auto" and "object_store_memory" in init and init.object_store_memory is None
+def test_ray_preset_starts_its_own_loopback_instance_and_passes_no_object_store_memory():
+    hydra = compose_hydra(["hydra/launcher=ray"])
+    init = hydra.launcher.ray.init
+    assert init.address is None and "object_store_memory" in init and init.object_store_memory is None
+    assert hydra.callbacks.ray_guard._target_ == "urlb.ray_launcher.RayGuard"
 
 
 # --------------------------------------------------------------------------- slow: submitit

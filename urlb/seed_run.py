@@ -67,7 +67,8 @@ class SeedRun:
 
     def refuse_existing_snapshots(self) -> None:
         if not self.cfg.overwrite_snapshots:
-            refuse_overwrite([self.snapshot_file(f) for f in self.cfg.snapshots], self.run_dir)
+            paths = [self.snapshot_file(f) for f in self.cfg.snapshots]
+            refuse_overwrite(paths, self.run_dir, own_allowed=bool(self.cfg.resume))
 
     def checkpoint_path(self) -> Path:
         return self.run_dir / CHECKPOINT_NAME
@@ -108,7 +109,10 @@ class SeedRun:
         self.episode_reward += self.time_step.reward
         self.episode_step += 1
 
-    def end_episode(self, frame: int, step: int, window_start: tuple[float, int], total_time: float) -> None:
+    def end_episode(
+        self, frame: int, step: int, window_start: tuple[float, int], total_time: float, partial: bool = False
+    ) -> None:
+        """Log the episode's row; ``partial``: a stop signal cut it short (the row says so)."""
         self.global_episode += 1
         fps = (frame - window_start[1]) / max(time.time() - window_start[0], 1e-9)
         self.logger.episode(
@@ -121,5 +125,6 @@ class SeedRun:
                 "fps": fps,
                 "buffer_size": len(self.replay),
                 "total_time": total_time,
+                **({"partial": 1} if partial else {}),
             }
         )

@@ -38,14 +38,28 @@ def run_metadata(cfg, obs_shape: tuple[int, ...], action_dim: int, plugin) -> di
     }
 
 
-def refuse_overwrite(paths: list[Path], run_dir: Path) -> None:
-    """A fresh pre-training run must not replace snapshots another run wrote."""
+def _written_by(path: Path) -> str | None:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)["metadata"].get("run_dir")
+    except Exception:  # unreadable: not this run's own (the refusal below names it)
+        return None
+
+
+def refuse_overwrite(paths: list[Path], run_dir: Path, own_allowed: bool = True) -> None:
+    """A fresh pre-training run must not replace snapshots another run wrote. Snapshots this
+    run directory wrote itself (a run killed before its first checkpoint) are rewritten when
+    ``own_allowed`` (the same command run again), with a notice."""
     existing = [p for p in paths if p.exists()]
-    if existing:
+    mine = str(Path(run_dir).absolute())
+    own = [p for p in existing if own_allowed and _written_by(p) == mine]
+    if own:
+        print(f"notice: {run_dir} has no checkpoint; rewriting the snapshots it wrote before: {', '.join(map(str, own))}")
+    others = [p for p in existing if p not in own]
+    if others:
         raise SnapshotError(
-            f"snapshots of this run already exist and would be overwritten: {', '.join(map(str, existing))}\n"
-            f"the run directory {run_dir} has no checkpoint to resume from. Use another seed or "
-            "snapshot_dir, or pass overwrite_snapshots=true to replace them"
+            f"snapshots of this run already exist and would be overwritten: {', '.join(map(str, others))}; "
+            f"the run directory {run_dir} has no checkpoint to resume from and did not write them. Use another "
+            "seed or snapshot_dir, or pass overwrite_snapshots=true to replace them"
         )
 
 

@@ -199,6 +199,9 @@ class Trainer:
     def _stop_if_requested(self) -> None:
         if self._stop_signal is None:
             return
+        for run in self.runs:  # the cut-off episode keeps its row, marked partial
+            if run.episode_step > 0:
+                run.end_episode(self.global_frame, self.global_step, self._window, self.total_time(run), partial=True)
         self._maybe_checkpoint(force=True)
         where = f"stopped by signal {self._stop_signal} at frame {self.global_frame}"
         self.say(f"{where}; checkpoint saved, the same command resumes")
@@ -284,7 +287,7 @@ class Trainer:
         # Optimiser state is not part of a snapshot: fine-tuning starts fresh optimisers (URLB).
         state = self.agent.networks_state(run.index)
         payload = {k: v for k, v in state.items() if not k.endswith("_opt")}
-        meta = {**run.metadata(self.agent.plugin), "frames": self.global_frame}
+        meta = {**run.metadata(self.agent.plugin), "frames": self.global_frame, "run_dir": str(run.run_dir.absolute())}
         path = save_snapshot(run.snapshot_file(frames), payload, meta)
         run.snapshots_written.add(frames)
         run.logger.message(f"snapshot at {self.global_frame} frames -> {path}")
@@ -302,16 +305,30 @@ class Trainer:
         agent.load_networks(state, tuple(k for k in state if not k.endswith("_opt")))
         return agent
 
+    def _checkpoint_due(self) -> bool:
+        """At an episode end: after ``checkpoint_every_frames`` frames, after a snapshot, or after
+        ``checkpoint_every_minutes`` (at least 20x the last write's time, so writing costs at
+        most 5% of the run) since the last checkpoint."""
+        last_frame = getattr(self, "_last_checkpoint_frame", self.resumed_at or 0)
+        if self.global_frame - last_frame >= self.cfg.checkpoint_every_frames:
+            return True
+        if any(max(run.snapshots_written, default=0) > last_frame for run in self.runs):
+            return True
+        interval = max(60.0 * self.cfg.checkpoint_every_minutes, 20.0 * getattr(self, "_checkpoint_seconds", 0.0))
+        return time.time() - getattr(self, "_last_checkpoint_time", self._start_time) >= interval
+
     def _maybe_checkpoint(self, force: bool = False) -> None:
-        last = getattr(self, "_last_checkpoint_frame", self.resumed_at or 0)
-        if not force and self.global_frame - last < self.cfg.checkpoint_every_frames:
+        if not force and not self._checkpoint_due():
             return
+        started = time.time()
         self._last_checkpoint_frame = self.global_frame
         items = []
         for run in self.runs:
             meta, state = run.checkpoint_payload(self.agent, self.global_step, self.global_frame, self.total_time(run))
             items.append((run.checkpoint_path(), meta, state))
         save_checkpoints(items)
+        self._last_checkpoint_time = time.time()
+        self._checkpoint_seconds = self._last_checkpoint_time - started
 
     def _maybe_resume(self) -> int | None:
         found = {run.seed: run.read_checkpoint(self.agent) for run in self.runs}
