@@ -44,8 +44,9 @@ def write_failure(exc: BaseException, path: Path) -> OSError:
 
 
 def _is_write_failure(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return isinstance(exc, OSError) or (isinstance(exc, RuntimeError) and ("write" in text or "file" in text))
+    # torch.save's zip writer turns a failed write into a RuntimeError ("file write failed",
+    # "unexpected pos ..."); pickling problems are other types and stay what they are.
+    return isinstance(exc, (OSError, RuntimeError))
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from urlb import run_lock
 from urlb.checkpoint import finish_interrupted_writes
 from urlb.config import ConfigError, resolve_threads, validate
+from urlb.files import atomic_write_text
 from urlb.ddpg import NonFiniteError
 from urlb.run_record import check_run_record, check_snapshot_exists
 from urlb.seed_runs import seed_runs
@@ -85,6 +86,7 @@ def run_phase(cfg: DictConfig) -> None:
             return
         run_dirs = [directory for _, _, directory in seed_runs(cfg, run_dir)]
         run_lock.acquire_all(run_dirs)  # held already when precheck took it (a single run)
+        write_hydra_record(run_dir, cfg)
         finish_interrupted_writes(run_dirs)
         set_threads(cfg.threads)
         Trainer(cfg, run_dir).train()
@@ -106,9 +108,26 @@ def run_phase(cfg: DictConfig) -> None:
         _fail(str(exc), EXIT_NON_FINITE)
     except OSError as exc:
         # Full disk, unwritable directory: say which file; what is already written stays.
+        run_lock.release_all()
+        remove_unused_run_dir(run_dir, cfg)
         _fail(_os_error_message(exc), EXIT_USER_ERROR)
     finally:
         run_lock.release_all()  # the next job of a sequential multirun takes its own
+
+
+def write_hydra_record(run_dir: Path, cfg: DictConfig) -> None:
+    """Hydra's record of the job (``.hydra/config.yaml``, ``hydra.yaml``, ``overrides.yaml``),
+    which the configs tell Hydra not to write itself (``hydra.output_subdir: null``): written here
+    once the run lock is held, so a refused second process writes nothing, and atomically, so a
+    full disk leaves no empty file."""
+    hydra_cfg = HydraConfig.get()
+    texts = {
+        "config.yaml": OmegaConf.to_yaml(cfg),
+        "hydra.yaml": OmegaConf.to_yaml(OmegaConf.create({"hydra": OmegaConf.to_container(hydra_cfg)})),
+        "overrides.yaml": OmegaConf.to_yaml(OmegaConf.create(list(hydra_cfg.overrides.task))),
+    }
+    for name, text in texts.items():
+        atomic_write_text(run_dir / ".hydra" / name, text)
 
 
 def precheck(script: str, argv: list[str] | None = None) -> None:
@@ -143,6 +162,10 @@ def precheck(script: str, argv: list[str] | None = None) -> None:
     except (HydraException, OmegaConfBaseException) as exc:
         cause = f" ({_one_line(str(exc.__cause__))})" if exc.__cause__ is not None else ""
         _exit_with(_one_line(str(exc)) + cause, EXIT_USER_ERROR)
+    except OSError as exc:  # the run lock could not be written (full disk)
+        run_lock.release_all()
+        remove_unused_run_dir(Path(cfg.hydra.run.dir).absolute(), cfg)
+        _exit_with(_os_error_message(exc), EXIT_USER_ERROR)
     if done is not None:
         print(done, flush=True)
         sys.exit(0)

@@ -91,8 +91,13 @@ def acquire(run_dir: Path) -> None:
         print(f"notice: took over {path} from {_holder_text(previous)}, which is no longer running", flush=True)
     since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     record = {"host": socket.gethostname(), "pid": os.getpid(), "since": since, "command": " ".join(sys.argv)}
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+    except OSError as exc:  # a full disk: no lock file is left behind, empty or not
+        path.unlink(missing_ok=True)
+        os.close(fd)
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     _held[run_dir] = fd
 
 

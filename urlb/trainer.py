@@ -196,12 +196,17 @@ class Trainer:
         # Stop at the next step boundary, where a consistent checkpoint can be written.
         self._stop_signal = signum
 
+    def _log_cut_episodes(self) -> None:
+        """An episode cut short by a stop signal or by the end of training keeps its row, marked
+        partial (the next session starts a fresh episode)."""
+        for run in self.runs:
+            if run.episode_step > 0 and not run.time_step.last():
+                run.end_episode(self.global_frame, self.global_step, self._window, self.total_time(run), partial=True)
+
     def _stop_if_requested(self) -> None:
         if self._stop_signal is None:
             return
-        for run in self.runs:  # the cut-off episode keeps its row, marked partial
-            if run.episode_step > 0:
-                run.end_episode(self.global_frame, self.global_step, self._window, self.total_time(run), partial=True)
+        self._log_cut_episodes()
         self._maybe_checkpoint(force=True)
         where = f"stopped by signal {self._stop_signal} at frame {self.global_frame}"
         self.say(f"{where}; checkpoint saved, the same command resumes")
@@ -250,6 +255,7 @@ class Trainer:
                 self._maybe_snapshot()
             if self.global_step % eval_every_steps == 0:
                 self.evaluate()
+        self._log_cut_episodes()
         self._maybe_checkpoint(force=True)
 
     def _update(self) -> None:
