@@ -132,6 +132,14 @@ def check_agent_values(agent_cfg: DictConfig) -> None:
         for key, value in values.items():
             if key in parameters and parameters[key].default is not inspect.Parameter.empty:
                 check_agent_value(name, key, value, parameters[key])
+    from urlb.ddpg import schedule
+
+    for key, value in values.items():  # schedules are parsed when acting: parse them here once
+        if str(key).endswith("_schedule"):
+            try:
+                schedule(value, 0)
+            except (ValueError, ZeroDivisionError) as exc:
+                raise ConfigError(f"agent.{key}={value!r} is not valid for agent={name}: {exc}") from None
     every = values.get("update_every_steps")
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ConfigError(f"agent.update_every_steps={every!r} must be a positive whole number")
