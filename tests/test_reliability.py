@@ -421,6 +421,40 @@ def test_snapshot_with_other_domain_metadata_exits_2_naming_domain(pretrained, t
     assert_no_traceback(proc)
 
 
+def damaged_copy(pretrained, tmp_path: Path, damage) -> Path:
+    data = torch.load(pretrained["snapshot"], map_location="cpu", weights_only=True)
+    damage(data["state"])
+    path = snapshot_path(tmp_path / "models", "states", "jaco", "rnd", 1, SNAP_FRAMES)
+    path.parent.mkdir(parents=True)
+    torch.save(data, path)
+    return path
+
+
+def test_snapshot_lacking_a_network_exits_2_in_one_line(pretrained, tmp_path):
+    path = damaged_copy(pretrained, tmp_path, lambda state: state.pop("actor"))
+    proc = finetune_from(tmp_path / "models", tmp_path)
+    assert proc.returncode == 2, explain(proc)
+    assert proc.stderr.strip().splitlines() == [
+        f"error: snapshot {path} lacks the network(s) actor (it has: critic, critic_target, encoder, plugin); "
+        "it was not written by this agent's pre-training"
+    ], explain(proc)
+    assert not (tmp_path / "ft_runs").exists()
+
+
+def test_snapshot_whose_weights_do_not_fit_exits_2_in_one_line(pretrained, tmp_path):
+    # Metadata of this run, weights of another domain (a wider first actor layer).
+    def widen(state):
+        key = next(k for k in state["actor"] if k.endswith("weight"))
+        state["actor"][key] = torch.zeros(state["actor"][key].shape[0], state["actor"][key].shape[1] + 5)
+
+    path = damaged_copy(pretrained, tmp_path, widen)
+    proc = finetune_from(tmp_path / "models", tmp_path)
+    assert proc.returncode == 2, explain(proc)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"snapshot {path}: weights actor." in lines[0] and "have shape" in lines[0], explain(proc)
+    assert_no_traceback(proc)
+
+
 def test_jaco_snapshot_at_walker_path_exits_2_naming_domain(pretrained, tmp_path):
     place(tmp_path / "models", "walker", pretrained["snapshot"].read_bytes())
     proc = finetune_from(tmp_path / "models", tmp_path, task="walker_run")
