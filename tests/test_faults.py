@@ -108,7 +108,11 @@ def listing(directory: Path) -> dict[str, tuple[int, int]]:
 def test_second_process_is_refused_naming_the_holder_and_a_dead_holder_is_taken_over(tmp_path):
     args = settings(tmp_path, "seeds=[1,2]")
     holder = subprocess.Popen(
-        [sys.executable, "pretrain.py", *args], cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "pretrain.py", *args],
+        cwd=REPO,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         record = wait_for_lock(run_dir(tmp_path, 2), holder)
@@ -295,7 +299,11 @@ def test_write_failure_inside_torch_save_is_one_line_exit_2_keeping_earlier_outp
     wrapper.write_text(SAVE_FAILS_WRAPPER)
     args = settings(tmp_path)
     proc = subprocess.run(
-        [sys.executable, str(wrapper), "2", "pretrain.py", *args], cwd=REPO, env=child_env(), capture_output=True, text=True
+        [sys.executable, str(wrapper), "2", "pretrain.py", *args],
+        cwd=REPO,
+        env=child_env(),
+        capture_output=True,
+        text=True,
     )
     directory = run_dir(tmp_path)
     assert proc.returncode == 2, explain(proc)
@@ -334,7 +342,9 @@ def small_filesystem(tmp_path):
     """A 64 KiB tmpfs (mounting needs privileges: skipped where the machine does not allow it)."""
     mount = tmp_path / "small"
     mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True, text=True)
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if made.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {made.stderr.strip()}")
     yield mount

@@ -484,14 +484,24 @@ RAY_SWEEP = [
 def listening() -> list[tuple[str, str]]:
     """(local address, process) of every listening TCP socket (``ss -ltnp``)."""
     out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
-    return [(line.split()[3], line.split()[-1] if "users:" in line else "") for line in out.splitlines() if line.strip()]
+    return [
+        (line.split()[3], line.split()[-1] if "users:" in line else "") for line in out.splitlines() if line.strip()
+    ]
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(RAY_MISSING, reason="ray and hydra-ray-launcher are not installed: pip install -e '.[ray]'")
 def test_ray_preset_sweep_listens_on_loopback_only_and_leaves_nothing(tmp_path):
     runs, models = tmp_path / "runs", tmp_path / "models"
-    cmd = [sys.executable, "pretrain.py", "-m", "hydra/launcher=ray", *RAY_SWEEP, f"run_root={runs}", f"snapshot_dir={models}"]
+    cmd = [
+        sys.executable,
+        "pretrain.py",
+        "-m",
+        "hydra/launcher=ray",
+        *RAY_SWEEP,
+        f"run_root={runs}",
+        f"snapshot_dir={models}",
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen: dict[str, str] = {}
     try:

@@ -152,9 +152,9 @@ BAD_CONFIGS = [
     ),
     # Agent keys: type and sign from the constructor's annotation and default, choices and
     # combinations from the constructor itself (a trial build), all before Hydra starts.
-    ("agent_lr_text", "pretrain.py", ["domain=jaco", "agent.lr=abc"], 2, ["agent.lr='abc'", "a number"]),
+    ("agent_lr_text", "pretrain.py", ["domain=jaco", "agent.lr=abc"], 2, ["agent.lr='abc'", "a finite number"]),
     ("agent_lr_negative", "pretrain.py", ["domain=jaco", "agent.lr=-1"], 2, ["agent.lr=-1", "> 0"]),
-    ("agent_lr_infinite", "pretrain.py", ["domain=jaco", "agent.lr=inf"], 2, ["agent.lr=inf", "a number"]),
+    ("agent_lr_infinite", "pretrain.py", ["domain=jaco", "agent.lr=inf"], 2, ["agent.lr=inf", "a finite number"]),
     (
         "agent_skill_dim_zero",
         "pretrain.py",
@@ -173,10 +173,28 @@ BAD_CONFIGS = [
     ("agent_schedule", "pretrain.py", ["domain=jaco", "agent.stddev_schedule=abc"], 2, ["'abc'", "linear("]),
     # Keys no config declares, added with + (a typo would otherwise be silently ignored).
     ("plus_typo", "pretrain.py", ["domain=jaco", "+num_train_frame=500"], 2, ["num_train_frame", "num_train_frames"]),
-    ("force_add_typo", "pretrain.py", ["domain=jaco", "++num_eval_episode=3"], 2, ["num_eval_episode", "num_eval_episodes"]),
+    (
+        "force_add_typo",
+        "pretrain.py",
+        ["domain=jaco", "++num_eval_episode=3"],
+        2,
+        ["num_eval_episode", "num_eval_episodes"],
+    ),
     # Sizes that cannot work together.
-    ("replay_below_batch", "pretrain.py", ["domain=jaco", "replay_buffer_size=10"], 2, ["replay_buffer_size=10", "batch_size=32"]),
-    ("replay_below_episode", "pretrain.py", ["domain=jaco", "replay_buffer_size=100"], 2, ["replay_buffer_size=100", "251"]),
+    (
+        "replay_below_batch",
+        "pretrain.py",
+        ["domain=jaco", "replay_buffer_size=10"],
+        2,
+        ["replay_buffer_size=10", "batch_size=32"],
+    ),
+    (
+        "replay_below_episode",
+        "pretrain.py",
+        ["domain=jaco", "replay_buffer_size=100"],
+        2,
+        ["replay_buffer_size=100", "251"],
+    ),
     ("nstep_beyond_episode", "pretrain.py", ["domain=jaco", "nstep=300"], 2, ["nstep=300", "250 steps"]),
     (
         "knn_k_above_batch",
@@ -451,7 +469,9 @@ def test_snapshot_whose_weights_do_not_fit_exits_2_in_one_line(pretrained, tmp_p
     proc = finetune_from(tmp_path / "models", tmp_path)
     assert proc.returncode == 2, explain(proc)
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"snapshot {path}: weights actor." in lines[0] and "have shape" in lines[0], explain(proc)
+    assert len(lines) == 1 and f"snapshot {path}: weights actor." in lines[0] and "have shape" in lines[0], explain(
+        proc
+    )
     assert_no_traceback(proc)
 
 

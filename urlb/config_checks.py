@@ -21,6 +21,7 @@ from urlb.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 # Top-level config files and groups whose keys are the run's keys (agent keys live under agent.).
+TRIAL_SIZES = {"hidden_dim": 16, "feature_dim": 8}  # the backbone's widths in the trial build
 _KEY_SOURCES = ("common.yaml", "pretrain.yaml", "finetune.yaml", "preset/*.yaml", "sweep/*.yaml")
 
 
@@ -96,7 +97,13 @@ def _fits(value: Any, types: set[str]) -> bool:
 
 
 def _describe(types: set[str]) -> str:
-    words = {"int": "a whole number", "float": "a number", "str": "text", "bool": "true or false", "None": "null"}
+    words = {
+        "int": "a whole number",
+        "float": "a finite number",
+        "str": "text",
+        "bool": "true or false",
+        "None": "null",
+    }
     return " or ".join(words.get(t, t) for t in sorted(types))
 
 
@@ -112,9 +119,13 @@ def check_agent_value(agent: str, key: str, value: Any, parameter: inspect.Param
         return
     if isinstance(default, (int, float)) and not isinstance(default, bool):
         if default > 0 and value <= 0:
-            raise ConfigError(f"agent.{key}={value!r} is not valid for agent={agent}: it must be > 0 (default {default})")
+            raise ConfigError(
+                f"agent.{key}={value!r} is not valid for agent={agent}: it must be > 0 (default {default})"
+            )
         if default == 0 and value < 0:
-            raise ConfigError(f"agent.{key}={value!r} is not valid for agent={agent}: it must be >= 0 (default {default})")
+            raise ConfigError(
+                f"agent.{key}={value!r} is not valid for agent={agent}: it must be >= 0 (default {default})"
+            )
 
 
 def check_agent_values(agent_cfg: DictConfig) -> None:
@@ -154,6 +165,9 @@ def trial_build(cfg: DictConfig) -> None:
     obs_shape = (3 * int(cfg.frame_stack), 84, 84) if cfg.obs_type == "pixels" else (8,)
     one = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     one.compile = None  # compiling is costly; its backend name is checked in urlb.config
+    for key in TRIAL_SIZES:  # network widths: checked above; small here so the build takes well under a second
+        if key in one.agent:
+            one.agent[key] = min(int(one.agent[key]), TRIAL_SIZES[key])
     states = (random.getstate(), np.random.get_state())
     try:
         with torch.random.fork_rng(devices=[]):
@@ -176,7 +190,11 @@ def episode_steps(domain: str, action_repeat: int) -> int:
 
     from urlb.envs import jaco, quadruped, walker
 
-    control = {"walker": walker.CONTROL_TIMESTEP, "quadruped": quadruped.CONTROL_TIMESTEP, "jaco": constants.CONTROL_TIMESTEP}
+    control = {
+        "walker": walker.CONTROL_TIMESTEP,
+        "quadruped": quadruped.CONTROL_TIMESTEP,
+        "jaco": constants.CONTROL_TIMESTEP,
+    }
     limit = {"walker": walker.TIME_LIMIT, "quadruped": quadruped.TIME_LIMIT, "jaco": jaco.TIME_LIMIT}
     return math.ceil(round(limit[domain] / control[domain]) / action_repeat)
 
@@ -185,7 +203,9 @@ def check_sizes(cfg: DictConfig) -> None:
     """Sizes that are each valid but cannot work together."""
     replay, batch = int(cfg.replay_buffer_size), int(cfg.batch_size)
     if replay < batch:
-        raise ConfigError(f"replay_buffer_size={replay} is smaller than batch_size={batch}; it must hold at least one batch")
+        raise ConfigError(
+            f"replay_buffer_size={replay} is smaller than batch_size={batch}; it must hold at least one batch"
+        )
     steps = episode_steps(cfg.domain, int(cfg.action_repeat))
     if replay < steps + 1:
         raise ConfigError(
@@ -199,5 +219,3 @@ def check_sizes(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"agent.{key}={value} exceeds batch_size={batch}: the nearest neighbours are taken within a batch"
             )
-
-

@@ -109,7 +109,10 @@ def connect(init_cfg) -> None:
     if address == "auto":
         found, source = recorded_address()
         if found is None:
-            _fail(f"no Ray cluster is running on this machine (address=auto; nothing in RAY_ADDRESS or {source}); {START_HINT}")
+            _fail(
+                f"no Ray cluster is running on this machine (address=auto; nothing in RAY_ADDRESS or {source}); "
+                + START_HINT
+            )
         probe(found, f"address=auto, from {source}")
         where = found
     else:

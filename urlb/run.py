@@ -22,8 +22,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from urlb import run_lock
 from urlb.checkpoint import finish_interrupted_writes
 from urlb.config import ConfigError, resolve_threads, validate
-from urlb.files import atomic_write_text
 from urlb.ddpg import NonFiniteError
+from urlb.files import atomic_write_text
 from urlb.run_record import check_run_record, check_snapshot_exists
 from urlb.seed_runs import seed_runs
 from urlb.snapshot import SnapshotError

@@ -53,7 +53,9 @@ def refuse_overwrite(paths: list[Path], run_dir: Path, own_allowed: bool = True)
     mine = str(Path(run_dir).absolute())
     own = [p for p in existing if own_allowed and _written_by(p) == mine]
     if own:
-        print(f"notice: {run_dir} has no checkpoint; rewriting the snapshots it wrote before: {', '.join(map(str, own))}")
+        print(
+            f"notice: {run_dir} has no checkpoint; rewriting the snapshots it wrote before: {', '.join(map(str, own))}"
+        )
     others = [p for p in existing if p not in own]
     if others:
         raise SnapshotError(
@@ -96,8 +98,8 @@ def check_networks_fit(path: Path, state: dict[str, Any], needed: dict[str, dict
     missing = sorted(set(needed) - set(state))
     if missing:
         raise SnapshotError(
-            f"snapshot {path} lacks the network(s) {', '.join(missing)} (it has: {', '.join(sorted(state)) or 'none'}); "
-            "it was not written by this agent's pre-training"
+            f"snapshot {path} lacks the network(s) {', '.join(missing)} "
+            f"(it has: {', '.join(sorted(state)) or 'none'}); it was not written by this agent's pre-training"
         )
     for network, tensors in needed.items():
         have = state[network]

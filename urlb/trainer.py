@@ -146,7 +146,9 @@ class Trainer:
         # URLB's init_from: encoder, actor and the critic's trunk (heads, target, optimisers fresh);
         # the plugin too, since skill methods need it to choose or score skills.
         own = self.agent.networks_state(run.index)
-        check_networks_fit(run.snapshot_file(cfg.snapshot_ts), data["state"], {k: own[k] for k in SNAPSHOT_NETWORKS if k in own})
+        check_networks_fit(
+            run.snapshot_file(cfg.snapshot_ts), data["state"], {k: own[k] for k in SNAPSHOT_NETWORKS if k in own}
+        )
         self.agent.init_from(data["state"], index=run.index)
         print(f"loaded snapshot {run.snapshot_file(cfg.snapshot_ts)} ({data['metadata']['frames']} frames)")
 
