@@ -139,7 +139,7 @@ def test_second_process_is_refused_naming_the_holder_and_a_dead_holder_is_taken_
 
 # --------------------------------------------------------------------------- kill -9
 
-# pretrain.py with one place patched to SIGKILL the process: argv[1] says where.
+# pretrain.py with one place patched to SIGKILL the process (or to fail): argv[1] says where.
 KILL_WRAPPER = """
 import os, runpy, signal, sys
 import torch
@@ -167,7 +167,9 @@ elif where == "after_snapshot":  # right after the snapshot of this many frames,
             die()
         return out
     urlb.trainer.save_snapshot = save_snapshot
-elif where == "inside_checkpoint":  # half-way through writing the value-th checkpoint
+elif where in ("inside_checkpoint", "checkpoint_fails"):
+    # Half-way through writing the value-th checkpoint: killed, or torch.save failing as its
+    # zip writer does on a full disk.
     real_torch_save = torch.save
     count = [0]
     def save(obj, f, *args, **kwargs):
@@ -176,7 +178,9 @@ elif where == "inside_checkpoint":  # half-way through writing the value-th chec
             if count[0] == value:
                 f.write(b"PK\\x03\\x04 half a checkpoint")
                 f.flush()
-                die()
+                if where == "inside_checkpoint":
+                    die()
+                raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 12224 vs 12118")
         return real_torch_save(obj, f, *args, **kwargs)
     torch.save = save
 sys.argv = sys.argv[1:]
@@ -270,36 +274,11 @@ def test_stop_signal_mid_episode_writes_the_cut_episode_row_and_resume_loses_no_
 
 # --------------------------------------------------------------------------- write failures
 
-# pretrain.py with torch.save failing as PyTorch's zip writer does on a full disk, on the
-# value-th checkpoint, after some bytes reached the file.
-SAVE_FAILS_WRAPPER = """
-import runpy, sys
-import torch
 
-value = int(sys.argv.pop(1))
-real_torch_save = torch.save
-count = [0]
-
-def save(obj, f, *args, **kwargs):
-    if isinstance(obj, dict) and "frame" in obj.get("metadata", {}):
-        count[0] += 1
-        if count[0] == value:
-            f.write(b"PK\\x03\\x04 half a checkpoint")
-            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 12224 vs 12118")
-    return real_torch_save(obj, f, *args, **kwargs)
-
-torch.save = save
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
-
-
-def test_write_failure_inside_torch_save_is_one_line_exit_2_keeping_earlier_outputs(tmp_path):
-    wrapper = tmp_path / "save_fails.py"
-    wrapper.write_text(SAVE_FAILS_WRAPPER)
+def test_write_failure_inside_torch_save_is_one_line_exit_2_keeping_earlier_outputs(tmp_path, kill_wrapper):
     args = settings(tmp_path)
     proc = subprocess.run(
-        [sys.executable, str(wrapper), "2", "pretrain.py", *args],
+        [sys.executable, str(kill_wrapper), "checkpoint_fails=2", "pretrain.py", *args],
         cwd=REPO,
         env=child_env(),
         capture_output=True,

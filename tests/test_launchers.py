@@ -376,6 +376,32 @@ RAY_MISSING = (
 )
 
 
+RAY_SWEEP = [
+    *TINY,
+    "seed=1,2",
+    "num_train_frames=500",
+    "num_seed_frames=250",
+    "eval_every_frames=250",
+    "snapshots=[500]",
+    "hydra.launcher.ray.remote.num_gpus=0",
+    "hydra.launcher.ray.remote.num_cpus=1",
+]
+
+
+def ray_sweep(tmp_path: Path, *extra: str) -> list[str]:
+    """The command of a two-run Ray sweep writing under ``tmp_path``."""
+    return [
+        sys.executable,
+        "pretrain.py",
+        "-m",
+        "hydra/launcher=ray",
+        *extra,
+        *RAY_SWEEP,
+        f"run_root={tmp_path / 'runs'}",
+        f"snapshot_dir={tmp_path / 'models'}",
+    ]
+
+
 @pytest.fixture
 def ray_head(tmp_path):
     """A Ray head on 127.0.0.1 (2 CPUs, no dashboard), started here and stopped afterwards:
@@ -434,23 +460,7 @@ def ray_head(tmp_path):
 @pytest.mark.skipif(RAY_MISSING, reason="ray and hydra-ray-launcher are not installed: pip install -e '.[ray]'")
 def test_ray_launcher_sweep_on_a_local_head(tmp_path, ray_head):
     runs, models = tmp_path / "runs", tmp_path / "models"
-    cmd = [
-        sys.executable,
-        "pretrain.py",
-        "-m",
-        "hydra/launcher=ray",
-        f"hydra.launcher.ray.init.address={ray_head.address}",
-        "hydra.launcher.ray.remote.num_gpus=0",
-        "hydra.launcher.ray.remote.num_cpus=1",
-        "seed=1,2",
-        *TINY,
-        "num_train_frames=500",
-        "num_seed_frames=250",
-        "eval_every_frames=250",
-        "snapshots=[500]",
-        f"run_root={runs}",
-        f"snapshot_dir={models}",
-    ]
+    cmd = ray_sweep(tmp_path, f"hydra.launcher.ray.init.address={ray_head.address}")
     proc = subprocess.run(cmd, cwd=REPO, env=ray_head.env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, explain(proc)
     out = proc.stdout + proc.stderr
@@ -469,18 +479,6 @@ def test_ray_launcher_sweep_on_a_local_head(tmp_path, ray_head):
         assert (models / "states" / "jaco" / "rnd" / str(seed) / "snapshot_500.pt").is_file()
 
 
-RAY_SWEEP = [
-    *TINY,
-    "seed=1,2",
-    "num_train_frames=500",
-    "num_seed_frames=250",
-    "eval_every_frames=250",
-    "snapshots=[500]",
-    "hydra.launcher.ray.remote.num_gpus=0",
-    "hydra.launcher.ray.remote.num_cpus=1",
-]
-
-
 def listening() -> list[tuple[str, str]]:
     """(local address, process) of every listening TCP socket (``ss -ltnp``)."""
     out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
@@ -492,16 +490,8 @@ def listening() -> list[tuple[str, str]]:
 @pytest.mark.slow
 @pytest.mark.skipif(RAY_MISSING, reason="ray and hydra-ray-launcher are not installed: pip install -e '.[ray]'")
 def test_ray_preset_sweep_listens_on_loopback_only_and_leaves_nothing(tmp_path):
-    runs, models = tmp_path / "runs", tmp_path / "models"
-    cmd = [
-        sys.executable,
-        "pretrain.py",
-        "-m",
-        "hydra/launcher=ray",
-        *RAY_SWEEP,
-        f"run_root={runs}",
-        f"snapshot_dir={models}",
-    ]
+    runs = tmp_path / "runs"
+    cmd = ray_sweep(tmp_path)
     proc = subprocess.Popen(cmd, cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen: dict[str, str] = {}
     try:
@@ -542,15 +532,7 @@ def test_ray_sweep_whose_head_is_gone_fails_in_one_line(tmp_path, how):
         address = "auto"
     else:
         address = f"127.0.0.1:{port}"
-    cmd = [
-        sys.executable,
-        "pretrain.py",
-        "-m",
-        "hydra/launcher=ray",
-        f"hydra.launcher.ray.init.address={address}",
-        *RAY_SWEEP,
-        f"run_root={tmp_path / 'runs'}",
-    ]
+    cmd = ray_sweep(tmp_path, f"hydra.launcher.ray.init.address={address}")
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)  # a hang fails here
     assert proc.returncode == 2, explain(proc)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]

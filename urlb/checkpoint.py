@@ -92,12 +92,16 @@ def _frame(path: Path) -> int | None:
         return None
 
 
-def finish_interrupted_writes(run_dirs: list[Path]) -> None:
-    """After a kill: remove temporary files of interrupted writes and, when a kill came between
-    the renames of :func:`save_checkpoints`, finish them, so that every seed of the run resumes
-    from the same frame. Called while holding the run directories' locks."""
+def finish_interrupted_writes(run_dirs: list[Path], snapshot_files: list[Path] = ()) -> None:
+    """After a kill: remove temporary files of interrupted writes (in the run directories and
+    beside the run's own snapshots) and, when a kill came between the renames of
+    :func:`save_checkpoints`, finish them, so that every seed of the run resumes from the same
+    frame. Called while holding the run directories' locks."""
     for run_dir in run_dirs:
         remove_temporary_files(Path(run_dir), ATOMIC_NAMES)
+        remove_temporary_files(Path(run_dir) / ".hydra", ("config.yaml", "hydra.yaml", "overrides.yaml"))
+    for path in snapshot_files:
+        remove_temporary_files(Path(path).parent, (Path(path).name,))
     staged = [Path(d) / STAGED_NAME for d in run_dirs if (Path(d) / STAGED_NAME).is_file()]
     if not staged:
         return

@@ -26,7 +26,7 @@ from urlb.ddpg import NonFiniteError
 from urlb.files import atomic_write_text
 from urlb.run_record import check_run_record, check_snapshot_exists
 from urlb.seed_runs import seed_runs
-from urlb.snapshot import SnapshotError
+from urlb.snapshot import SnapshotError, snapshot_path
 from urlb.trainer import RunInterrupted, Trainer
 
 EXIT_USER_ERROR = 2
@@ -84,10 +84,11 @@ def run_phase(cfg: DictConfig) -> None:
         if done is not None:
             print(done, flush=True)
             return
-        run_dirs = [directory for _, _, directory in seed_runs(cfg, run_dir)]
+        runs = seed_runs(cfg, run_dir)
+        run_dirs = [directory for _, _, directory in runs]
         run_lock.acquire_all(run_dirs)  # held already when precheck took it (a single run)
         write_hydra_record(run_dir, cfg)
-        finish_interrupted_writes(run_dirs)
+        finish_interrupted_writes(run_dirs, own_snapshot_files(runs))
         set_threads(cfg.threads)
         Trainer(cfg, run_dir).train()
     except (ConfigError, SnapshotError) as exc:
@@ -113,6 +114,16 @@ def run_phase(cfg: DictConfig) -> None:
         _fail(_os_error_message(exc), EXIT_USER_ERROR)
     finally:
         run_lock.release_all()  # the next job of a sequential multirun takes its own
+
+
+def own_snapshot_files(runs) -> list[Path]:
+    """The snapshot files a pre-training run writes (fine-tuning writes none)."""
+    return [
+        snapshot_path(one.snapshot_dir, one.obs_type, one.domain, one.agent.name, seed, frames)
+        for seed, one, _ in runs
+        if one.phase == "pretrain"
+        for frames in one.snapshots
+    ]
 
 
 def write_hydra_record(run_dir: Path, cfg: DictConfig) -> None:
