@@ -2,6 +2,9 @@
 mid-episode, write failures (a small full file system where the machine allows mounting one,
 and failures injected inside torch.save).
 
+The kills inside a checkpoint write and right after a snapshot, and two of the three full-disk
+levels, are marked ``slow`` (python -m pytest -m slow tests/test_faults.py).
+
 Kills and failures are injected by small wrappers that run pretrain.py through runpy with one
 function patched (as tests/test_reliability.py does for a full disk), so that they happen at an
 exact place; the process then dies by SIGKILL, which nothing in it can catch.
@@ -221,6 +224,7 @@ def test_kill_9_at_a_random_frame_then_the_same_command_finishes_with_every_row_
     assert [int(float(r["frame"])) for r in train] == [250, 500, 750, 1000], (frame, train)
 
 
+@pytest.mark.slow
 def test_kill_9_between_a_snapshot_and_its_checkpoint_rewrites_the_runs_own_snapshot(tmp_path, kill_wrapper):
     again, train = killed_then_resumed(tmp_path, kill_wrapper, "after_snapshot=500")
     assert "rewriting the snapshots it wrote before" in again.stdout, explain(again)
@@ -228,6 +232,7 @@ def test_kill_9_between_a_snapshot_and_its_checkpoint_rewrites_the_runs_own_snap
     assert [int(float(r["frame"])) for r in train] == [250, 500, 750, 1000]
 
 
+@pytest.mark.slow
 def test_kill_9_inside_a_checkpoint_write_resumes_from_the_previous_one(tmp_path, kill_wrapper):
     again, train = killed_then_resumed(tmp_path, kill_wrapper, "inside_checkpoint=2")  # the 2nd: after snapshot 1000
     assert "at frame 500" in again.stdout, explain(again)
@@ -330,7 +335,10 @@ def small_filesystem(tmp_path):
     subprocess.run(["umount", str(mount)], check=True)
 
 
-@pytest.mark.parametrize("free_kib", [0, 12, 40])
+# 0 KiB: the run lock cannot be written; 12: .hydra/ cannot; 40: the first checkpoint cannot.
+@pytest.mark.parametrize(
+    "free_kib", [pytest.param(0, marks=pytest.mark.slow), pytest.param(12, marks=pytest.mark.slow), 40]
+)
 def test_full_filesystem_is_one_line_exit_2_and_leaves_no_empty_file(small_filesystem, tmp_path, free_kib):
     filler = small_filesystem / "filler"
     stats = os.statvfs(small_filesystem)

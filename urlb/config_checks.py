@@ -22,18 +22,19 @@ from urlb.errors import ConfigError
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 # Top-level config files and groups whose keys are the run's keys (agent keys live under agent.).
 TRIAL_SIZES = {"hidden_dim": 16, "feature_dim": 8}  # the backbone's widths in the trial build
-_KEY_SOURCES = ("common.yaml", "pretrain.yaml", "finetune.yaml", "preset/*.yaml", "sweep/*.yaml")
+_KEY_SOURCES = ("common.yaml", "{phase}.yaml", "preset/*.yaml", "sweep/*.yaml")
 
 
 # --------------------------------------------------------------------------- declared keys
 
 
-@lru_cache(maxsize=1)
-def declared_keys() -> dict[str, Any]:
-    """Every top-level key a config file declares, with its value there (the first found)."""
+@lru_cache(maxsize=2)
+def declared_keys(phase: str) -> dict[str, Any]:
+    """Every top-level key the config files of ``phase`` declare, with its value there (the
+    first found)."""
     declared: dict[str, Any] = {}
     for pattern in _KEY_SOURCES:
-        for path in sorted(CONFIG_DIR.glob(pattern)):
+        for path in sorted(CONFIG_DIR.glob(pattern.format(phase=phase))):
             data = yaml.safe_load(path.read_text()) or {}
             for key, value in data.items():
                 declared.setdefault(key, value)
@@ -45,7 +46,7 @@ def check_known_keys(cfg: DictConfig) -> None:
     ``+num_train_frame=500``) would be silently ignored: refuse it, suggesting the nearest key."""
     import difflib
 
-    declared = declared_keys()
+    declared = declared_keys(str(cfg.phase))
     if not declared:  # configs not next to the package (an installed wheel): nothing to compare
         return
     for key in cfg:
@@ -58,7 +59,7 @@ def check_known_keys(cfg: DictConfig) -> None:
 
 def check_declared_types(cfg: DictConfig) -> None:
     """Keys declared true/false take only true/false; keys declared as text take only text."""
-    for key, default in declared_keys().items():
+    for key, default in declared_keys(str(cfg.phase)).items():
         if key not in cfg or (isinstance(default, str) and "${" in default):
             continue
         value = OmegaConf.select(cfg, str(key))

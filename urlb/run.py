@@ -121,7 +121,7 @@ def own_snapshot_files(runs) -> list[Path]:
     return [
         snapshot_path(one.snapshot_dir, one.obs_type, one.domain, one.agent.name, seed, frames)
         for seed, one, _ in runs
-        if one.phase == "pretrain"
+        if OmegaConf.select(one, "phase") == "pretrain"
         for frames in one.snapshots
     ]
 
