@@ -127,7 +127,9 @@ def run_phase_stub(monkeypatch, tmp_path):
         monkeypatch.setattr(
             run.HydraConfig,
             "get",
-            staticmethod(lambda: SimpleNamespace(runtime=SimpleNamespace(output_dir=str(tmp_path)))),
+            staticmethod(
+                lambda: OmegaConf.create({"runtime": {"output_dir": str(tmp_path)}, "overrides": {"task": []}})
+            ),
         )
         cfg = OmegaConf.create({"snapshot_dir": str(tmp_path / "models"), "threads": "auto", "seed": 1})
         return lambda: run.run_phase(cfg)
@@ -259,9 +261,11 @@ def test_slurm_local_preset_composes_to_submitits_local_launcher():
     assert launcher.gpus_per_node == 0 and launcher.tasks_per_node == 1 and launcher.timeout_min == 2880
 
 
-def test_ray_preset_does_not_pass_object_store_memory_when_joining():
-    init = compose_hydra(["hydra/launcher=ray"]).launcher.ray.init
-    assert init.address == "auto" and "object_store_memory" in init and init.object_store_memory is None
+def test_ray_preset_starts_its_own_loopback_instance_and_passes_no_object_store_memory():
+    hydra = compose_hydra(["hydra/launcher=ray"])
+    init = hydra.launcher.ray.init
+    assert init.address is None and "object_store_memory" in init and init.object_store_memory is None
+    assert hydra.callbacks.ray_guard._target_ == "urlb.ray_launcher.RayGuard"
 
 
 # --------------------------------------------------------------------------- slow: submitit
@@ -374,6 +378,32 @@ RAY_MISSING = (
 )
 
 
+RAY_SWEEP = [
+    *TINY,
+    "seed=1,2",
+    "num_train_frames=500",
+    "num_seed_frames=250",
+    "eval_every_frames=250",
+    "snapshots=[500]",
+    "hydra.launcher.ray.remote.num_gpus=0",
+    "hydra.launcher.ray.remote.num_cpus=1",
+]
+
+
+def ray_sweep(tmp_path: Path, *extra: str) -> list[str]:
+    """The command of a two-run Ray sweep writing under ``tmp_path``."""
+    return [
+        sys.executable,
+        "pretrain.py",
+        "-m",
+        "hydra/launcher=ray",
+        *extra,
+        *RAY_SWEEP,
+        f"run_root={tmp_path / 'runs'}",
+        f"snapshot_dir={tmp_path / 'models'}",
+    ]
+
+
 @pytest.fixture
 def ray_head(tmp_path):
     """A Ray head on 127.0.0.1 (2 CPUs, no dashboard), started here and stopped afterwards:
@@ -422,29 +452,17 @@ def ray_head(tmp_path):
             pass
         head.wait()
         log.close()
+        # A head stopped by a signal leaves its address where `address=auto` reads it.
+        record = Path("/tmp/ray/ray_current_cluster")
+        if record.is_file() and record.read_text().strip() == f"127.0.0.1:{port}":
+            record.unlink()
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(RAY_MISSING, reason="ray and hydra-ray-launcher are not installed: pip install -e '.[ray]'")
 def test_ray_launcher_sweep_on_a_local_head(tmp_path, ray_head):
     runs, models = tmp_path / "runs", tmp_path / "models"
-    cmd = [
-        sys.executable,
-        "pretrain.py",
-        "-m",
-        "hydra/launcher=ray",
-        f"hydra.launcher.ray.init.address={ray_head.address}",
-        "hydra.launcher.ray.remote.num_gpus=0",
-        "hydra.launcher.ray.remote.num_cpus=1",
-        "seed=1,2",
-        *TINY,
-        "num_train_frames=500",
-        "num_seed_frames=250",
-        "eval_every_frames=250",
-        "snapshots=[500]",
-        f"run_root={runs}",
-        f"snapshot_dir={models}",
-    ]
+    cmd = ray_sweep(tmp_path, f"hydra.launcher.ray.init.address={ray_head.address}")
     proc = subprocess.run(cmd, cwd=REPO, env=ray_head.env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, explain(proc)
     out = proc.stdout + proc.stderr
@@ -461,3 +479,65 @@ def test_ray_launcher_sweep_on_a_local_head(tmp_path, ray_head):
         assert frames_of(read_rows(directory / "train.csv")) == [250]
         assert checkpoint_frame(directory) == 500
         assert (models / "states" / "jaco" / "rnd" / str(seed) / "snapshot_500.pt").is_file()
+
+
+def listening() -> list[tuple[str, str]]:
+    """(local address, process) of every listening TCP socket (``ss -ltnp``)."""
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+    return [
+        (line.split()[3], line.split()[-1] if "users:" in line else "") for line in out.splitlines() if line.strip()
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(RAY_MISSING, reason="ray and hydra-ray-launcher are not installed: pip install -e '.[ray]'")
+def test_ray_preset_sweep_listens_on_loopback_only_and_leaves_nothing(tmp_path):
+    runs = tmp_path / "runs"
+    cmd = ray_sweep(tmp_path)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen: dict[str, str] = {}
+    try:
+        while proc.poll() is None:
+            for address, process in listening():
+                if any(name in process for name in ("raylet", "gcs_server", "ray::", f"pid={proc.pid},")):
+                    seen[address] = process
+            time.sleep(0.2)
+        out = proc.communicate()[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, out[-4000:]
+    assert any("raylet" in p for p in seen.values()) and any("gcs_server" in p for p in seen.values()), seen
+    outside = {a: p for a, p in seen.items() if not a.startswith(("127.0.0.1:", "[::ffff:127.0.0.1]:", "[::1]:"))}
+    assert not outside, outside
+    pids = {int(part.split("=")[1]) for p in seen.values() for part in p.replace(")", ",").split(",") if "pid=" in part}
+    deadline = time.time() + 180  # idle workers exit on their own once the raylet is gone
+    while [pid for pid in pids if Path(f"/proc/{pid}").exists()] and time.time() < deadline:
+        time.sleep(0.5)
+    assert pids and not [pid for pid in pids if Path(f"/proc/{pid}").exists()], pids  # nothing left running
+    for seed in (1, 2):
+        assert frames_of(read_rows(run_dir(runs, seed) / "eval.csv")) == [0, 250, 500]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(RAY_MISSING, reason="ray and hydra-ray-launcher are not installed: pip install -e '.[ray]'")
+@pytest.mark.parametrize("how", ["stale_record", "named_address"])
+def test_ray_sweep_whose_head_is_gone_fails_in_one_line(tmp_path, how):
+    """A head stopped by a signal leaves its address behind (address=auto reads it); a named head
+    may be gone too. Ray alone retries such a head forever: here the sweep fails at once."""
+    port = free_port()  # nothing listens there
+    env = child_env(RAY_TMPDIR=str(tmp_path))
+    if how == "stale_record":
+        (tmp_path / "ray").mkdir()
+        (tmp_path / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{port}")
+        address = "auto"
+    else:
+        address = f"127.0.0.1:{port}"
+    cmd = ray_sweep(tmp_path, f"hydra.launcher.ray.init.address={address}")
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)  # a hang fails here
+    assert proc.returncode == 2, explain(proc)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"no Ray head answers at 127.0.0.1:{port}" in errors[0], explain(proc)
+    assert "ray start --head" in errors[0] and "Traceback" not in proc.stderr, explain(proc)
+    assert not (tmp_path / "runs" / "quick" / "pretrain" / "states").exists()

@@ -150,6 +150,70 @@ BAD_CONFIGS = [
         2,
         ["snapshot_ts", "abc"],
     ),
+    # Agent keys: type and sign from the constructor's annotation and default, choices and
+    # combinations from the constructor itself (a trial build), all before Hydra starts.
+    ("agent_lr_text", "pretrain.py", ["domain=jaco", "agent.lr=abc"], 2, ["agent.lr='abc'", "a finite number"]),
+    ("agent_lr_negative", "pretrain.py", ["domain=jaco", "agent.lr=-1"], 2, ["agent.lr=-1", "> 0"]),
+    ("agent_lr_infinite", "pretrain.py", ["domain=jaco", "agent.lr=inf"], 2, ["agent.lr=inf", "a finite number"]),
+    (
+        "agent_skill_dim_zero",
+        "pretrain.py",
+        ["domain=jaco", "agent=diayn", "agent.skill_dim=0"],
+        2,
+        ["agent.skill_dim=0", "> 0"],
+    ),
+    ("agent_choice", "pretrain.py", ["domain=jaco", "agent.obs_norm=foo"], 2, ["'foo'", "batch", "running"]),
+    (
+        "agent_boolean",
+        "pretrain.py",
+        ["domain=jaco", "agent.reward_after_update=maybe"],
+        2,
+        ["agent.reward_after_update='maybe'", "true or false"],
+    ),
+    ("agent_schedule", "pretrain.py", ["domain=jaco", "agent.stddev_schedule=abc"], 2, ["'abc'", "linear("]),
+    # Keys no config declares, added with + (a typo would otherwise be silently ignored).
+    ("plus_typo", "pretrain.py", ["domain=jaco", "+num_train_frame=500"], 2, ["num_train_frame", "num_train_frames"]),
+    (
+        "force_add_typo",
+        "pretrain.py",
+        ["domain=jaco", "++num_eval_episode=3"],
+        2,
+        ["num_eval_episode", "num_eval_episodes"],
+    ),
+    # Sizes that cannot work together.
+    (
+        "replay_below_batch",
+        "pretrain.py",
+        ["domain=jaco", "replay_buffer_size=10"],
+        2,
+        ["replay_buffer_size=10", "batch_size=32"],
+    ),
+    (
+        "replay_below_episode",
+        "pretrain.py",
+        ["domain=jaco", "replay_buffer_size=100"],
+        2,
+        ["replay_buffer_size=100", "251"],
+    ),
+    ("nstep_beyond_episode", "pretrain.py", ["domain=jaco", "nstep=300"], 2, ["nstep=300", "250 steps"]),
+    (
+        "knn_k_above_batch",
+        "pretrain.py",
+        ["domain=jaco", "agent=apt", "agent.knn_k=1000"],
+        2,
+        ["agent.knn_k=1000", "batch_size=32"],
+    ),
+    # Booleans and other declared types.
+    ("resume_not_boolean", "pretrain.py", ["domain=jaco", "resume=maybe"], 2, ["resume='maybe'", "true or false"]),
+    ("use_tb_number", "pretrain.py", ["domain=jaco", "use_tb=2"], 2, ["use_tb=2", "true or false"]),
+    ("snapshot_dir_number", "pretrain.py", ["domain=jaco", "snapshot_dir=123"], 2, ["snapshot_dir=123", "text"]),
+    (
+        "checkpoint_minutes_zero",
+        "pretrain.py",
+        ["domain=jaco", "checkpoint_every_minutes=0"],
+        2,
+        ["checkpoint_every_minutes=0", "positive"],
+    ),
 ]
 
 
@@ -372,6 +436,42 @@ def test_snapshot_with_other_domain_metadata_exits_2_naming_domain(pretrained, t
     proc = finetune_from(tmp_path / "models", tmp_path)
     assert proc.returncode == 2, explain(proc)
     assert "domain" in proc.stderr and "'walker'" in proc.stderr and "'jaco'" in proc.stderr, explain(proc)
+    assert_no_traceback(proc)
+
+
+def damaged_copy(pretrained, tmp_path: Path, damage) -> Path:
+    data = torch.load(pretrained["snapshot"], map_location="cpu", weights_only=True)
+    damage(data["state"])
+    path = snapshot_path(tmp_path / "models", "states", "jaco", "rnd", 1, SNAP_FRAMES)
+    path.parent.mkdir(parents=True)
+    torch.save(data, path)
+    return path
+
+
+def test_snapshot_lacking_a_network_exits_2_in_one_line(pretrained, tmp_path):
+    path = damaged_copy(pretrained, tmp_path, lambda state: state.pop("actor"))
+    proc = finetune_from(tmp_path / "models", tmp_path)
+    assert proc.returncode == 2, explain(proc)
+    assert proc.stderr.strip().splitlines() == [
+        f"error: snapshot {path} lacks the network(s) actor (it has: critic, critic_target, encoder, plugin); "
+        "it was not written by this agent's pre-training"
+    ], explain(proc)
+    assert not (tmp_path / "ft_runs").exists()
+
+
+def test_snapshot_whose_weights_do_not_fit_exits_2_in_one_line(pretrained, tmp_path):
+    # Metadata of this run, weights of another domain (a wider first actor layer).
+    def widen(state):
+        key = next(k for k in state["actor"] if k.endswith("weight"))
+        state["actor"][key] = torch.zeros(state["actor"][key].shape[0], state["actor"][key].shape[1] + 5)
+
+    path = damaged_copy(pretrained, tmp_path, widen)
+    proc = finetune_from(tmp_path / "models", tmp_path)
+    assert proc.returncode == 2, explain(proc)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"snapshot {path}: weights actor." in lines[0] and "have shape" in lines[0], explain(
+        proc
+    )
     assert_no_traceback(proc)
 
 

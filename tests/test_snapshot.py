@@ -13,7 +13,7 @@ import urlb.snapshot
 from urlb.agents.rnd import RND
 from urlb.ddpg import DDPGAgent
 from urlb.replay import Batch
-from urlb.snapshot import SnapshotError, atomic_torch_save, load_snapshot, save_snapshot, snapshot_path
+from urlb.snapshot import SnapshotError, atomic_torch_save, load_snapshot, read_torch_file, save_snapshot, snapshot_path
 
 OBS_DIM, ACT_DIM = 24, 6
 META = {
@@ -187,3 +187,17 @@ def test_atomic_save_replaces_and_leaves_no_temp(tmp_path):
     atomic_torch_save({"x": torch.full((3,), 2.0)}, target)
     assert torch.equal(torch.load(target, weights_only=True)["x"], torch.full((3,), 2.0))
     assert [p.name for p in target.parent.iterdir()] == ["snap.pt"]
+
+
+class NotATensor:
+    """A Python object: a weights-only load refuses it."""
+
+
+def test_pickled_object_is_unreadable_without_suggesting_weights_only_false(tmp_path):
+    path = tmp_path / "snapshot_1.pt"
+    torch.save({"metadata": {}, "state": {"x": NotATensor()}}, path)
+    with pytest.raises(SnapshotError) as info:
+        read_torch_file(path, "snapshot")
+    message = str(info.value)
+    assert str(path) in message and "pickled Python objects" in message, message
+    assert "weights_only" not in message and "\n" not in message, message

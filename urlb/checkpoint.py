@@ -9,9 +9,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from urlb.snapshot import SnapshotError, atomic_torch_save, read_torch_file
+from urlb.files import atomic_torch_save, remove_temporary_files
+from urlb.snapshot import SnapshotError, read_torch_file
 
 CHECKPOINT_NAME = "checkpoint.pt"
+STAGED_NAME = f".{CHECKPOINT_NAME}.staged"  # a seed's next checkpoint, written in full before any is renamed
+# Files of a run directory written through a temporary file (urlb.files, urlb.logger).
+ATOMIC_NAMES = (CHECKPOINT_NAME, STAGED_NAME, "config.yaml", "train.csv", "eval.csv")
 
 
 def capture_rng(rng: np.random.Generator, torch_state: torch.Tensor | None = None) -> dict[str, Any]:
@@ -74,11 +78,42 @@ def save_checkpoints(items: list[tuple[Path, dict[str, Any], dict[str, Any]]]) -
         return
     staged = []
     for path, metadata, state in items:
-        tmp = path.with_name(f".{path.name}.staged")
+        tmp = path.with_name(STAGED_NAME)
         atomic_torch_save({"metadata": metadata, "state": state}, tmp)
         staged.append((tmp, path))
     for tmp, path in staged:
         tmp.replace(path)
+
+
+def _frame(path: Path) -> int | None:
+    try:
+        return int(read_torch_file(path, "checkpoint")["metadata"]["frame"])
+    except (SnapshotError, KeyError, TypeError, ValueError):
+        return None
+
+
+def finish_interrupted_writes(run_dirs: list[Path], snapshot_files: list[Path] = ()) -> None:
+    """After a kill: remove temporary files of interrupted writes (in the run directories and
+    beside the run's own snapshots) and, when a kill came between the renames of
+    :func:`save_checkpoints`, finish them, so that every seed of the run resumes from the same
+    frame. Called while holding the run directories' locks."""
+    for run_dir in run_dirs:
+        remove_temporary_files(Path(run_dir), ATOMIC_NAMES)
+        remove_temporary_files(Path(run_dir) / ".hydra", ("config.yaml", "hydra.yaml", "overrides.yaml"))
+    for path in snapshot_files:
+        remove_temporary_files(Path(path).parent, (Path(path).name,))
+    staged = [Path(d) / STAGED_NAME for d in run_dirs if (Path(d) / STAGED_NAME).is_file()]
+    if not staged:
+        return
+    committed = [_frame(Path(d) / CHECKPOINT_NAME) for d in run_dirs]
+    newest = max((f for f in committed if f is not None), default=None)
+    for path in staged:
+        # A staged file at the newest committed frame belongs to a commit that had started.
+        if newest is not None and _frame(path) == newest:
+            path.replace(path.with_name(CHECKPOINT_NAME))
+            print(f"finished the interrupted checkpoint of {path.parent} (frame {newest})", flush=True)
+        else:
+            path.unlink()
 
 
 def load_checkpoint(path: Path, expected: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from urlb.agents import agent_names, split_agent_config
+from urlb.config_checks import check_agent_values, check_declared_types, check_known_keys, check_sizes, trial_build
 from urlb.ddpg import COMPILE_BACKENDS
 from urlb.errors import ConfigError
 from urlb.hardware import bf16_support
@@ -105,6 +108,8 @@ def _check_snapshot_frames(cfg: DictConfig) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Check every user-facing key; raise ConfigError naming the bad value and valid choices."""
+    check_known_keys(cfg)
+    check_declared_types(cfg)
     if cfg.agent.get("target") is None:  # a method of the user's own package is named by its class
         _choice("agent", cfg.agent.name, agent_names())
     split_agent_config(cfg.agent)  # every agent key is one the loop, the backbone or the plugin takes
@@ -146,6 +151,9 @@ def validate(cfg: DictConfig) -> None:
             "the agent would never update"
         )
     _number_in(cfg, "discount", 0.0, 1.0)
+    minutes = OmegaConf.select(cfg, "checkpoint_every_minutes")
+    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not 0 < minutes < math.inf:
+        raise ConfigError(f"checkpoint_every_minutes={minutes!r} must be a positive number of minutes")
     _choice("precision", cfg.precision, ("fp32", "bf16"))
     if cfg.compile not in (None, False):  # false reads naturally as "off"
         _choice("compile", cfg.compile, COMPILE_BACKENDS)
@@ -153,6 +161,9 @@ def validate(cfg: DictConfig) -> None:
         _check_snapshot_frames(cfg)
     resolve_threads(OmegaConf.select(cfg, "threads", default="auto"), 1, 1)  # the value only; counted at start
     _check_precision(cfg, resolve_device(cfg.device))
+    check_agent_values(cfg.agent)
+    check_sizes(cfg)
+    trial_build(cfg)
 
 
 def _check_precision(cfg: DictConfig, device: torch.device) -> None:

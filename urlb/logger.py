@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import io
+import os
 import sys
 import time
 from collections import defaultdict
@@ -11,38 +13,42 @@ from typing import Any
 
 from tqdm import tqdm
 
+from urlb.files import atomic_write_text
+
 
 class CSVLog:
     """Append-only CSV with a fixed header; flushed per row so a crash keeps earlier rows.
 
     On resume, rows logged after the checkpoint's frame are dropped first, so a restarted run
-    never writes the same frame twice."""
+    never writes the same frame twice; so is a last line a kill cut short. A failed write leaves
+    the file as it was before that row (no half row, no empty file)."""
 
     def __init__(self, path: Path, resume_frame: int | None = None) -> None:
         self.path = path
         self.fields: list[str] | None = None
         if resume_frame is not None and path.exists():
-            with path.open(newline="") as f:
-                reader = csv.DictReader(f)
-                self.fields = list(reader.fieldnames or [])
-                rows = [r for r in reader if float(r.get("frame", 0)) <= resume_frame]
-            self._rewrite(rows)
+            text = path.read_text()
+            if not text.endswith("\n"):
+                text = text[: text.rfind("\n") + 1]  # a row cut short by a kill
+            reader = csv.DictReader(io.StringIO(text))
+            self.fields = list(reader.fieldnames or []) or None
+            rows = [r for r in reader if None not in r.values() and float(r.get("frame", 0)) <= resume_frame]
+            if self.fields is not None:
+                self._rewrite(rows)
         elif path.exists():
             path.unlink()
 
     def _rewrite(self, rows: list[dict]) -> None:
-        tmp = self.path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.fields)
-            writer.writeheader()
-            writer.writerows(rows)
-        tmp.replace(self.path)
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=self.fields)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.path, out.getvalue())
 
     def write(self, row: dict[str, Any]) -> None:
         if self.fields is None:
             self.fields = list(row)
-            with self.path.open("w", newline="") as f:
-                csv.DictWriter(f, fieldnames=self.fields).writeheader()
+            self._rewrite([])
         new_fields = [k for k in row if k not in self.fields]
         if new_fields:
             # Update metrics appear only once updates start: widen the header, keep the rows.
@@ -50,8 +56,15 @@ class CSVLog:
                 rows = list(csv.DictReader(f))
             self.fields += new_fields
             self._rewrite(rows)
-        with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, fieldnames=self.fields).writerow(row)
+        out = io.StringIO()
+        csv.DictWriter(out, fieldnames=self.fields).writerow(row)
+        size = self.path.stat().st_size
+        try:
+            with self.path.open("a", newline="") as f:
+                f.write(out.getvalue())
+        except OSError:
+            os.truncate(self.path, size)  # no half row
+            raise
 
 
 def _write_naming_file(log: CSVLog, row: dict[str, Any]) -> None:

@@ -19,11 +19,14 @@ from hydra.types import RunMode
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from urlb import run_lock
+from urlb.checkpoint import finish_interrupted_writes
 from urlb.config import ConfigError, resolve_threads, validate
 from urlb.ddpg import NonFiniteError
+from urlb.files import atomic_write_text
 from urlb.run_record import check_run_record, check_snapshot_exists
 from urlb.seed_runs import seed_runs
-from urlb.snapshot import SnapshotError
+from urlb.snapshot import SnapshotError, snapshot_path
 from urlb.trainer import RunInterrupted, Trainer
 
 EXIT_USER_ERROR = 2
@@ -45,7 +48,7 @@ def _fail(message: str, exit_code: int) -> None:
 
 def _os_error_message(exc: OSError) -> str:
     where = f" {exc.filename}" if exc.filename else ""
-    return f"cannot write{where}: {exc.strerror or exc}"
+    return f"cannot write{where}: {exc.strerror or exc}".replace("\n", " ")
 
 
 def check_before_work(cfg: DictConfig, run_dir: Path, overrides: list[str], announce: bool = True) -> str | None:
@@ -104,12 +107,19 @@ def run_phase(cfg: DictConfig) -> None:
         if done is not None:
             print(done, flush=True)
             return
+        runs = seed_runs(cfg, run_dir)
+        run_dirs = [directory for _, _, directory in runs]
+        run_lock.acquire_all(run_dirs)  # held already when precheck took it (a single run)
+        write_hydra_record(run_dir, cfg)
+        finish_interrupted_writes(run_dirs, own_snapshot_files(runs))
         set_threads(cfg.threads)
         Trainer(cfg, run_dir).train()
     except (ConfigError, SnapshotError) as exc:
+        run_lock.release_all()
         remove_unused_run_dir(run_dir, cfg)
         _fail(str(exc), EXIT_USER_ERROR)
     except RunInterrupted as exc:
+        run_lock.release_all()
         # A stop signal ends the process even in a sequential multirun: the user or the
         # scheduler wants it gone, not the next job started.
         previous = signal.getsignal(exc.signum)
@@ -122,7 +132,36 @@ def run_phase(cfg: DictConfig) -> None:
         _fail(str(exc), EXIT_NON_FINITE)
     except OSError as exc:
         # Full disk, unwritable directory: say which file; what is already written stays.
+        run_lock.release_all()
+        remove_unused_run_dir(run_dir, cfg)
         _fail(_os_error_message(exc), EXIT_USER_ERROR)
+    finally:
+        run_lock.release_all()  # the next job of a sequential multirun takes its own
+
+
+def own_snapshot_files(runs) -> list[Path]:
+    """The snapshot files a pre-training run writes (fine-tuning writes none)."""
+    return [
+        snapshot_path(one.snapshot_dir, one.obs_type, one.domain, one.agent.name, seed, frames)
+        for seed, one, _ in runs
+        if OmegaConf.select(one, "phase") == "pretrain"
+        for frames in one.snapshots
+    ]
+
+
+def write_hydra_record(run_dir: Path, cfg: DictConfig) -> None:
+    """Hydra's record of the job (``.hydra/config.yaml``, ``hydra.yaml``, ``overrides.yaml``),
+    which the configs tell Hydra not to write itself (``hydra.output_subdir: null``): written here
+    once the run lock is held, so a refused second process writes nothing, and atomically, so a
+    full disk leaves no empty file."""
+    hydra_cfg = HydraConfig.get()
+    texts = {
+        "config.yaml": OmegaConf.to_yaml(cfg),
+        "hydra.yaml": OmegaConf.to_yaml(OmegaConf.create({"hydra": OmegaConf.to_container(hydra_cfg)})),
+        "overrides.yaml": OmegaConf.to_yaml(OmegaConf.create(list(hydra_cfg.overrides.task))),
+    }
+    for name, text in texts.items():
+        atomic_write_text(run_dir / ".hydra" / name, text)
 
 
 def precheck(script: str, argv: list[str] | None = None) -> None:
@@ -144,7 +183,12 @@ def precheck(script: str, argv: list[str] | None = None) -> None:
         with initialize_config_dir(str(script_path.parent / "configs"), version_base="1.3", job_name=script_path.stem):
             cfg = compose(config_name=script_path.stem, overrides=argv, return_hydra_config=True)
         # announce=False: the job repeats these checks and says what it resumes with.
-        done = check_before_work(cfg, Path(cfg.hydra.run.dir).absolute(), argv, announce=False)
+        run_dir = Path(cfg.hydra.run.dir).absolute()
+        done = check_before_work(cfg, run_dir, argv, announce=False)
+        if done is None:
+            # Before Hydra writes .hydra/ there: a second process on this run stops here.
+            check_writable(run_dir, "run directory (run_root)")
+            run_lock.acquire_all([directory for _, _, directory in seed_runs(cfg, run_dir)])
     except MissingConfigException as exc:
         _exit_with(_missing_option_message(exc, argv), EXIT_USER_ERROR)
     except (ConfigError, SnapshotError) as exc:
@@ -152,6 +196,10 @@ def precheck(script: str, argv: list[str] | None = None) -> None:
     except (HydraException, OmegaConfBaseException) as exc:
         cause = f" ({_one_line(str(exc.__cause__))})" if exc.__cause__ is not None else ""
         _exit_with(_one_line(str(exc)) + cause, EXIT_USER_ERROR)
+    except OSError as exc:  # the run lock could not be written (full disk)
+        run_lock.release_all()
+        remove_unused_run_dir(Path(cfg.hydra.run.dir).absolute(), cfg)
+        _exit_with(_os_error_message(exc), EXIT_USER_ERROR)
     if done is not None:
         print(done, flush=True)
         sys.exit(0)

@@ -14,7 +14,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from urlb.config import ConfigError
@@ -33,6 +32,7 @@ NEUTRAL_KEYS = frozenset(
         "run_root",
         "resume",
         "checkpoint_every_frames",
+        "checkpoint_every_minutes",
         "overwrite_snapshots",
         "precision_check",
         "snapshot_dir",
@@ -85,13 +85,7 @@ def read_checkpoint_record(run_dir: Path) -> dict[str, Any] | None:
     path = Path(run_dir) / CHECKPOINT_NAME
     if not path.is_file():
         return None
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # not a zip-format file: let the full reader name the problem
-        data = read_torch_file(path, "checkpoint")
-    if not isinstance(data, dict) or "metadata" not in data:
-        raise SnapshotError(f"checkpoint {path} is not a urlb checkpoint (no metadata/state)")
-    return data["metadata"]
+    return read_torch_file(path, "checkpoint", mmap=True)["metadata"]
 
 
 def config_differences(

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from urlb import envs
 from urlb.checkpoint import CHECKPOINT_NAME, capture_seed_run, load_checkpoint, restore_seed_run
+from urlb.files import atomic_write_text
 from urlb.logger import Logger
 from urlb.replay import ReplayBuffer
 from urlb.snapshot import refuse_overwrite, run_metadata, snapshot_path
@@ -50,7 +51,7 @@ class SeedRun:
     def open_logs(self, progress: bool, label: str = "") -> None:
         cfg = self.cfg
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, self.run_dir / "config.yaml", resolve=True)
+        atomic_write_text(self.run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         resolved = OmegaConf.to_container(cfg, resolve=True)
         self.logger = Logger(
             self.run_dir, cfg.num_train_frames, cfg.use_tb, cfg.use_wandb, resolved, self.resumed_frame, progress, label
@@ -67,7 +68,8 @@ class SeedRun:
 
     def refuse_existing_snapshots(self) -> None:
         if not self.cfg.overwrite_snapshots:
-            refuse_overwrite([self.snapshot_file(f) for f in self.cfg.snapshots], self.run_dir)
+            paths = [self.snapshot_file(f) for f in self.cfg.snapshots]
+            refuse_overwrite(paths, self.run_dir, own_allowed=bool(self.cfg.resume))
 
     def checkpoint_path(self) -> Path:
         return self.run_dir / CHECKPOINT_NAME
@@ -108,7 +110,10 @@ class SeedRun:
         self.episode_reward += self.time_step.reward
         self.episode_step += 1
 
-    def end_episode(self, frame: int, step: int, window_start: tuple[float, int], total_time: float) -> None:
+    def end_episode(
+        self, frame: int, step: int, window_start: tuple[float, int], total_time: float, partial: bool = False
+    ) -> None:
+        """Log the episode's row; ``partial``: a stop signal cut it short (the row says so)."""
         self.global_episode += 1
         fps = (frame - window_start[1]) / max(time.time() - window_start[0], 1e-9)
         self.logger.episode(
@@ -121,5 +126,6 @@ class SeedRun:
                 "fps": fps,
                 "buffer_size": len(self.replay),
                 "total_time": total_time,
+                **({"partial": 1} if partial else {}),
             }
         )

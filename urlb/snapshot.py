@@ -3,14 +3,14 @@ validated loads. One function computes the snapshot path for both scripts."""
 
 from __future__ import annotations
 
-import os
-import tempfile
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
 import urlb
+from urlb.files import atomic_torch_save
 
 FORMAT_VERSION = 1
 
@@ -38,45 +38,31 @@ def run_metadata(cfg, obs_shape: tuple[int, ...], action_dim: int, plugin) -> di
     }
 
 
-def refuse_overwrite(paths: list[Path], run_dir: Path) -> None:
-    """A fresh pre-training run must not replace snapshots another run wrote."""
-    existing = [p for p in paths if p.exists()]
-    if existing:
-        raise SnapshotError(
-            f"snapshots of this run already exist and would be overwritten: {', '.join(map(str, existing))}\n"
-            f"the run directory {run_dir} has no checkpoint to resume from. Use another seed or "
-            "snapshot_dir, or pass overwrite_snapshots=true to replace them"
-        )
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """Write to a temporary file in the same directory, fsync, then rename over ``path``:
-    a crash mid-write leaves the previous file intact and never half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def _written_by(path: Path) -> str | None:
     try:
-        # mkstemp creates 0600; give the file the usual umask-based mode (shared snapshot dirs).
-        os.fchmod(fd, 0o666 & ~_current_umask())
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if exc.filename is None:  # e.g. a full disk during the write: name the file
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc
-        raise
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)["metadata"].get("run_dir")
+    except Exception:  # unreadable: not this run's own (the refusal below names it)
+        return None
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def refuse_overwrite(paths: list[Path], run_dir: Path, own_allowed: bool = True) -> None:
+    """A fresh pre-training run must not replace snapshots another run wrote. Snapshots this
+    run directory wrote itself (a run killed before its first checkpoint) are rewritten when
+    ``own_allowed`` (the same command run again), with a notice."""
+    existing = [p for p in paths if p.exists()]
+    mine = str(Path(run_dir).absolute())
+    own = [p for p in existing if own_allowed and _written_by(p) == mine]
+    if own:
+        print(
+            f"notice: {run_dir} has no checkpoint; rewriting the snapshots it wrote before: {', '.join(map(str, own))}"
+        )
+    others = [p for p in existing if p not in own]
+    if others:
+        raise SnapshotError(
+            f"snapshots of this run already exist and would be overwritten: {', '.join(map(str, others))}; "
+            f"the run directory {run_dir} has no checkpoint to resume from and did not write them. Use another "
+            "seed or snapshot_dir, or pass overwrite_snapshots=true to replace them"
+        )
 
 
 def save_snapshot(path: str | Path, payload: dict[str, dict], metadata: dict[str, Any]) -> Path:
@@ -85,17 +71,51 @@ def save_snapshot(path: str | Path, payload: dict[str, dict], metadata: dict[str
     return Path(path)
 
 
-def read_torch_file(path: Path, what: str) -> dict:
+def _unreadable_reason(exc: Exception) -> str:
+    """What was wrong with a file torch could not load, without torch's advice to retry with
+    ``weights_only=False``: that would run code from a file the user may not have made."""
+    text = str(exc)
+    if "weights_only" in text or "Unsupported global" in text or isinstance(exc, pickle.UnpicklingError):
+        return "it holds pickled Python objects, not only tensors and plain data; urlb does not load those"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def read_torch_file(path: Path, what: str, mmap: bool = False) -> dict:
     """Load a file written by :func:`atomic_torch_save`, turning corruption into a clear error."""
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:  # torch raises several types for truncated/corrupt files
-        raise SnapshotError(
-            f"{what} {path} is unreadable (truncated or corrupt?): {type(exc).__name__}: {exc}"
-        ) from exc
+        raise SnapshotError(f"{what} {path} is unreadable (truncated or corrupt?): {_unreadable_reason(exc)}") from None
     if not isinstance(data, dict) or "metadata" not in data or "state" not in data:
         raise SnapshotError(f"{what} {path} is not a urlb {what} (no metadata/state)")
     return data
+
+
+def check_networks_fit(path: Path, state: dict[str, Any], needed: dict[str, dict[str, torch.Tensor]]) -> None:
+    """A snapshot's networks against the run's (``needed``: network -> state_dict): every
+    network present, every tensor present with the run's shape; else one SnapshotError."""
+    missing = sorted(set(needed) - set(state))
+    if missing:
+        raise SnapshotError(
+            f"snapshot {path} lacks the network(s) {', '.join(missing)} "
+            f"(it has: {', '.join(sorted(state)) or 'none'}); it was not written by this agent's pre-training"
+        )
+    for network, tensors in needed.items():
+        have = state[network]
+        if not isinstance(have, dict):
+            raise SnapshotError(f"snapshot {path}: {network} is not a state_dict")
+        for key, tensor in tensors.items():
+            if not isinstance(tensor, torch.Tensor):
+                continue
+            if key not in have:
+                raise SnapshotError(f"snapshot {path}: {network} lacks the weights {key}")
+            got = tuple(getattr(have[key], "shape", ()))
+            if got != tuple(tensor.shape):
+                raise SnapshotError(
+                    f"snapshot {path}: weights {network}.{key} have shape {list(got)}, this run needs "
+                    f"{list(tensor.shape)}; the snapshot comes from another domain, obs_type or network size"
+                )
 
 
 def _existing_snapshots(root: Path, obs_type: str, domain: str) -> list[str]:

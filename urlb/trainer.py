@@ -25,12 +25,13 @@ from urlb.seed_run import SeedRun
 from urlb.seed_runs import seed_runs
 from urlb.seeds import SeedAgents
 from urlb.skills import PriorSkills, SkillSchedule, finetune_schedule
-from urlb.snapshot import SnapshotError, load_snapshot, save_snapshot
+from urlb.snapshot import SnapshotError, check_networks_fit, load_snapshot, save_snapshot
 from urlb.tools.skills.tensorboard import log_snapshot_skills
 
 # SIGUSR2: what SLURM sends before a time limit or pre-emption (submitit's requeue signal);
 # after the checkpoint, urlb.run hands it on to submitit's own handler, which requeues the job.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+SNAPSHOT_NETWORKS = ("encoder", "actor", "critic", "plugin")  # what fine-tuning reads from a snapshot
 
 
 class RunInterrupted(Exception):
@@ -139,6 +140,10 @@ class Trainer:
         )
         # URLB's init_from: encoder, actor and the critic's trunk (heads, target, optimisers fresh);
         # the plugin too, since skill methods need it to choose or score skills.
+        own = agent.networks_state()
+        check_networks_fit(
+            run.snapshot_file(cfg.snapshot_ts), data["state"], {k: own[k] for k in SNAPSHOT_NETWORKS if k in own}
+        )
         agent.init_from(data["state"])
         print(f"loaded snapshot {run.snapshot_file(cfg.snapshot_ts)} ({data['metadata']['frames']} frames)")
 
@@ -188,9 +193,17 @@ class Trainer:
         # Stop at the next step boundary, where a consistent checkpoint can be written.
         self._stop_signal = signum
 
+    def _log_cut_episodes(self) -> None:
+        """An episode cut short by a stop signal or by the end of training keeps its row, marked
+        partial (the next session starts a fresh episode)."""
+        for run in self.runs:
+            if run.episode_step > 0 and not run.time_step.last():
+                run.end_episode(self.global_frame, self.global_step, self._window, self.total_time(run), partial=True)
+
     def _stop_if_requested(self) -> None:
         if self._stop_signal is None:
             return
+        self._log_cut_episodes()
         self._maybe_checkpoint(force=True)
         where = f"stopped by signal {self._stop_signal} at frame {self.global_frame}"
         self.say(f"{where}; checkpoint saved, the same command resumes")
@@ -239,6 +252,7 @@ class Trainer:
                 self._maybe_snapshot()
             if self.global_step % eval_every_steps == 0:
                 self.evaluate()
+        self._log_cut_episodes()
         self._maybe_checkpoint(force=True)
 
     def _update(self) -> None:
@@ -272,7 +286,7 @@ class Trainer:
         agent = self.agents[run.index]
         state = agent.networks_state()
         payload = {k: v for k, v in state.items() if not k.endswith("_opt")}
-        meta = {**run.metadata(agent.plugin), "frames": self.global_frame}
+        meta = {**run.metadata(agent.plugin), "frames": self.global_frame, "run_dir": str(run.run_dir.absolute())}
         path = save_snapshot(run.snapshot_file(frames), payload, meta)
         run.snapshots_written.add(frames)
         run.logger.message(f"snapshot at {self.global_frame} frames -> {path}")
@@ -280,16 +294,30 @@ class Trainer:
             with self.agents.seed_rng(run.index):
                 log_snapshot_skills(run.logger.tb, agent, run.cfg, frames, say=run.logger.message)
 
+    def _checkpoint_due(self) -> bool:
+        """At an episode end: after ``checkpoint_every_frames`` frames, after a snapshot, or after
+        ``checkpoint_every_minutes`` (at least 20x the last write's time, so writing costs at
+        most 5% of the run) since the last checkpoint."""
+        last_frame = getattr(self, "_last_checkpoint_frame", self.resumed_at or 0)
+        if self.global_frame - last_frame >= self.cfg.checkpoint_every_frames:
+            return True
+        if any(max(run.snapshots_written, default=0) > last_frame for run in self.runs):
+            return True
+        interval = max(60.0 * self.cfg.checkpoint_every_minutes, 20.0 * getattr(self, "_checkpoint_seconds", 0.0))
+        return time.time() - getattr(self, "_last_checkpoint_time", self._start_time) >= interval
+
     def _maybe_checkpoint(self, force: bool = False) -> None:
-        last = getattr(self, "_last_checkpoint_frame", self.resumed_at or 0)
-        if not force and self.global_frame - last < self.cfg.checkpoint_every_frames:
+        if not force and not self._checkpoint_due():
             return
+        started = time.time()
         self._last_checkpoint_frame = self.global_frame
         items = []
         for run in self.runs:
             meta, state = run.checkpoint_payload(self.agents, self.global_step, self.global_frame, self.total_time(run))
             items.append((run.checkpoint_path(), meta, state))
         save_checkpoints(items)
+        self._last_checkpoint_time = time.time()
+        self._checkpoint_seconds = self._last_checkpoint_time - started
 
     def _maybe_resume(self) -> int | None:
         found = {run.seed: run.read_checkpoint(self.agents) for run in self.runs}

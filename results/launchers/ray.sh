@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The real launch behind results/launchers/ray.txt: the README's one-machine Ray commands. A Ray
-# head on 127.0.0.1 (`ray start --block` in its own session, standing for terminal 1), a two-job
-# sweep through hydra/launcher=ray, then the head stopped with SIGTERM to the `ray start` process
-# (it drains the node and shuts its processes down). Run from the repository root with ray installed (pip install -e ".[ray]"):
+# The real launch behind results/launchers/ray.txt: a Ray head that outlives sweeps on one machine
+# (docs/runs.md): a head on 127.0.0.1 (`ray start --head`), a two-job sweep joining it
+# (hydra.launcher.ray.init.address=auto), then the head stopped with `ray stop`, which also
+# removes the address record `auto` reads; the next sweep with address=auto then fails at once
+# saying how to start a head. Run from the repository root with
+# ray installed (pip install -e ".[ray]"):
 #   bash results/launchers/ray.sh /tmp/urlb-launchers > results/launchers/ray.txt 2>&1
 set -u
 W=${1:-/tmp/urlb-launchers}/ray
@@ -13,20 +15,18 @@ python -c "import ray, hydra_plugins.hydra_ray_launcher as h, importlib.metadata
 
 echo "$ export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0"
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
-HEAD=(start --head --block --node-ip-address=127.0.0.1 --num-cpus=2 --num-gpus=0 --include-dashboard=false)
-echo "$ ray ${HEAD[*]} &    # terminal 1"
+HEAD=(start --head --node-ip-address=127.0.0.1 --num-cpus=2 --num-gpus=0 --include-dashboard=false --disable-usage-stats)
+echo "$ ray ${HEAD[*]}"
 date -u
-setsid "$RAY" "${HEAD[@]}" > "$W/head.log" 2>&1 &
-HEAD_PID=$!
-for _ in $(seq 240); do grep -q "Ray runtime started" "$W/head.log" && break; sleep 0.5; done
-grep -E "Local node IP|Ray runtime started|block forever" "$W/head.log" | sed 's/\x1b\[[0-9;]*m//g'
+"$RAY" "${HEAD[@]}" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' | grep -E "Local node IP|Ray runtime started"
+echo "address record /tmp/ray/ray_current_cluster: $(cat /tmp/ray/ray_current_cluster)"
 date -u
 
-ARGS=(-m hydra/launcher=ray hydra.launcher.ray.remote.num_gpus=0 hydra.launcher.ray.remote.num_cpus=1
+ARGS=(-m hydra/launcher=ray hydra.launcher.ray.init.address=auto hydra.launcher.ray.remote.num_gpus=0 hydra.launcher.ray.remote.num_cpus=1
       seed=1,2 preset=quick agent=rnd domain=jaco num_train_frames=500 num_seed_frames=250 eval_every_frames=250
       "snapshots=[500]" agent.hidden_dim=32 batch_size=32 num_eval_episodes=1 device=cpu use_tb=false
       "run_root=$W/runs" "snapshot_dir=$W/models")
-echo; echo "$ python pretrain.py ${ARGS[*]}    # terminal 2"
+echo; echo "$ python pretrain.py ${ARGS[*]}"
 START=$(date +%s)
 python pretrain.py "${ARGS[@]}" 2>&1 | grep -v -E "ConfigStore schema|deprecated in Hydra|automatic_schema_matching|_run_hydra\(|run_and_report\(|return func\(\)|^$" | sed 's/\x1b\[[0-9;]*m//g'
 echo "sweep exit code: ${PIPESTATUS[0]} ($(( $(date +%s) - START )) s)"
@@ -37,13 +37,15 @@ for seed in 1 2; do
 done
 ls -l "$W"/models/states/jaco/rnd/*/
 
-echo; echo "$ kill $HEAD_PID    # the ray start --block process of terminal 1"
-kill "$HEAD_PID"
+echo; echo "$ ray stop"
 START=$(date +%s)
-wait "$HEAD_PID"; echo "ray start exit code: $? ($(( $(date +%s) - START )) s)"
-sleep 5
-left=$(ps -o pid=,cmd= -g "$HEAD_PID" | grep -v defunct)
-echo "processes of the head's group still running: ${left:-none}"
-[ -n "$left" ] && kill -KILL -- -"$HEAD_PID" 2>/dev/null
-tail -n 3 "$W/head.log" | sed 's/\x1b\[[0-9;]*m//g'
+"$RAY" stop 2>&1 | sed 's/\x1b\[[0-9;]*m//g' | grep -E "Stopped|stopped|No Ray" | tail -n 2
+sleep 2
+echo "Ray processes left: $(pgrep -c -f 'raylet|gcs_server|ray::|ray start' || true)"
+echo "address record /tmp/ray/ray_current_cluster: $(cat /tmp/ray/ray_current_cluster 2>/dev/null || echo absent)"
+
+echo; echo "$ python pretrain.py ${ARGS[*]}    # again, with no head"
+START=$(date +%s)
+python pretrain.py "${ARGS[@]}" 2>&1 | grep -E "^error:"
+echo "sweep exit code: ${PIPESTATUS[0]} ($(( $(date +%s) - START )) s)"
 date -u
