@@ -67,7 +67,8 @@ def _check_run_command(argv: list[str]) -> None:
 
     from urlb.config import validate
 
-    script, overrides = argv[0], [a for a in argv[1:] if not a.startswith("-")]
+    # "..." stands for the rest of a command shown in part.
+    script, overrides = argv[0], [a for a in argv[1:] if not a.startswith("-") and a != "..."]
     overrides = [_first_of_sweep(o) for o in overrides if not o.startswith("hydra")]
     with initialize_config_dir(str(REPO / "configs"), version_base="1.3", job_name=Path(script).stem):
         cfg = compose(config_name=Path(script).stem, overrides=overrides)
@@ -83,7 +84,10 @@ def test_documented_run_commands_pass_the_configuration_checks() -> None:
         # A fresh-machine line chains install, export and runs with &&: check each run.
         for part in command.split("&&"):
             argv = shlex.split(part.strip())
-            if argv[:1] == ["python"] and argv[1:2] and argv[1] in ("pretrain.py", "finetune.py"):
+            # A method of the user's own package (agent=pkg.module:Class) is run end to end by
+            # tests/test_check_agent.py with a package made there; it cannot be composed here.
+            own_method = any(a.startswith("agent=") and ":" in a for a in argv)
+            if argv[:1] == ["python"] and argv[1:2] and argv[1] in ("pretrain.py", "finetune.py") and not own_method:
                 try:
                     _check_run_command(argv[1:])
                 except Exception as exc:  # the message names the bad key or value
