@@ -158,7 +158,8 @@ def method_figure(domain: str, snapshots: list[SnapshotRollouts], title: str):
             image = _visitation_panel(ax, domain, snap)
         score = "" if snap.scores is None else f"; {snap.score_name.replace('_', ' ')} {np.mean(snap.scores):.2f}"
         ax.set_title(f"{snap.frames:,} frames{score}", fontsize=9)
-        ax.grid(alpha=0.3, visible=kind != "confusion")
+        if kind != "confusion":
+            ax.grid(alpha=0.3)
     if image is not None:
         label = "share of the skill's states" if kind == "confusion" else "log10(visits + 1)"
         fig.colorbar(image, ax=list(axes), fraction=0.03, pad=0.02).set_label(label, fontsize=8)

@@ -41,8 +41,8 @@ def log_snapshot_skills(
     key = (cfg.domain, seed)
     if key not in _STARTS:  # every snapshot of the run starts from the same state
         _STARTS[key] = make_start(cfg.domain, seed)
-    env, start = _STARTS[key]
-    snap = roll_out_snapshot(agent, env, start, frames, skills, steps=steps)
+    env, first_state = _STARTS[key]
+    snap = roll_out_snapshot(agent, env, first_state, frames, skills, steps=steps)
     body = BODIES[cfg.domain]
     paths = [r.positions for r in snap.rollouts]
     writer.add_scalar("skills/coverage_cells", coverage(paths, body.ground, body.cell), frames)
