@@ -221,7 +221,9 @@ def test_out_dir_comparison_and_rerun_replaces_only_its_files(work, tmp_path, ca
     import csv
 
     out = tmp_path / "gallery"
-    skills_main([str(work / "runs"), "--skills", "2", "--steps", "10", "--start-seed", "5", "--out", str(out), "--html"])
+    skills_main(
+        [str(work / "runs"), "--skills", "2", "--steps", "10", "--start-seed", "5", "--out", str(out), "--html"]
+    )
     assert "start state: first reset of walker_stand with seed 5" in capsys.readouterr().out
     for name in ("compare_walker.png", "coverage_walker.png", "index.html"):
         assert (out / name).is_file(), name
@@ -378,9 +380,13 @@ def test_refusal_hint_repeats_every_override_and_its_command_runs(work, tmp_path
     typed = ["finetune.py", "task=walker_run", "snapshot_ts=300", "snapshot_seed=1", f"snapshot_dir={root}"]
     with pytest.raises(SystemExit):
         choose_agent(typed, REPO / "configs")
-    hint = [line.strip() for line in capsys.readouterr().err.splitlines() if line.strip().startswith("python finetune.py")]
+    hint = [
+        line.strip() for line in capsys.readouterr().err.splitlines() if line.strip().startswith("python finetune.py")
+    ]
     assert len(hint) == 1, hint
-    assert all(part in hint[0].split() for part in ("agent=metra", "snapshot_ts=400", "snapshot_seed=1", "agent.hidden_dim=32"))
+    assert all(
+        part in hint[0].split() for part in ("agent=metra", "snapshot_ts=400", "snapshot_seed=1", "agent.hidden_dim=32")
+    )
     proc = run_cmd([*hint[0].split()[1:], f"run_root={tmp_path / 'ft'}", *FT_RUN_LENGTH])
     assert proc.returncode == 0, explain(proc)
 

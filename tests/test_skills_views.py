@@ -70,7 +70,9 @@ def test_confusion_counts_argmax_per_state():
     assert np.allclose(adapters._confusion(logits), [[2 / 3, 1 / 3], [0.0, 1.0]])
 
 
-@pytest.mark.parametrize(("name", "kind"), [("diayn", "confusion"), ("aps", "confusion"), ("metra", "phi"), ("cic", "embedding")])
+@pytest.mark.parametrize(
+    ("name", "kind"), [("diayn", "confusion"), ("aps", "confusion"), ("metra", "phi"), ("cic", "embedding")]
+)
 def test_each_method_draws_its_own_view(name, kind, tmp_path):
     env, start = make_start("walker", 0)
     agent = _agent(name, env)

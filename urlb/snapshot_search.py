@@ -116,7 +116,9 @@ def _listing(found: list[Found]) -> list[str]:
     ]
 
 
-def explain_refusal(matches: list[Found], found: list[Found], cfg, root: Path, base: list[str], config_dir: Path) -> str:
+def explain_refusal(
+    matches: list[Found], found: list[Found], cfg, root: Path, base: list[str], config_dir: Path
+) -> str:
     """The message for several candidates or none: what exists and the full command(s) to run."""
     frames, domain = cfg.snapshot_ts, cfg.domain
     where = f"{domain} ({cfg.obs_type}, snapshot_seed {cfg.snapshot_seed}) under {root}"
@@ -175,7 +177,9 @@ def choose_agent(argv: list[str], config_dir: Path | None = None) -> list[str]:
     root = Path(cfg.snapshot_dir)
     found = scan(root, cfg.obs_type)
     width_typed = any(_key(o) == "agent.hidden_dim" for o in overrides)
-    matches = candidates(found, cfg.domain, cfg.snapshot_ts, cfg.snapshot_seed, cfg.agent.hidden_dim if width_typed else None)
+    matches = candidates(
+        found, cfg.domain, cfg.snapshot_ts, cfg.snapshot_seed, cfg.agent.hidden_dim if width_typed else None
+    )
     if len(matches) == 1:
         only = matches[0]
         chosen = _compose([*overrides, f"agent={only.agent}"], config_dir)

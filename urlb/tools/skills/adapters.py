@@ -65,7 +65,9 @@ def _confusion(logits: list[torch.Tensor]) -> np.ndarray:
 
 def _confusion_view(name: str, logits: list[torch.Tensor], what: str) -> MethodView:
     matrix = _confusion(logits)
-    return MethodView("confusion", f"{name}: {what}", "discriminator_accuracy", [float(v) for v in np.diag(matrix)], confusion=matrix)
+    return MethodView(
+        "confusion", f"{name}: {what}", "discriminator_accuracy", [float(v) for v in np.diag(matrix)], confusion=matrix
+    )
 
 
 def _gallery_indices(skills: list) -> list[int]:
@@ -100,7 +102,14 @@ def metra_view(plugin, obs: list[torch.Tensor], skills: list) -> MethodView:
     )
     paths = [p - p[0] for p in phi]
     scores = [float(p[-1] @ d) for p, d in zip(paths, directions)]  # (phi(s_T) - phi(s_0)) . z
-    return MethodView("phi", "METRA: phi(s_t) - phi(s_0) along each skill, z as arrows", "phi_displacement_along_z", scores, paths=paths, arrows=directions)
+    return MethodView(
+        "phi",
+        "METRA: phi(s_t) - phi(s_0) along each skill, z as arrows",
+        "phi_displacement_along_z",
+        scores,
+        paths=paths,
+        arrows=directions,
+    )
 
 
 def cic_view(plugin, obs: list[torch.Tensor], skills: list) -> MethodView:

@@ -40,7 +40,8 @@ def _run_section(run: RunOutputs, page: Path, heading: bool = True) -> list[str]
     e = html.escape
     parts = [f"<h2>{e(run.title)}</h2>"] if heading else []
     if run.start_note:
-        parts.append(f'<p class="note">Every rollout below starts from one state: {e(run.start_note.removeprefix("start state: "))}.</p>')
+        where = run.start_note.removeprefix("start state: ")
+        parts.append(f'<p class="note">Every rollout below starts from one state: {e(where)}.</p>')
     if run.missing:
         parts.append(
             f'<p class="note">snapshots configured but not written (run stopped early): '
@@ -57,8 +58,11 @@ def _run_section(run: RunOutputs, page: Path, heading: bool = True) -> list[str]
     parts.append("</table>")
     for key, caption in (
         ("trajectories", "paths per skill (walker: torso x over time; quadruped: torso x-y; jaco: hand x-y)"),
-        ("method", "the method's own picture (METRA: phi paths and z; DIAYN/SMM/APS: confusion; CIC: embeddings; "
-         "others: state visitation)"),
+        (
+            "method",
+            "the method's own picture (METRA: phi paths and z; DIAYN/SMM/APS: confusion; CIC: embeddings; "
+            "others: state visitation)",
+        ),
         ("coverage", "coverage per snapshot"),
     ):
         if key in run.files:

@@ -80,7 +80,9 @@ def make_start(domain: str, seed: int):
     env = envs.make(PRIMAL_TASKS[domain], "states", seed=seed)
     time_step = env.reset()
     physics = env.physics
-    start = StartState(domain, seed, physics.get_state().copy(), time_step.observation.copy(), BODIES[domain].read(physics))
+    start = StartState(
+        domain, seed, physics.get_state().copy(), time_step.observation.copy(), BODIES[domain].read(physics)
+    )
     return env, start
 
 
@@ -166,7 +168,9 @@ def roll_out_snapshot(
             progress()
     result = SnapshotRollouts(frames, rollouts, start.seed)
     if plugin is not None:
-        result.view, result.intrinsic = method_view(plugin, [r.observations for r in rollouts], [r.skill for r in rollouts])
+        result.view, result.intrinsic = method_view(
+            plugin, [r.observations for r in rollouts], [r.skill for r in rollouts]
+        )
     return result
 
 
