@@ -105,7 +105,10 @@ def _confusion_panel(ax, snap: SnapshotRollouts):
     image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis")
     k = len(matrix)
     ticks = np.arange(k)
-    names = [r.label.removeprefix("skill ") for r in snap.rollouts]  # the skills rolled out (one-hot indices)
+    # One-hot skills by their index, other skills by their place in the gallery (0..K-1).
+    names = [
+        r.label.removeprefix("skill ") if r.label.startswith("skill ") else str(i) for i, r in enumerate(snap.rollouts)
+    ]
     ax.set_xticks(ticks, names, fontsize=6)
     ax.set_yticks(ticks, names, fontsize=6)
     ax.set_xlabel("skill inferred from the state (j)", fontsize=8)

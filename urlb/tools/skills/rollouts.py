@@ -10,6 +10,7 @@ Skill methods act with the mean action and hold their skill for the whole rollou
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -44,6 +45,7 @@ class SnapshotRollouts:
     frames: int
     rollouts: list[Rollout]
     start_seed: int = 0
+    start_digest: str = ""  # StartState.digest
     view: MethodView | None = field(default=None, repr=False)  # the method's own picture and score
     intrinsic: list[float] | None = None  # mean intrinsic reward per rollout (current networks)
 
@@ -67,9 +69,15 @@ class StartState:
     observation: np.ndarray
     position: np.ndarray  # the body's coordinates (measures.BODIES)
 
+    @property
+    def digest(self) -> str:
+        """The joint angles differ between seeds where the position does not: a digest of the whole state."""
+        return hashlib.sha1(np.ascontiguousarray(self.physics, dtype=np.float64).tobytes()).hexdigest()[:8]
+
     def describe(self) -> str:
         where = ", ".join(f"{label} {value:.3f}" for label, value in zip(BODIES[self.domain].labels, self.position))
-        return f"start state: first reset of {PRIMAL_TASKS[self.domain]} with seed {self.seed} ({where})"
+        task = PRIMAL_TASKS[self.domain]
+        return f"start state: first reset of {task} with seed {self.seed} ({where}; state {self.digest})"
 
 
 def make_start(domain: str, seed: int):
@@ -166,7 +174,7 @@ def roll_out_snapshot(
         rollouts.append(rollout(agent, env, body, start, skill, steps, noise_seed, label))
         if progress is not None:
             progress()
-    result = SnapshotRollouts(frames, rollouts, start.seed)
+    result = SnapshotRollouts(frames, rollouts, start.seed, start.digest)
     if plugin is not None:
         result.view, result.intrinsic = method_view(
             plugin, [r.observations for r in rollouts], [r.skill for r in rollouts]

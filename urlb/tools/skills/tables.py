@@ -44,6 +44,7 @@ def skill_rows(domain: str, snap: SnapshotRollouts) -> list[dict]:
     for i, r in enumerate(snap.rollouts):
         row = {
             "start_seed": snap.start_seed,
+            "start_state": snap.start_digest,
             "snapshot_frames": snap.frames,
             "skill_index": i,
             "skill_label": r.label,
