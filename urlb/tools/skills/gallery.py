@@ -100,13 +100,26 @@ def _positions_only(snapshots: list[SnapshotRollouts]) -> None:
             r.observations = r.states = None
 
 
-def process_all(sources: list[Source], starts: dict, args: argparse.Namespace) -> list:
+def _finish_run(run_out, snapshots: list[SnapshotRollouts], owned: OwnedFiles, env, args: argparse.Namespace) -> None:
     from urlb.tools.skills.html import write_run_index
+
+    if args.video:
+        render_videos(env, run_out, snapshots, args, owned)
+    if args.html:
+        owned.add(write_run_index(run_out))
+    owned.finish()
+    _positions_only(snapshots)
+    run_out.snapshots = snapshots
+
+
+def process_all(sources: list[Source], starts: dict, args: argparse.Namespace) -> list:
+    """Every run rolled out under one progress line; videos are rendered after it closes (one
+    progress line at a time keeps a log readable), so their physics states are kept until then."""
     from urlb.tools.skills.video import progress_bar
 
     for env, start in starts.values():
         print(start.describe(), flush=True)
-    outputs = []
+    pending = []
     with progress_bar(_rollouts_planned(sources, args.skills), "rollouts", unit="rollout") as progress:
         for source in sources:
             env, start = starts[source.domain]
@@ -118,14 +131,14 @@ def process_all(sources: list[Source], starts: dict, args: argparse.Namespace) -
                 f"{time.perf_counter() - begun:.1f} s)"
             )
             if args.video:
-                render_videos(env, run_out, snapshots, args, owned)
-            if args.html:
-                owned.add(write_run_index(run_out))
-            owned.finish()
-            _positions_only(snapshots)
-            run_out.snapshots = snapshots
-            outputs.append(run_out)
-    return outputs
+                pending.append((run_out, snapshots, owned, env))
+            else:
+                _finish_run(run_out, snapshots, owned, env, args)
+                pending.append((run_out, None, None, None))
+    for run_out, snapshots, owned, env in pending:
+        if snapshots is not None:
+            _finish_run(run_out, snapshots, owned, env, args)
+    return [run_out for run_out, *_ in pending]
 
 
 def write_comparisons(outputs: list, directory: Path, starts: dict, html: bool, several: bool) -> Path | None:
