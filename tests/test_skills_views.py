@@ -97,6 +97,10 @@ def test_exploration_method_gets_a_visitation_map(tmp_path):
     env, start = make_start("quadruped", 0)
     snap = roll_out_snapshot(_agent("rnd", env), env, start, 100, 2, steps=10)
     assert snap.view is None
+    # x-y panels on shared axes with equal scales (two snapshots; a comparison grid of two rows)
+    figures.save(figures.trajectory_figure("quadruped", [snap, snap], "rnd"), tmp_path / "t.png")
+    grid = compare.comparison_figure("quadruped", [("rnd", [snap]), ("rnd again", [snap])], "one start")
+    figures.save(grid, tmp_path / "c.png")
     fig = figures.method_figure("quadruped", [snap], "rnd")
     assert "state visitation" in fig._suptitle.get_text()
     figures.save(fig, tmp_path / "v.png")

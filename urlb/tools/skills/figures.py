@@ -48,8 +48,8 @@ def draw_paths(ax, domain: str, snap: SnapshotRollouts, colors: list, label: boo
     x, y = path_xy(domain, snap.rollouts[0].positions[:1])
     ax.plot(x, y, "ko", ms=4, zorder=5)
     ax.grid(alpha=0.3)
-    if domain != "walker":
-        ax.set_aspect("equal", adjustable="datalim")
+    if domain != "walker":  # metres on both axes; "box": panels share their axes
+        ax.set_aspect("equal", adjustable="box")
 
 
 def _legend(fig, axes, markerscale: float = 1.0) -> None:
