@@ -125,16 +125,16 @@ def gallery(work) -> Path:
 
 @pipeline
 def test_k_distinct_trajectories_per_snapshot(work, background):
-    from urlb.tools.pretrained import agent_from_snapshot, primal_env
-    from urlb.tools.skills.rollouts import roll_out_snapshot
+    from urlb.tools.pretrained import agent_from_snapshot
+    from urlb.tools.skills.rollouts import make_start, roll_out_snapshot
     from urlb.tools.skills.sources import find_sources
 
-    env = primal_env(OmegaConf.create({"domain": "walker"}))
+    env, start = make_start("walker", 0)
     for source in find_sources([work / "runs"]):
         assert sorted(source.snapshots) == list(SNAPSHOTS), source
         for frames in SNAPSHOTS[1:]:  # skills.csv covers both snapshots (next test)
             agent = agent_from_snapshot(source.agent_cfg, source.snapshots[frames], env)
-            snap = roll_out_snapshot(agent, env, "walker", frames, K, steps=20, seed=0)
+            snap = roll_out_snapshot(agent, env, start, frames, K, steps=20)
             paths = [r.positions for r in snap.rollouts]
             assert len(paths) == K and all(p.shape == (21, 2) for p in paths)
             assert all(np.array_equal(paths[0][0], p[0]) for p in paths), "one start state"
@@ -168,9 +168,10 @@ def test_csv_has_k_rows_per_snapshot_and_outputs_exist(gallery):
         if agent == "metra":  # 2-dim skills: K evenly spaced unit directions
             assert [r["skill_label"] for r in rows[:K]] == ["0 deg", "120 deg", "240 deg"]
             assert [r["skill"] for r in rows[:K]] == ["1 0", "-0.5 0.866", "-0.5 -0.866"]
-        for name in ("trajectories.png", "coverage.png", "coverage.csv", "index.html"):
+        for name in ("trajectories.png", "method.png", "coverage.png", "coverage.csv", "index.html"):
             assert (out / name).is_file(), (agent, name)
-        assert (out / "learned_space.png").is_file() == (agent != "rnd")
+        assert {r["start_seed"] for r in rows} == {"0"}
+        assert len({(r["start_torso_x"], r["start_torso_height"]) for r in rows}) == 1, "one start state"
 
 
 def referenced_files(page: Path) -> list[Path]:
@@ -213,6 +214,28 @@ def test_video_has_the_tile_grid(work, tmp_path):
     # K=3 -> 2 x 2 grid of 32 px tiles; steps 0, 10, 20 of a 21-state rollout
     assert frames.shape == (3, 64, 64, 3), frames.shape
     assert frames[:, 32:, 32:].max() < 20  # the fourth tile is empty (black, up to codec noise)
+
+
+@pipeline
+def test_out_dir_comparison_and_rerun_replaces_only_its_files(work, tmp_path, capsys):
+    import csv
+
+    out = tmp_path / "gallery"
+    skills_main(
+        [str(work / "runs"), "--skills", "2", "--steps", "10", "--start-seed", "5", "--out", str(out), "--html"]
+    )
+    assert "start state: first reset of walker_stand with seed 5" in capsys.readouterr().out
+    for name in ("compare_walker.png", "coverage_walker.png", "index.html"):
+        assert (out / name).is_file(), name
+    with (out / "coverage_walker.csv").open(newline="") as f:
+        assert sorted({r["method"] for r in csv.DictReader(f)}) == sorted(AGENTS)
+    runs = [out / "walker" / agent / "seed_1" for agent in AGENTS]
+    assert all((run / "index.html").is_file() and (run / "method.png").is_file() for run in runs)
+    assert not (run_dir(work, "cic") / "skills" / "seed5").exists()
+    (out / "notes.txt").write_text("mine")
+    skills_main([str(work / "runs"), "--skills", "2", "--steps", "10", "--start-seed", "5", "--out", str(out)])
+    assert not (out / "index.html").exists() and not any((run / "index.html").exists() for run in runs)
+    assert (out / "notes.txt").read_text() == "mine" and (out / "compare_walker.png").is_file()
 
 
 def _has_pyav() -> bool:
@@ -307,16 +330,65 @@ def _argv(work: Path, root: Path, frames: int, *extra: str) -> list[str]:
     ]
 
 
-@pipeline
-def test_agent_inference_picks_the_only_candidate(work, tmp_path, capsys):
+FT_RUN_LENGTH = [  # run length only: no preset, agent or size
+    "num_train_frames=250",
+    "num_seed_frames=100",
+    "eval_every_frames=1000000",
+    "num_eval_episodes=1",
+    "batch_size=32",
+    "replay_buffer_size=2000",
+    "device=cpu",
+    "use_tb=false",
+]
+
+
+def _only_metra(work: Path, tmp_path: Path) -> Path:
     root = tmp_path / "models"
     only = root / "states" / "walker" / "metra" / "1"
     only.mkdir(parents=True)
     shutil.copy(work / "models" / "states" / "walker" / "metra" / "1" / "snapshot_400.pt", only)
+    return root
+
+
+@pipeline
+def test_agent_inference_picks_the_only_candidate(work, tmp_path, capsys):
+    root = _only_metra(work, tmp_path)
     argv = _argv(work, root, 400)
     assert choose_agent(argv, REPO / "configs") == [*argv, "agent=metra"]
     out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 1 and out[0].startswith("agent=metra: the only snapshot at 400 frames"), out
+    assert len(out) == 1 and out[0].startswith("agent=metra: from the only snapshot at 400 frames"), out
+
+
+@pipeline
+def test_snapshot_ts_as_typed_takes_the_snapshots_sizes_and_runs(work, tmp_path, capsys):
+    """No preset, no agent, no size typed: the only snapshot (width 32) is fine-tuned."""
+    root = _only_metra(work, tmp_path)
+    typed = ["finetune.py", "task=walker_run", "snapshot_ts=400", f"snapshot_dir={root}"]
+    assert choose_agent(typed, REPO / "configs") == [*typed, "agent=metra", "agent.hidden_dim=32"]
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("agent=metra agent.hidden_dim=32: from the only snapshot"), out
+    proc = run_cmd([*typed, f"run_root={tmp_path / 'ft'}", *FT_RUN_LENGTH])
+    assert proc.returncode == 0, explain(proc)
+    assert "agent=metra agent.hidden_dim=32" in proc.stdout
+    (run,) = (tmp_path / "ft").rglob("metra/snapshot_400/seed_1")
+    assert OmegaConf.load(run / "config.yaml").agent.hidden_dim == 32 and (run / "eval.csv").is_file()
+
+
+@pipeline
+def test_refusal_hint_repeats_every_override_and_its_command_runs(work, tmp_path, capsys):
+    root = _only_metra(work, tmp_path)
+    typed = ["finetune.py", "task=walker_run", "snapshot_ts=300", "snapshot_seed=1", f"snapshot_dir={root}"]
+    with pytest.raises(SystemExit):
+        choose_agent(typed, REPO / "configs")
+    hint = [
+        line.strip() for line in capsys.readouterr().err.splitlines() if line.strip().startswith("python finetune.py")
+    ]
+    assert len(hint) == 1, hint
+    assert all(
+        part in hint[0].split() for part in ("agent=metra", "snapshot_ts=400", "snapshot_seed=1", "agent.hidden_dim=32")
+    )
+    proc = run_cmd([*hint[0].split()[1:], f"run_root={tmp_path / 'ft'}", *FT_RUN_LENGTH])
+    assert proc.returncode == 0, explain(proc)
 
 
 def test_agent_inference_leaves_typed_commands_alone():
@@ -351,20 +423,20 @@ def test_finetune_refuses_two_candidates_before_building_anything(work, backgrou
 def test_other_domains_roll_out_and_draw(domain, width, tmp_path):
     """An untrained METRA agent on quadruped (torso x-y) and jaco (hand x-y-z)."""
     from urlb.agents import build_agent
-    from urlb.tools.pretrained import primal_env
     from urlb.tools.skills import figures
-    from urlb.tools.skills.rollouts import roll_out_snapshot
+    from urlb.tools.skills.rollouts import make_start, roll_out_snapshot
 
-    env = primal_env(OmegaConf.create({"domain": domain}))
+    env, start = make_start(domain, 0)
     cfg = OmegaConf.create({"agent": {"name": "metra", "hidden_dim": 32}, "obs_type": "states"})
     agent = build_agent(cfg, env.observation_spec().shape, env.action_spec().shape[0], "cpu", reward_free=False)
-    snap = roll_out_snapshot(agent, env, domain, 100, 2, steps=10, seed=0)
+    snap = roll_out_snapshot(agent, env, start, 100, 2, steps=10)
     assert [r.positions.shape for r in snap.rollouts] == [(11, width)] * 2
     assert all(np.isfinite(r.positions).all() for r in snap.rollouts)
     if domain == "jaco":  # the hand starts above the table, within a metre of the base
         assert 0.0 < snap.rollouts[0].positions[0, 2] < 1.0
     figures.save(figures.trajectory_figure(domain, [snap], domain), tmp_path / "t.png")
-    assert (tmp_path / "t.png").stat().st_size > 0
+    figures.save(figures.method_figure(domain, [snap], domain), tmp_path / "m.png")
+    assert (tmp_path / "t.png").stat().st_size > 0 and (tmp_path / "m.png").stat().st_size > 0
 
 
 @pipeline

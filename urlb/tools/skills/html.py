@@ -39,6 +39,9 @@ def _page(title: str, body: list[str]) -> str:
 def _run_section(run: RunOutputs, page: Path, heading: bool = True) -> list[str]:
     e = html.escape
     parts = [f"<h2>{e(run.title)}</h2>"] if heading else []
+    if run.start_note:
+        where = run.start_note.removeprefix("start state: ")
+        parts.append(f'<p class="note">Every rollout below starts from one state: {e(where)}.</p>')
     if run.missing:
         parts.append(
             f'<p class="note">snapshots configured but not written (run stopped early): '
@@ -54,9 +57,13 @@ def _run_section(run: RunOutputs, page: Path, heading: bool = True) -> list[str]
         parts.append(f"<tr><td>{frames:,}</td><td>{cells}</td><td>{run.distance[frames]:.2f}</td>{cell}</tr>")
     parts.append("</table>")
     for key, caption in (
-        ("trajectories", "trajectories"),
-        ("learned_space", "learned space"),
-        ("coverage", "coverage"),
+        ("trajectories", "paths per skill (walker: torso x over time; quadruped: torso x-y; jaco: hand x-y)"),
+        (
+            "method",
+            "the method's own picture (METRA: phi paths and z; DIAYN/SMM/APS: confusion; CIC: embeddings; "
+            "others: state visitation)",
+        ),
+        ("coverage", "coverage per snapshot"),
     ):
         if key in run.files:
             parts.append(
@@ -67,7 +74,7 @@ def _run_section(run: RunOutputs, page: Path, heading: bool = True) -> list[str]
         parts.append(
             f'<figure><video src="{e(_rel(video, page))}" controls loop muted></video>'
             f'<figcaption class="note">{frames:,} frames: skills tiled left to right, '
-            f"top to bottom (the order of the legend)</figcaption></figure>"
+            f"top to bottom, each labelled in its colour</figcaption></figure>"
         )
     if "csv" in run.files:
         parts.append(
@@ -88,15 +95,29 @@ def write_run_index(run: RunOutputs) -> Path:
     return page
 
 
-def write_tree_index(root: Path, runs: list[RunOutputs]) -> Path:
-    """``root/skills/index.html``: a coverage table of every run (rows) by snapshot (columns),
-    then each run's pictures."""
+def write_tree_index(directory: Path, runs: list[RunOutputs], starts: dict) -> Path:
+    """``directory/index.html``: per domain, the start state, methods x snapshots and coverage of
+    every seed; then a coverage table of every run and each run's pictures."""
     e = html.escape
-    page = root / "skills" / "index.html"
+    page = directory / "index.html"
     page.parent.mkdir(parents=True, exist_ok=True)
+    body = ["<h1>Skills compared</h1>"]
+    for domain in sorted({run.domain for run in runs}):
+        files = next(r.compare_files for r in runs if r.domain == domain)
+        note = starts[domain][1].describe().removeprefix("start state: ")
+        body += [
+            f"<h2>{e(domain)}</h2>",
+            f'<p class="note">Every rollout of every method, seed and snapshot starts from one state: {e(note)}.</p>',
+            f'<figure><img src="{e(_rel(files["compare"], page))}" alt="methods x snapshots">'
+            '<figcaption class="note">methods (rows) by snapshots (columns), shared axes, one colour per skill '
+            "index</figcaption></figure>",
+            f'<figure><img src="{e(_rel(files["coverage"], page))}" alt="coverage">'
+            f'<figcaption class="note">coverage against pre-training frames, every seed '
+            f'(<a href="{e(_rel(files["csv"], page))}">{e(files["csv"].name)}</a>)</figcaption></figure>',
+        ]
     frames = sorted({f for run in runs for f in run.coverage})
-    body = [
-        f"<h1>Skills below {e(root.name or str(root))}</h1>",
+    body += [
+        "<h2>Every run</h2>",
         (
             '<p class="note">cells visited by all K skills together, per snapshot (walker: 1 m cells of torso x; '
             "quadruped: 1 m cells of torso x-y; jaco: 5 cm cells of the hand)</p>"
@@ -109,5 +130,5 @@ def write_tree_index(root: Path, runs: list[RunOutputs]) -> Path:
     body.append("</table>")
     for run in runs:
         body += _run_section(run, page)
-    page.write_text(_page("skills", body))
+    page.write_text(_page("skills compared", body))
     return page

@@ -1,4 +1,4 @@
-"""Rolling out a snapshot's K skills from one start state, and what each skill is scored by.
+"""Rolling out a snapshot's K skills from one saved start state.
 
 Skills per method (chosen so that every agent can be compared):
 - one-hot skills (DIAYN, SMM, METRA with ``discrete=true``): K evenly spaced skill indices;
@@ -10,6 +10,8 @@ Skill methods act with the mean action and hold their skill for the whole rollou
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,7 +19,8 @@ import torch
 
 from urlb.agents.base import Plugin
 from urlb.ddpg import DDPGAgent
-from urlb.replay import Batch
+from urlb.tasks import PRIMAL_TASKS
+from urlb.tools.skills.adapters import MethodView, method_view
 from urlb.tools.skills.measures import BODIES, Body
 
 EXPLORATION_STEP = 10**6  # the stddev schedule's final value, as in urlb.tools.objectives
@@ -41,11 +44,54 @@ class SnapshotRollouts:
 
     frames: int
     rollouts: list[Rollout]
-    score_name: str | None = None  # the method's own per-skill score (DIAYN accuracy, ...)
-    scores: list[float] | None = None
+    start_seed: int = 0
+    start_digest: str = ""  # StartState.digest
+    view: MethodView | None = field(default=None, repr=False)  # the method's own picture and score
     intrinsic: list[float] | None = None  # mean intrinsic reward per rollout (current networks)
-    feature_name: str | None = None  # the learned space (phi, discriminator output, CIC's f(s))
-    features: list[np.ndarray] | None = field(default=None, repr=False)
+
+    @property
+    def score_name(self) -> str | None:
+        return None if self.view is None else self.view.score_name
+
+    @property
+    def scores(self) -> list[float] | None:
+        return None if self.view is None else self.view.scores
+
+
+@dataclass(frozen=True)
+class StartState:
+    """The one start state of a gallery call: the first reset of the domain's primal task built
+    with ``seed``. Every rollout (skill, snapshot, seed, method) starts from it."""
+
+    domain: str
+    seed: int
+    physics: np.ndarray  # MuJoCo state (qpos, qvel, act)
+    observation: np.ndarray
+    position: np.ndarray  # the body's coordinates (measures.BODIES)
+
+    @property
+    def digest(self) -> str:
+        """The joint angles differ between seeds where the position does not: a digest of the whole state."""
+        return hashlib.sha1(np.ascontiguousarray(self.physics, dtype=np.float64).tobytes()).hexdigest()[:8]
+
+    def describe(self) -> str:
+        where = ", ".join(f"{label} {value:.3f}" for label, value in zip(BODIES[self.domain].labels, self.position))
+        task = PRIMAL_TASKS[self.domain]
+        return f"start state: first reset of {task} with seed {self.seed} ({where}; state {self.digest})"
+
+
+def make_start(domain: str, seed: int):
+    """A fresh environment of ``domain``'s primal task built with ``seed`` and its StartState:
+    the same for a given seed in every call, whatever ran before."""
+    from urlb import envs
+
+    env = envs.make(PRIMAL_TASKS[domain], "states", seed=seed)
+    time_step = env.reset()
+    physics = env.physics
+    start = StartState(
+        domain, seed, physics.get_state().copy(), time_step.observation.copy(), BODIES[domain].read(physics)
+    )
+    return env, start
 
 
 def one_hot_skills(plugin: Plugin) -> bool:
@@ -73,18 +119,12 @@ def gallery_skills(plugin: Plugin | None, k: int, seed: int) -> list[tuple[str, 
     return [(f"sample {i}", plugin.sample_skill(rng)) for i in range(k)]
 
 
-def start_state(env, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Reset ``env`` (built with ``seed``) once: its physics state and first observation."""
-    time_step = env.reset()
-    return env.physics.get_state().copy(), time_step.observation
-
-
 @torch.no_grad()
 def rollout(
     agent: DDPGAgent,
     env,
     body: Body,
-    start: tuple[np.ndarray, np.ndarray],
+    start: StartState,
     skill: np.ndarray | None,
     steps: int,
     noise_seed: int | None,
@@ -95,9 +135,9 @@ def rollout(
     acts with its mean action. The caller's torch RNG is left untouched."""
     env.reset()  # restarts the episode clock; the state is then replaced by the start state
     physics = env.physics
-    with physics.reset_context():
-        physics.set_state(start[0])
-    observation = start[1]
+    with physics.reset_context():  # mj_resetData first: no solver warm-start carried over
+        physics.set_state(start.physics)
+    observation = start.observation
     positions, observations, states = [body.read(physics)], [observation], [physics.get_state().copy()]
     device = torch.device(agent.device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -116,72 +156,45 @@ def rollout(
 
 
 def roll_out_snapshot(
-    agent: DDPGAgent, env, domain: str, frames: int, k: int, steps: int, seed: int
+    agent: DDPGAgent,
+    env,
+    start: StartState,
+    frames: int,
+    k: int,
+    steps: int,
+    progress: Callable[[], None] | None = None,
 ) -> SnapshotRollouts:
-    """The K rollouts of one snapshot's agent from the start state of ``env`` reset under ``seed``."""
-    body = BODIES[domain]
-    start = start_state(env, seed)
+    """The K rollouts of one snapshot's agent, each from ``start``; skill samples and noise
+    seeds come from ``start.seed``. ``progress`` is called after each rollout."""
+    body = BODIES[start.domain]
     plugin = agent.plugin
-    rollouts = [
-        rollout(agent, env, body, start, skill, steps, noise_seed=seed + i if skill is None else None, label=label)
-        for i, (label, skill) in enumerate(gallery_skills(plugin, k, seed))
-    ]
-    result = SnapshotRollouts(frames, rollouts)
+    rollouts = []
+    for i, (label, skill) in enumerate(gallery_skills(plugin, k, start.seed)):
+        noise_seed = start.seed + i if skill is None else None
+        rollouts.append(rollout(agent, env, body, start, skill, steps, noise_seed, label))
+        if progress is not None:
+            progress()
+    result = SnapshotRollouts(frames, rollouts, start.seed, start.digest)
     if plugin is not None:
-        score_skills(plugin, result)
+        result.view, result.intrinsic = method_view(
+            plugin, [r.observations for r in rollouts], [r.skill for r in rollouts]
+        )
     return result
 
 
-def _batch(obs: torch.Tensor, skill: np.ndarray | None) -> Batch:
-    o, n = obs[:-1], obs[1:]
-    z = None if skill is None else torch.as_tensor(np.repeat(skill[None], len(o), 0), device=obs.device)
-    zeros = torch.zeros(len(o), 1, device=obs.device)
-    return Batch(o, zeros, zeros, zeros + 1, n, n, z)
-
-
-@torch.no_grad()
-def score_skills(plugin: Plugin, result: SnapshotRollouts) -> None:
-    """The method's own per-skill score and its learned space on the rollouts (no training,
-    running statistics untouched)."""
-    rollouts = result.rollouts
-    device = next(plugin.parameters()).device  # the trainer's device when called during pre-training
-    as_tensor = [torch.as_tensor(r.observations, device=device) for r in rollouts]
-    result.intrinsic = [float(plugin.intrinsic_reward(_batch(o, r.skill)).mean()) for o, r in zip(as_tensor, rollouts)]
-    if plugin.name == "diayn":
-        # Discriminator accuracy: share of next states s' where argmax q(z|s') is the rollout's skill.
-        result.score_name, result.feature_name = "discriminator_accuracy", "discriminator output q(z|s) logits"
-        result.features = [plugin.discriminator(o).float().cpu().numpy() for o in as_tensor]
-        result.scores = [
-            float((f[1:].argmax(-1) == int(np.argmax(r.skill))).mean()) for f, r in zip(result.features, rollouts)
-        ]
-    elif plugin.name == "metra":
-        # METRA's objective summed over the rollout: (phi(s_T) - phi(s_0)) . z.
-        result.score_name, result.feature_name = "phi_displacement_along_z", "phi(s)"
-        result.features = [plugin.phi(o).float().cpu().numpy() for o in as_tensor]
-        # z itself, or for discrete one-hots the centred, D/(D-1)-scaled direction METRA rewards.
-        directions = [plugin.reward_direction(torch.as_tensor(r.skill[None])).numpy()[0] for r in rollouts]
-        result.scores = [float((f[-1] - f[0]) @ d) for f, d in zip(result.features, directions)]
-    elif plugin.name == "cic":
-        # Skill identification from transitions: share of a rollout's transitions whose
-        # contrastive logit is highest for its own skill among the K gallery skills.
-        result.score_name, result.feature_name = "contrastive_accuracy", "state embedding f(s)"
-        skills = torch.as_tensor(np.stack([r.skill for r in rollouts]), dtype=torch.float32, device=device)
-        result.features = [plugin.state_net(o).float().cpu().numpy() for o in as_tensor]
-        result.scores = []
-        for i, o in enumerate(as_tensor):
-            logits, _ = plugin.contrastive_logits(o[:-1], o[1:], skills)  # [K, T]
-            result.scores.append(float((logits.argmax(0) == i).float().mean()))
-
-
-def project_2d(features: list[np.ndarray]) -> tuple[list[np.ndarray], str]:
-    """The features as 2-D points: unchanged when 2 wide, else their first two principal
-    components (fitted on all rollouts of the snapshot together)."""
-    width = features[0].shape[1]
+def project_2d(points: list[np.ndarray], directions: np.ndarray | None = None):
+    """Points [T, D] per rollout as 2-D: unchanged when 2 wide, else their first two principal
+    components fitted on all rollouts together; ``directions`` [K, D] go through the same
+    rotation (not centred). Returns (points, directions, axis names)."""
+    width = points[0].shape[1]
     if width <= 2:
-        padded = [np.pad(f, ((0, 0), (0, 2 - width))) for f in features]
-        return padded, "" if width == 2 else "(1-D)"
-    stacked = np.concatenate(features)
+        pad = ((0, 0), (0, 2 - width))
+        dirs = None if directions is None else np.pad(directions, pad)
+        return [np.pad(p, pad) for p in points], dirs, ("dim 1", "dim 2")
+    stacked = np.concatenate(points)
     mean = stacked.mean(0)
     _, singular, vt = np.linalg.svd(stacked - mean, full_matrices=False)
-    share = (singular[:2] ** 2).sum() / max((singular**2).sum(), 1e-12)
-    return [(f - mean) @ vt[:2].T for f in features], f"PCA of {width} dims ({share:.0%} of variance)"
+    share = singular[:2] ** 2 / max((singular**2).sum(), 1e-12)
+    names = tuple(f"PC {i + 1} of {width} dims ({v:.0%} of variance)" for i, v in enumerate(share))
+    dirs = None if directions is None else directions @ vt[:2].T
+    return [(p - mean) @ vt[:2].T for p in points], dirs, names

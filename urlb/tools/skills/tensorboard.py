@@ -11,11 +11,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from urlb import envs
-from urlb.tasks import PRIMAL_TASKS
 from urlb.tools.skills.measures import BODIES, coverage, distance_travelled
 
-_ENVS: dict[str, object] = {}  # one rollout environment per domain and process
+_STARTS: dict[tuple[str, int], tuple] = {}  # (env, start state) per domain and seed, made once per process
 SKILLS = 8  # rollouts per snapshot: enough to see the skills apart
 # Steps per rollout: five of URLB's 50-step skill periods. Full 1000-step walker episodes took
 # ~4% of a quick-preset pre-training run's CPU time (4.2 s per snapshot); 250 steps take ~1.5%.
@@ -38,12 +36,13 @@ def log_snapshot_skills(
     if cfg.obs_type != "states":  # the rollouts restore physics states; pixel stacks would not follow
         return 0.0
     from urlb.tools.skills import figures
-    from urlb.tools.skills.rollouts import roll_out_snapshot
+    from urlb.tools.skills.rollouts import make_start, roll_out_snapshot
 
-    env = _ENVS.get(cfg.domain)
-    if env is None:
-        env = _ENVS[cfg.domain] = envs.make(PRIMAL_TASKS[cfg.domain], "states", seed=seed)
-    snap = roll_out_snapshot(agent, env, cfg.domain, frames, skills, steps=steps, seed=seed)
+    key = (cfg.domain, seed)
+    if key not in _STARTS:  # every snapshot of the run starts from the same state
+        _STARTS[key] = make_start(cfg.domain, seed)
+    env, first_state = _STARTS[key]
+    snap = roll_out_snapshot(agent, env, first_state, frames, skills, steps=steps)
     body = BODIES[cfg.domain]
     paths = [r.positions for r in snap.rollouts]
     writer.add_scalar("skills/coverage_cells", coverage(paths, body.ground, body.cell), frames)
