@@ -9,10 +9,10 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-import urlb.config  # noqa: F401  (registers the config resolvers)
+import urlb.runs.config  # noqa: F401  (registers the config resolvers)
 from urlb.agents.external import register_external_agents
-from urlb.run import precheck, run_phase
-from urlb.snapshot_search import choose_agent
+from urlb.runs.launch import precheck, run_phase
+from urlb.runs.snapshot_search import choose_agent
 
 
 @hydra.main(config_path="configs", config_name="finetune", version_base="1.3")

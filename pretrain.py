@@ -8,14 +8,16 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-import urlb.config  # noqa: F401  (registers the config resolvers)
+import urlb.runs.config  # noqa: F401  (registers the config resolvers)
 from urlb.agents.external import register_external_agents
-from urlb.run import precheck, run_phase
+from urlb.runs.launch import precheck, run_phase
+from urlb.tools.skills.tensorboard import log_snapshot_skills
 
 
 @hydra.main(config_path="configs", config_name="pretrain", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    run_phase(cfg)
+    # With TensorBoard on, each snapshot's skills are drawn there (the skill gallery's short rollouts).
+    run_phase(cfg, snapshot_hooks=[log_snapshot_skills])
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from urlb.agents.base import Plugin
 from urlb.agents.rewards import ParticleEntropy, RunningMeanStd, nearest_distances
 from urlb.ddpg import DDPGAgent
 from urlb.replay import Batch
-from urlb.skills import GridSkills
+from urlb.skill_schedule import GridSkills
 
 OBS_DIM, ACTION_DIM, HIDDEN = 24, 6, 32
 
@@ -183,7 +183,7 @@ def test_agent_configs_build_plugins(name):
     """Every agent yaml, split by the registry, gives kwargs the plugin's constructor accepts."""
     from hydra import compose, initialize_config_dir
 
-    import urlb.config  # noqa: F401  (registers the resolvers the configs use)
+    import urlb.runs.config  # noqa: F401  (registers the resolvers the configs use)
     from urlb.agents import split_agent_config
 
     config_dir = str(Path(__file__).resolve().parents[1] / "configs")
@@ -719,7 +719,9 @@ def test_nearest_distances_are_exact_where_matrix_products_round(rows, dim, offs
     got = nearest_distances(rep, rep, 12).numpy()
     assert got.shape == (rows, 12)
     assert np.all(got[:, :2] == 0.0), "a repeated row must be at distance exactly 0"
-    np.testing.assert_allclose(got, difference_distances(rep.numpy(), rep.numpy(), 12), rtol=2e-6, atol=2e-6 * (1 + offset))
+    np.testing.assert_allclose(
+        got, difference_distances(rep.numpy(), rep.numpy(), 12), rtol=2e-6, atol=2e-6 * (1 + offset)
+    )
     naive = torch.cdist(rep, rep).topk(12, dim=1, largest=False).values  # the fast form alone
     if offset >= 50.0:
         assert float(naive[:, :2].max()) > 0.0, "the fast form was expected to miss exact zeros here"
@@ -731,13 +733,17 @@ def test_nearest_distances_recompute_rows_whose_candidates_may_be_wrong():
     g = torch.Generator().manual_seed(2)
     centre = torch.full((1, 32), 500.0)
     # 40 points on a thin shell around the centre: distances differ by far less than the rounding.
-    shell = centre + 1e-3 * F.normalize(torch.randn(40, 32, generator=g), dim=1) * (1 + 1e-4 * torch.rand(40, 1, generator=g))
+    shell = centre + 1e-3 * F.normalize(torch.randn(40, 32, generator=g), dim=1) * (
+        1 + 1e-4 * torch.rand(40, 1, generator=g)
+    )
     got = nearest_distances(centre, shell, 3).numpy()
     np.testing.assert_allclose(got, difference_distances(centre.numpy(), shell.numpy(), 3), rtol=1e-5)
 
 
 def test_proto_reward_uses_exact_distances_to_the_queue():
-    p = make_plugin("proto", obs_dim=OBS_DIM, action_dim=ACTION_DIM, pred_dim=16, proj_dim=8, num_protos=4, queue_size=16, topk=3)
+    p = make_plugin(
+        "proto", obs_dim=OBS_DIM, action_dim=ACTION_DIM, pred_dim=16, proj_dim=8, num_protos=4, queue_size=16, topk=3
+    )
     z = F.normalize(torch.randn(10, 8), dim=1)
     queue = torch.cat([z[:6], F.normalize(torch.randn(10, 8), dim=1)])  # the batch's own candidates are queued
     expected = difference_distances(z.numpy(), queue.numpy(), 3)[:, -1:]

@@ -65,7 +65,7 @@ def _first_of_sweep(override: str) -> str:
 def _check_run_command(argv: list[str]) -> None:
     from hydra import compose, initialize_config_dir
 
-    from urlb.config import validate
+    from urlb.runs.config import validate
 
     # "..." stands for the rest of a command shown in part.
     script, overrides = argv[0], [a for a in argv[1:] if not a.startswith("-") and a != "..."]
@@ -76,7 +76,7 @@ def _check_run_command(argv: list[str]) -> None:
 
 
 def test_documented_run_commands_pass_the_configuration_checks() -> None:
-    import urlb.config  # noqa: F401  (registers the config resolvers)
+    import urlb.runs.config  # noqa: F401  (registers the config resolvers)
 
     checked = [(page, c) for page, c in documented_commands() if "pretrain.py" in c or "finetune.py" in c]
     assert checked, "no documented pretrain/finetune command found"

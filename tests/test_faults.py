@@ -27,9 +27,9 @@ import pytest
 import torch
 from conftest import REPO, TINY, child_env
 
-from urlb.checkpoint import finish_interrupted_writes
-from urlb.files import atomic_torch_save
-from urlb.snapshot import read_torch_file, snapshot_path
+from urlb.runs.checkpoints import finish_interrupted_writes
+from urlb.runs.files import atomic_torch_save
+from urlb.runs.snapshots import read_torch_file, snapshot_path
 
 pytestmark = pytest.mark.pipeline
 
@@ -146,7 +146,7 @@ def test_second_process_is_refused_naming_the_holder_and_a_dead_holder_is_taken_
 KILL_WRAPPER = """
 import os, runpy, signal, sys
 import torch
-import urlb.seed_run, urlb.trainer
+import urlb.runs.seed_run, urlb.trainer
 
 where, value = sys.argv.pop(1).split("=")
 value = int(value)
@@ -156,12 +156,12 @@ def die():
     os.kill(os.getpid(), signal.SIGKILL)
 
 if where == "frame":  # after the environment step that reaches this frame
-    real_step = urlb.seed_run.SeedRun.step
+    real_step = urlb.runs.seed_run.SeedRun.step
     def step(self, action, skill, global_step):
         real_step(self, action, skill, global_step)
         if (global_step + 1) * self.cfg.action_repeat == value:
             die()
-    urlb.seed_run.SeedRun.step = step
+    urlb.runs.seed_run.SeedRun.step = step
 elif where == "after_snapshot":  # right after the snapshot of this many frames, before any checkpoint
     real_save = urlb.trainer.save_snapshot
     def save_snapshot(path, payload, meta):
@@ -245,8 +245,8 @@ def test_kill_9_inside_a_checkpoint_write_resumes_from_the_previous_one(tmp_path
 def test_stop_signal_mid_episode_writes_the_cut_episode_row_and_resume_loses_no_frame(tmp_path, monkeypatch):
     from hydra import compose, initialize_config_dir
 
-    import urlb.config  # noqa: F401  (registers the resolvers)
-    from urlb.seed_run import SeedRun
+    import urlb.runs.config  # noqa: F401  (registers the resolvers)
+    from urlb.runs.seed_run import SeedRun
     from urlb.trainer import RunInterrupted, Trainer
 
     monkeypatch.setenv("MUJOCO_GL", "egl")

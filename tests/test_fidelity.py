@@ -428,7 +428,7 @@ def test_proto_finetune_init_copies_the_whole_critic_but_not_the_target():
 
 
 def test_diayn_finetuning_redraws_a_one_hot_every_period_and_at_episode_start():
-    from urlb.skills import finetune_schedule
+    from urlb.skill_schedule import finetune_schedule
 
     p = plugin("diayn", skill_dim=16)
     assert p.finetune_skill_selection == "resample"

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from urlb import config
-from urlb.config import ConfigError, validate
 from urlb.hardware import Bf16Support, cpu_bf16_support, cpu_flags
+from urlb.runs import config
+from urlb.runs.config import ConfigError, validate
 
 REPO = Path(__file__).resolve().parents[1]
 X86_CPUINFO = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx avx2 fma\nbogomips\t: 4000\n"

@@ -83,7 +83,7 @@ def run_dir(run_root: Path, seed: int) -> Path:
 
 
 def checkpoint_frame(directory: Path) -> int:
-    from urlb.snapshot import read_torch_file
+    from urlb.runs.snapshots import read_torch_file
 
     return int(read_torch_file(directory / "checkpoint.pt", "checkpoint")["metadata"]["frame"])
 
@@ -108,9 +108,9 @@ def check_seamless(directory: Path, rows_before_stop: list[dict[str, str]]) -> N
 
 @pytest.fixture
 def run_phase_stub(monkeypatch, tmp_path):
-    """urlb.run.run_phase with the Trainer replaced by one that raises RunInterrupted(signum),
+    """urlb.runs.launch.run_phase with the Trainer replaced by one that raises RunInterrupted(signum),
     as the real Trainer does after writing its checkpoint."""
-    import urlb.run as run
+    import urlb.runs.launch as run
     from urlb.trainer import RunInterrupted
 
     def make(signum: int):
@@ -187,7 +187,7 @@ def test_trainer_stops_on_sigusr2_with_a_checkpoint_and_restores_the_handler(tmp
     import torch
     from hydra import compose, initialize_config_dir
 
-    import urlb.config  # noqa: F401  (registers the resolvers)
+    import urlb.runs.config  # noqa: F401  (registers the resolvers)
     from urlb.trainer import RunInterrupted, Trainer
 
     monkeypatch.setenv("MUJOCO_GL", "egl")
@@ -227,8 +227,8 @@ def test_ray_runs_at_once_follow_num_cpus(monkeypatch, num_cpus, cores, expected
     (cores // num_cpus), so each run gets num_cpus threads instead of every core."""
     from hydra.types import RunMode
 
-    import urlb.run as run
-    from urlb.config import resolve_threads
+    import urlb.runs.launch as run
+    from urlb.runs.config import resolve_threads
 
     hydra = OmegaConf.create(
         {
@@ -249,7 +249,7 @@ def test_ray_runs_at_once_follow_num_cpus(monkeypatch, num_cpus, cores, expected
 def compose_hydra(overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
-    import urlb.config  # noqa: F401
+    import urlb.runs.config  # noqa: F401
 
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         return compose(config_name="pretrain", overrides=overrides, return_hydra_config=True).hydra
@@ -265,7 +265,7 @@ def test_ray_preset_starts_its_own_loopback_instance_and_passes_no_object_store_
     hydra = compose_hydra(["hydra/launcher=ray"])
     init = hydra.launcher.ray.init
     assert init.address is None and "object_store_memory" in init and init.object_store_memory is None
-    assert hydra.callbacks.ray_guard._target_ == "urlb.ray_launcher.RayGuard"
+    assert hydra.callbacks.ray_guard._target_ == "urlb.runs.ray_guard.RayGuard"
 
 
 # --------------------------------------------------------------------------- slow: submitit

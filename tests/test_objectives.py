@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 from test_pipeline import explain, run, tiny
 
-from urlb.snapshot import snapshot_path
+from urlb.runs.snapshots import snapshot_path
 from urlb.tools.objectives import find_pretrain_runs, metra_skill_displacement, report, written_snapshots
 
 pytestmark = pytest.mark.pipeline

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from urlb.snapshot import load_snapshot, snapshot_path
+from urlb.runs.snapshots import load_snapshot, snapshot_path
 from urlb.tasks import ALL_TASKS
 
 pytestmark = pytest.mark.pipeline
@@ -138,7 +138,7 @@ def test_unknown_task_exits_2_listing_tasks(work):
 
 
 def test_unknown_agent_group_is_rejected_listing_agents(work):
-    # Checked before Hydra composes the run (urlb.run.precheck): one line, exit 2, no search path.
+    # Checked before Hydra composes the run (urlb.runs.launch.precheck): one line, exit 2, no search path.
     proc = run("finetune.py", work, "agent=foo", "task=walker_walk", *TINY)
     assert proc.returncode == 2, explain(proc)
     assert len(proc.stderr.strip().splitlines()) == 1, explain(proc)

@@ -24,7 +24,7 @@ import pytest
 import torch
 from conftest import REPO, TINY, child_env, parameters_finite
 
-from urlb.snapshot import read_torch_file, snapshot_path
+from urlb.runs.snapshots import read_torch_file, snapshot_path
 from urlb.tasks import ALL_TASKS, TASKS
 
 pytestmark = pytest.mark.pipeline
@@ -79,7 +79,7 @@ def assert_no_traceback(proc) -> None:
 # --------------------------------------------------------------------------- 1. bad configs
 
 # (id, script, overrides, expected exit, texts the message must contain: the bad value and the
-# valid choices). Every one is refused before Hydra creates a run directory (urlb.run.precheck).
+# valid choices). Every one is refused before Hydra creates a run directory (urlb.runs.launch.precheck).
 BAD_CONFIGS = [
     (
         "agent_group",
@@ -223,10 +223,10 @@ def bad_work(tmp_path_factory) -> Path:
 
 
 def precheck_command(script: str, *overrides: str) -> subprocess.CompletedProcess:
-    """What ``python script overrides...`` does before Hydra starts (urlb.run.precheck, the entry
+    """What ``python script overrides...`` does before Hydra starts (urlb.runs.launch.precheck, the entry
     points' first call), in this process: a refused command stops there, so this is its whole
     output. Tests of the real command line for the same errors: test_pipeline.py."""
-    from urlb.run import precheck
+    from urlb.runs.launch import precheck
 
     out, err, code = io.StringIO(), io.StringIO(), None
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -529,7 +529,7 @@ def test_snapshot_and_checkpoint_permissions_follow_umask(pretrained):
 def compose_cfg(overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
-    import urlb.config  # noqa: F401  (registers the resolvers before composing)
+    import urlb.runs.config  # noqa: F401  (registers the resolvers before composing)
 
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         return compose(config_name="pretrain", overrides=overrides)

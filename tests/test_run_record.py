@@ -12,10 +12,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from urlb.config import ConfigError
-from urlb.run import precheck, remove_unused_run_dir
-from urlb.run_record import check_run_record, config_differences, pretrain_command, run_config
-from urlb.snapshot import SnapshotError, load_snapshot, save_snapshot, snapshot_path
+from urlb.runs.config import ConfigError
+from urlb.runs.launch import precheck, remove_unused_run_dir
+from urlb.runs.record import check_run_record, config_differences, pretrain_command, run_config
+from urlb.runs.snapshots import SnapshotError, load_snapshot, save_snapshot, snapshot_path
 
 REPO = Path(__file__).resolve().parents[1]
 

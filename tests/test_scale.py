@@ -22,8 +22,8 @@ import yaml
 from conftest import REPO, TINY, child_env, jaco_stop_run
 
 from urlb.agents import agent_names
-from urlb.config import ConfigError, resolve_threads
-from urlb.snapshot import read_torch_file, snapshot_path
+from urlb.runs.config import ConfigError, resolve_threads
+from urlb.runs.snapshots import read_torch_file, snapshot_path
 from urlb.tasks import ALL_TASKS, DOMAINS
 from urlb.tools.aggregate.stats import method_name
 
@@ -350,7 +350,7 @@ def test_stop_signal_at_an_episode_end_keeps_that_episode(tmp_path, monkeypatch)
     frame 500, episode 2) and count episodes like an uninterrupted run."""
     from hydra import compose, initialize_config_dir
 
-    import urlb.config  # noqa: F401  (registers the resolvers)
+    import urlb.runs.config  # noqa: F401  (registers the resolvers)
     from urlb.trainer import RunInterrupted, Trainer
 
     monkeypatch.setenv("MUJOCO_GL", "egl")
@@ -432,7 +432,7 @@ def compose_in_process(config_name: str, overrides: list[str]):
     """The same composition through Hydra's compose API (no subprocess): defaults and resolved values."""
     from hydra import compose, initialize_config_dir
 
-    import urlb.config  # noqa: F401  (registers the resolvers)
+    import urlb.runs.config  # noqa: F401  (registers the resolvers)
 
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         return compose(config_name=config_name, overrides=overrides, return_hydra_config=True)

@@ -17,7 +17,7 @@ import torch
 from conftest import REPO, TINY, child_env, jaco_stop_run
 from omegaconf import OmegaConf
 
-from urlb.snapshot import load_snapshot, snapshot_path
+from urlb.runs.snapshots import load_snapshot, snapshot_path
 
 pytestmark = pytest.mark.pipeline
 
@@ -74,7 +74,7 @@ def test_each_seed_writes_what_a_single_seed_run_writes(work, batched, single):
         assert data["metadata"]["frames"] == 600
     ours, theirs = pretrain_dir(work / "batched", 2), pretrain_dir(work / "single", 2)
     assert rows(ours / "eval.csv")[0].keys() == rows(theirs / "eval.csv")[0].keys()
-    # Seed 2 beside seed 1 computes exactly what it computes alone (urlb.seeds: its own agent and
+    # Seed 2 beside seed 1 computes exactly what it computes alone (urlb.seed_agents: its own agent and
     # random state; both runs use one torch thread): the same evaluations and snapshot.
     assert (ours / "eval.csv").read_bytes() == (theirs / "eval.csv").read_bytes()
     side_by_side, alone = (
@@ -138,7 +138,7 @@ def test_stopped_two_seed_run_resumes_alone_or_together(tmp_path, monkeypatch):
     resumes in a (one-seed) list: every row is written once."""
     from hydra import compose, initialize_config_dir
 
-    import urlb.config  # noqa: F401  (registers the resolvers)
+    import urlb.runs.config  # noqa: F401  (registers the resolvers)
     from urlb.trainer import RunInterrupted, Trainer
 
     monkeypatch.setenv("MUJOCO_GL", "egl")

@@ -1,4 +1,4 @@
-"""Several seeds in one process (urlb.seeds.SeedAgents): every method, built and stepped for
+"""Several seeds in one process (urlb.seed_agents.SeedAgents): every method, built and stepped for
 seeds [1, 2, 3] side by side, computes exactly what each seed computes alone (same initial
 weights, actions, metrics, weights and buffers after updates, random draws included: SMM's VAE,
 ProtoRL's candidates, pixel shifts); the caller's random state is left alone; checkpoints'

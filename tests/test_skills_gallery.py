@@ -18,7 +18,7 @@ import torch
 from omegaconf import OmegaConf
 from test_pipeline import REPO, explain, tiny
 
-from urlb.snapshot_search import choose_agent
+from urlb.runs.snapshot_search import choose_agent
 from urlb.tools.skills.cli import main as skills_main
 from urlb.tools.skills.measures import cells, coverage, displacement, distance_travelled
 

@@ -9,11 +9,18 @@ from pathlib import Path
 import pytest
 import torch
 
-import urlb.snapshot
+import urlb.runs.snapshots
 from urlb.agents.rnd import RND
 from urlb.ddpg import DDPGAgent
 from urlb.replay import Batch
-from urlb.snapshot import SnapshotError, atomic_torch_save, load_snapshot, read_torch_file, save_snapshot, snapshot_path
+from urlb.runs.snapshots import (
+    SnapshotError,
+    atomic_torch_save,
+    load_snapshot,
+    read_torch_file,
+    save_snapshot,
+    snapshot_path,
+)
 
 OBS_DIM, ACT_DIM = 24, 6
 META = {
@@ -90,7 +97,7 @@ def test_round_trip_is_bit_exact_and_loads_into_fresh_agent(tmp_path):
     assert path.is_file()
     data = load_snapshot(tmp_path, *WHERE, expected={"agent": "rnd", "domain": "walker", "hidden_dim": 32})
     assert {k: data["metadata"][k] for k in META} == META
-    assert data["metadata"]["format_version"] == urlb.snapshot.FORMAT_VERSION
+    assert data["metadata"]["format_version"] == urlb.runs.snapshots.FORMAT_VERSION
     assert set(data["state"]) == {"actor", "critic", "critic_target", "encoder", "plugin"}
     assert_state_equal(payload, data["state"])
 
@@ -171,10 +178,10 @@ def test_atomic_save_failure_keeps_previous_file(tmp_path, monkeypatch, exc_type
         f.write(b"PK\x03\x04 half a zip file")  # some bytes reach the temp file, then the write fails
         raise exc_type("disk full (simulated)")
 
-    monkeypatch.setattr(urlb.snapshot.torch, "save", failing_save)
+    monkeypatch.setattr(urlb.runs.snapshots.torch, "save", failing_save)
     with pytest.raises(exc_type):
         atomic_torch_save({"metadata": {"v": 2}, "state": {"w": torch.zeros(1000)}}, target)
-    monkeypatch.setattr(urlb.snapshot.torch, "save", real_save)
+    monkeypatch.setattr(urlb.runs.snapshots.torch, "save", real_save)
     assert target.read_bytes() == before
     assert sorted(p.name for p in target.parent.iterdir()) == ["checkpoint.pt"], "a temp file was left behind"
     loaded = torch.load(target, weights_only=True)

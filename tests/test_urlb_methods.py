@@ -25,8 +25,8 @@ from urlb.agents.aps import SuccessorFeatureCritic, infer_task
 from urlb.agents.proto import sinkhorn_knopp
 from urlb.ddpg import DDPGAgent
 from urlb.replay import Batch
-from urlb.skills import PriorSkills, RegressSkills, finetune_schedule
-from urlb.snapshot import snapshot_path
+from urlb.runs.snapshots import snapshot_path
+from urlb.skill_schedule import PriorSkills, RegressSkills, finetune_schedule
 
 OBS, ACT, HID, B = 5, 2, 16, 24
 

@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 
 from urlb.ddpg import DDPGAgent
-from urlb.seeds import SeedAgents
+from urlb.seed_agents import SeedAgents
 
 SkillSource = Callable[[], "np.ndarray | None"]
 

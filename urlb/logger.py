@@ -13,7 +13,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from urlb.files import atomic_write_text
+from urlb.runs.files import atomic_write_text
 
 
 class CSVLog:

@@ -1,8 +1,8 @@
 """The one training loop shared by pre-training (intrinsic reward) and fine-tuning (task reward).
 
 One process trains one seed or several (``seeds=[...]``): per seed a single-seed agent (stepped
-together by urlb.seeds), its own environments, replay, skills, logs, snapshots and checkpoint
-(urlb.seed_run). Each seed writes what a single-seed run of it writes.
+together by urlb.seed_agents), its own environments, replay, skills, logs, snapshots and checkpoint
+(urlb.runs.seed_run). Each seed writes what a single-seed run of it writes.
 """
 
 from __future__ import annotations
@@ -10,26 +10,27 @@ from __future__ import annotations
 import random
 import signal
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from urlb.agents import build_seed_agents
-from urlb.checkpoint import save_checkpoints
-from urlb.config import resolve_device
 from urlb.ddpg import NonFiniteError
 from urlb.evaluation import evaluate_policies
-from urlb.seed_run import SeedRun
-from urlb.seed_runs import seed_runs
-from urlb.seeds import SeedAgents
-from urlb.skills import PriorSkills, SkillSchedule, finetune_schedule
-from urlb.snapshot import SnapshotError, check_networks_fit, load_snapshot, save_snapshot
-from urlb.tools.skills.tensorboard import log_snapshot_skills
+from urlb.runs.checkpoints import save_checkpoints
+from urlb.runs.config import resolve_device
+from urlb.runs.seed_list import seed_runs
+from urlb.runs.seed_run import SeedRun
+from urlb.runs.snapshots import SnapshotError, check_networks_fit, load_snapshot, save_snapshot
+from urlb.seed_agents import SeedAgents
+from urlb.skill_schedule import PriorSkills, SkillSchedule, finetune_schedule
 
 # SIGUSR2: what SLURM sends before a time limit or pre-emption (submitit's requeue signal);
-# after the checkpoint, urlb.run hands it on to submitit's own handler, which requeues the job.
+# after the checkpoint, urlb.runs.launch hands it on to submitit's own handler, which requeues the job.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 SNAPSHOT_NETWORKS = ("encoder", "actor", "critic", "plugin")  # what fine-tuning reads from a snapshot
 
@@ -48,11 +49,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# Called after each snapshot is written, when TensorBoard is on: (writer, agent, run config,
+# frames, say). Tools add to pre-training this way (pretrain.py passes the skill gallery's
+# pictures) without the training loop importing them.
+SnapshotHook = Callable[[Any, Any, DictConfig, int, Callable[[str], None]], object]
+
+
 class Trainer:
     """Runs one phase: ``cfg.phase`` is ``pretrain`` (reward-free) or ``finetune``; ``run_dir``
     is the (first) seed's run directory."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+    def __init__(self, cfg: DictConfig, run_dir: Path, snapshot_hooks: Sequence[SnapshotHook] = ()) -> None:
+        self.snapshot_hooks = tuple(snapshot_hooks)
         per_seed = seed_runs(cfg, Path(run_dir))
         # Resolve interpolations once: OmegaConf re-parses them on every access otherwise.
         cfg = OmegaConf.create(OmegaConf.to_container(per_seed[0][1], resolve=True))
@@ -290,9 +298,10 @@ class Trainer:
         path = save_snapshot(run.snapshot_file(frames), payload, meta)
         run.snapshots_written.add(frames)
         run.logger.message(f"snapshot at {self.global_frame} frames -> {path}")
-        if run.logger.tb is not None:  # the snapshot's skills as a picture (urlb.tools.skills)
-            with self.agents.seed_rng(run.index):
-                log_snapshot_skills(run.logger.tb, agent, run.cfg, frames, say=run.logger.message)
+        if run.logger.tb is not None:
+            for hook in self.snapshot_hooks:
+                with self.agents.seed_rng(run.index):
+                    hook(run.logger.tb, agent, run.cfg, frames, run.logger.message)
 
     def _checkpoint_due(self) -> bool:
         """At an episode end: after ``checkpoint_every_frames`` frames, after a snapshot, or after

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from urlb.tools.bench import build, fill_replay, matmul_gflops
+from urlb.tools.bench_core import build, fill_replay, matmul_gflops
 
 BATCH, HIDDEN = 1024, 1024
 

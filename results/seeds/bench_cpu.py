@@ -12,7 +12,7 @@ import types
 
 import torch
 
-import urlb.tools.bench as bench
+import urlb.tools.bench_core as bench
 
 torch.set_num_threads(1)
 bench.time = types.SimpleNamespace(perf_counter=time.process_time)

@@ -21,7 +21,7 @@ from urlb.errors import ConfigError
 if TYPE_CHECKING:
     from urlb.agents.base import Plugin
     from urlb.ddpg import DDPGAgent
-    from urlb.seeds import SeedAgents
+    from urlb.seed_agents import SeedAgents
 
 # name -> "module:Class"; imported lazily so one broken method cannot break the others.
 REGISTRY: dict[str, str | None] = {
@@ -145,9 +145,9 @@ def build_seed_agents(
     reward_free: bool,
     seeds: list[int],
 ) -> SeedAgents:
-    """One agent per seed, stepped together (:mod:`urlb.seeds`): seed s built after
+    """One agent per seed, stepped together (:mod:`urlb.seed_agents`): seed s built after
     ``torch.manual_seed(s)``, as a single-seed run of s builds it. One seed: built from torch's
     current random state."""
-    from urlb.seeds import SeedAgents
+    from urlb.seed_agents import SeedAgents
 
     return SeedAgents.build(lambda: build_agent(cfg, obs_shape, action_dim, device, reward_free), seeds)

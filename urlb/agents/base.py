@@ -13,7 +13,7 @@ also declare a skill space: the backbone concatenates the skill to the observati
 The constructor's keyword arguments are the agent-config keys the plugin takes (``build_agent``
 reads the signature).
 
-Several seeds in one process are the framework's business (:mod:`urlb.seeds`): a method never
+Several seeds in one process are the framework's business (:mod:`urlb.seed_agents`): a method never
 sees a seed dimension. ``urlb-check-agent pkg.module:Class`` runs a method through this contract.
 """
 
@@ -41,7 +41,7 @@ class Plugin(nn.Module):
     skill_dim: int = 0
     # Steps between skill resamples during pre-training (skill methods only).
     update_skill_every_step: int = 50
-    # How the reference code picks the fine-tuning skill (``skill_selection=null``): see urlb.skills.
+    # How the reference code picks the fine-tuning skill (``skill_selection=null``): see urlb.skill_schedule.
     finetune_skill_selection: str = "fixed"
     # What URLB's ``init_from`` copies of the pre-trained critic: its trunk (every method but one) or
     # the whole critic, heads included (ProtoRL's own ``init_from``). The target critic stays fresh.

@@ -104,7 +104,7 @@ class Checker:
             )
 
     def skills(self) -> None:
-        from urlb.skills import SKILL_SELECTIONS
+        from urlb.skill_schedule import SKILL_SELECTIONS
 
         plugin = self.build().plugin
         if plugin is None:

@@ -3,7 +3,7 @@
 
 For one agent and size it measures the training loop's aggregate frames/s (all seeds' frames)
 of: one single-seed process; S seeds in one process (one agent per seed, stepped together:
-urlb.seeds); and S
+urlb.seed_agents); and S
 single-seed processes run the best way this machine allows: one after the other with every
 core, or side by side as separate processes with the cores split between them (measured by
 running them at once).
@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from urlb.config import resolve_device
-from urlb.tools.bench import SIZES, bench_agent, build, fill_replay, matmul_gflops, update_seeds
+from urlb.runs.config import resolve_device
+from urlb.tools.bench_core import SIZES, bench_agent, build, fill_replay, matmul_gflops, update_seeds
 
 
 def _worker_command(agent: str, size: str, seconds: float, threads: int, fill_steps: int) -> list[str]:

@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from urlb.agents import build_agent
 from urlb.ddpg import DDPGAgent
-from urlb.snapshot import read_torch_file, snapshot_path
+from urlb.runs.snapshots import read_torch_file, snapshot_path
 from urlb.tasks import PRIMAL_TASKS
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from urlb.snapshot import SnapshotError
+from urlb.runs.snapshots import SnapshotError
 from urlb.tools.skills.sources import GalleryError, check_loadable, find_sources
 
 EXIT_USER_ERROR = 2

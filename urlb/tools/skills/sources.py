@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from urlb.agents import plugin_class
 from urlb.errors import ConfigError
-from urlb.snapshot import SnapshotError, read_torch_file
+from urlb.runs.snapshots import SnapshotError, read_torch_file
 from urlb.tasks import DOMAINS
 from urlb.tools.pretrained import find_pretrain_runs, run_snapshot_path, written_snapshots
 

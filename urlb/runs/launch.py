@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -19,15 +20,15 @@ from hydra.types import RunMode
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from urlb import run_lock
-from urlb.checkpoint import finish_interrupted_writes
-from urlb.config import ConfigError, resolve_threads, validate
 from urlb.ddpg import NonFiniteError
-from urlb.files import atomic_write_text
-from urlb.run_record import check_run_record, check_snapshot_exists
-from urlb.seed_runs import seed_runs
-from urlb.snapshot import SnapshotError, snapshot_path
-from urlb.trainer import RunInterrupted, Trainer
+from urlb.runs import lock as run_lock
+from urlb.runs.checkpoints import finish_interrupted_writes
+from urlb.runs.config import ConfigError, resolve_threads, validate
+from urlb.runs.files import atomic_write_text
+from urlb.runs.record import check_run_record, check_snapshot_exists
+from urlb.runs.seed_list import seed_runs
+from urlb.runs.snapshots import SnapshotError, snapshot_path
+from urlb.trainer import RunInterrupted, SnapshotHook, Trainer
 
 EXIT_USER_ERROR = 2
 EXIT_NON_FINITE = 3
@@ -98,7 +99,8 @@ def check_method(cfg: DictConfig) -> None:
     _CHECKED.add(key)
 
 
-def run_phase(cfg: DictConfig) -> None:
+def run_phase(cfg: DictConfig, snapshot_hooks: Sequence[SnapshotHook] = ()) -> None:
+    """Train the run ``cfg`` describes; ``snapshot_hooks`` go to the trainer (see :data:`urlb.trainer.SnapshotHook`)."""
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
@@ -113,7 +115,7 @@ def run_phase(cfg: DictConfig) -> None:
         write_hydra_record(run_dir, cfg)
         finish_interrupted_writes(run_dirs, own_snapshot_files(runs))
         set_threads(cfg.threads)
-        Trainer(cfg, run_dir).train()
+        Trainer(cfg, run_dir, snapshot_hooks).train()
     except (ConfigError, SnapshotError) as exc:
         run_lock.release_all()
         remove_unused_run_dir(run_dir, cfg)

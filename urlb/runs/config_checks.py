@@ -1,4 +1,4 @@
-"""Checks of a run's configuration that the per-key checks in urlb.config cannot make alone:
+"""Checks of a run's configuration that the per-key checks in urlb.runs.config cannot make alone:
 agent keys against their constructors, keys that no config file declares, the types of the
 declared keys, sizes that cannot work together, and the agent's own constructor checks (a
 trial build with placeholder shapes). All run before any file is written."""
@@ -165,7 +165,7 @@ def trial_build(cfg: DictConfig) -> None:
 
     obs_shape = (3 * int(cfg.frame_stack), 84, 84) if cfg.obs_type == "pixels" else (8,)
     one = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    one.compile = None  # compiling is costly; its backend name is checked in urlb.config
+    one.compile = None  # compiling is costly; its backend name is checked in urlb.runs.config
     for key in TRIAL_SIZES:  # network widths: checked above; small here so the build takes well under a second
         if key in one.agent:
             one.agent[key] = min(int(one.agent[key]), TRIAL_SIZES[key])

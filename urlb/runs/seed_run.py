@@ -1,6 +1,6 @@
 """What one seed of a run owns: its environments, replay, skills, logs, counters and random
 streams. The trainer holds one per seed and steps them together with one agent per seed
-(urlb.seeds.SeedAgents)."""
+(urlb.seed_agents.SeedAgents)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from urlb import envs
-from urlb.checkpoint import CHECKPOINT_NAME, capture_seed_run, load_checkpoint, restore_seed_run
-from urlb.files import atomic_write_text
 from urlb.logger import Logger
 from urlb.replay import ReplayBuffer
-from urlb.snapshot import refuse_overwrite, run_metadata, snapshot_path
+from urlb.runs.checkpoints import CHECKPOINT_NAME, capture_seed_run, load_checkpoint, restore_seed_run
+from urlb.runs.files import atomic_write_text
+from urlb.runs.snapshots import refuse_overwrite, run_metadata, snapshot_path
 from urlb.tasks import PRIMAL_TASKS
 
 

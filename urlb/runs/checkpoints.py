@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from urlb.files import atomic_torch_save, remove_temporary_files
-from urlb.snapshot import SnapshotError, read_torch_file
+from urlb.runs.files import atomic_torch_save, remove_temporary_files
+from urlb.runs.snapshots import SnapshotError, read_torch_file
 
 CHECKPOINT_NAME = "checkpoint.pt"
 STAGED_NAME = f".{CHECKPOINT_NAME}.staged"  # a seed's next checkpoint, written in full before any is renamed
-# Files of a run directory written through a temporary file (urlb.files, urlb.logger).
+# Files of a run directory written through a temporary file (urlb.runs.files, urlb.logger).
 ATOMIC_NAMES = (CHECKPOINT_NAME, STAGED_NAME, "config.yaml", "train.csv", "eval.csv")
 
 
@@ -35,7 +35,7 @@ def restore_rng(state: dict[str, Any], rng: np.random.Generator, agents=None, in
 
 
 def capture_seed_run(run, agents, global_step: int, elapsed: float) -> dict[str, Any]:
-    """Everything one seed of a run (:class:`urlb.seed_run.SeedRun`) needs to continue exactly
+    """Everything one seed of a run (:class:`urlb.runs.seed_run.SeedRun`) needs to continue exactly
     where it stopped; the same layout whether the seed trained alone or beside others."""
     counters = {
         "global_step": global_step,

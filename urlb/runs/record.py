@@ -16,8 +16,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from urlb.config import ConfigError
-from urlb.snapshot import SnapshotError, read_torch_file, snapshot_path
+from urlb.runs.config import ConfigError
+from urlb.runs.snapshots import SnapshotError, read_torch_file, snapshot_path
 
 CHECKPOINT_NAME = "checkpoint.pt"  # the trainer's checkpoint file in a run directory
 # Keys that never change what a run computes: where things go, what is logged, how fast it runs.
@@ -36,7 +36,7 @@ NEUTRAL_KEYS = frozenset(
         "overwrite_snapshots",
         "precision_check",
         "snapshot_dir",
-        "seeds",  # trained alone or beside other seeds, a seed computes the same (urlb.seeds)
+        "seeds",  # trained alone or beside other seeds, a seed computes the same (urlb.seed_agents)
     }
 )
 # Fine-tuning keys that do not shape the snapshot it loads (left out of the pre-training hint).

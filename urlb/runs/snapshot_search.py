@@ -152,7 +152,7 @@ def explain_refusal(
 def _compose(overrides: list[str], config_dir: Path):
     from hydra import compose, initialize_config_dir
 
-    import urlb.config  # noqa: F401  (registers the resolvers the configs use)
+    import urlb.runs.config  # noqa: F401  (registers the resolvers the configs use)
 
     with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
         return compose(config_name="finetune", overrides=overrides)

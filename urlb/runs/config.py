@@ -8,12 +8,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from urlb.agents import agent_names, split_agent_config
-from urlb.config_checks import check_agent_values, check_declared_types, check_known_keys, check_sizes, trial_build
 from urlb.ddpg import COMPILE_BACKENDS
 from urlb.errors import ConfigError
 from urlb.hardware import bf16_support
-from urlb.seed_runs import seed_list
-from urlb.skills import SKILL_SELECTIONS
+from urlb.runs.config_checks import check_agent_values, check_declared_types, check_known_keys, check_sizes, trial_build
+from urlb.runs.seed_list import seed_list
+from urlb.skill_schedule import SKILL_SELECTIONS
 from urlb.tasks import ALL_TASKS, DOMAINS, OBS_TYPES, TASKS, domain_of
 
 
@@ -33,7 +33,7 @@ def _default_snapshot_ts(agent: str, pretrain_frames: int) -> int:
 
 def register_resolvers() -> None:
     """Resolvers the configs use; registered once, before Hydra composes a config."""
-    from urlb.seed_runs import run_seed
+    from urlb.runs.seed_list import run_seed
 
     for name, fn in (
         ("run_seed", run_seed),

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 import urlb
-from urlb.files import atomic_torch_save
+from urlb.runs.files import atomic_torch_save
 
 FORMAT_VERSION = 1
 
