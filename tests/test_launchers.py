@@ -115,7 +115,7 @@ def run_phase_stub(monkeypatch, tmp_path):
 
     def make(signum: int):
         class StoppedTrainer:
-            def __init__(self, cfg, run_dir):
+            def __init__(self, cfg, run_dir, snapshot_hooks=()):
                 pass
 
             def train(self):
