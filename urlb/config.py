@@ -105,7 +105,8 @@ def _check_snapshot_frames(cfg: DictConfig) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Check every user-facing key; raise ConfigError naming the bad value and valid choices."""
-    _choice("agent", cfg.agent.name, agent_names())
+    if cfg.agent.get("target") is None:  # a method of the user's own package is named by its class
+        _choice("agent", cfg.agent.name, agent_names())
     split_agent_config(cfg.agent)  # every agent key is one the loop, the backbone or the plugin takes
     _choice("obs_type", cfg.obs_type, OBS_TYPES)
     if cfg.phase == "pretrain":

@@ -13,26 +13,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from urlb.nets import Actor, Critic, Encoder, RandomShiftsAug, adam
 from urlb.replay import Batch
-from urlb.seeds import (
-    SeedStreams,
-    first_bad_seed,
-    load_optimizer_seed_state,
-    load_seed_state,
-    optimizer_seed_state,
-    seed_mean,
-    seed_state,
-)
 
 if TYPE_CHECKING:
     from urlb.agents.base import Plugin
 
 
 class NonFiniteError(RuntimeError):
-    """A loss, reward or parameter became NaN or infinite (``seed``: in which seed's run)."""
+    """A loss, reward or parameter became NaN or infinite (``seed``: in which seed's run, when
+    several seeds train in one process)."""
 
     def __init__(self, message: str, seed: int | None = None) -> None:
         super().__init__(message)
@@ -62,23 +55,18 @@ def straight_through_clamp(x: torch.Tensor) -> torch.Tensor:
     return x - x.detach() + x.detach().clamp(-1.0 + ACTION_EPS, 1.0 - ACTION_EPS)
 
 
-def noisy_action(mean: torch.Tensor, std: float, clip: float | None, streams: SeedStreams) -> torch.Tensor:
-    """URLB's TruncatedNormal sample: mean (S, ...) plus Gaussian noise drawn from each seed's
-    stream (clipped to [-clip, clip] when ``clip`` is given: in the updates; not when acting),
-    then the straight-through clamp."""
-    noise = streams.randn(*mean.shape[1:]) * std
+def noisy_action(mean: torch.Tensor, std: float, clip: float | None) -> torch.Tensor:
+    """URLB's TruncatedNormal sample: mean plus Gaussian noise (clipped to [-clip, clip] when
+    ``clip`` is given: in the updates; not when acting), then the straight-through clamp."""
+    noise = torch.randn_like(mean) * std
     if clip is not None:
         noise = noise.clamp(-clip, clip)
     return straight_through_clamp(mean + noise)
 
 
-def check_finite(name: str, value: torch.Tensor, step: int, seeds: list[int]) -> None:
-    """``value`` (S, ...): a non-finite entry stops the run, naming the seed it belongs to."""
-    bad = first_bad_seed(value)
-    if bad is not None:
-        raise NonFiniteError(
-            f"seed {seeds[bad]}: non-finite {name} at update step {step}; the run stops here", seeds[bad]
-        )
+def check_finite(name: str, value: torch.Tensor, step: int) -> None:
+    if not bool(torch.isfinite(value).all()):
+        raise NonFiniteError(f"non-finite {name} at update step {step}; the run stops here")
 
 
 # inductor generates fused kernels (needs a C++ compiler on CPU); aot_eager traces forward and
@@ -87,10 +75,7 @@ COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
 
 
 class DDPGAgent(nn.Module):
-    """URLB DDPG: double-Q critic, deterministic actor with Gaussian exploration noise.
-
-    Built for one seed; :func:`urlb.agents.build_agent` stacks several along the seed dimension
-    (see :mod:`urlb.seeds`). Batches, actions and metrics carry that dimension first."""
+    """URLB DDPG: double-Q critic, deterministic actor with Gaussian exploration noise."""
 
     def __init__(
         self,
@@ -142,20 +127,7 @@ class DDPGAgent(nn.Module):
         self.critic_opt = adam(critic_params, lr=lr)
         if compile_backend is not None:
             self.compile_networks(compile_backend)
-        self.set_seeds([0])
         self.train()
-
-    def set_seeds(self, seeds: list[int]) -> None:
-        """The seeds this agent holds (one per slice of its seed dimension) and their random
-        streams; a single seed draws from torch's default generator, as before seeds stacked."""
-        self.seeds = [int(s) for s in seeds]
-        self.streams = SeedStreams(self.seeds, self.device)
-        if self.plugin is not None:
-            self.plugin.streams = self.streams
-
-    @property
-    def num_seeds(self) -> int:
-        return len(self.seeds)
 
     def compile_networks(self, backend: str) -> None:
         """torch.compile every network in place (``Module.compile`` keeps state_dict keys, so
@@ -180,35 +152,26 @@ class DDPGAgent(nn.Module):
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, skill: np.ndarray | None, step: int, eval_mode: bool) -> np.ndarray:
-        """Action for one observation of a single-seed agent (see :meth:`act_seeds`)."""
-        skills = None if skill is None else np.asarray(skill)[None]
-        return self.act_seeds(np.asarray(obs)[None], skills, step, eval_mode)[0]
-
-    @torch.no_grad()
-    def act_seeds(self, obs: np.ndarray, skill: np.ndarray | None, step: int, eval_mode: bool) -> np.ndarray:
-        """Actions (S, action_dim) for one observation per seed (S, *obs_shape): the mean in eval
-        mode, else mean plus unclipped noise (URLB acts with ``sample(clip=None)``; the clip
-        applies in the updates only)."""
-        obs_t = torch.as_tensor(obs, device=self.device).unsqueeze(1)  # (S, 1, *obs_shape)
-        skill_t = None if skill is None else torch.as_tensor(skill, dtype=torch.float32, device=self.device)[:, None]
+        """Action for one observation: the mean in eval mode, else mean plus unclipped noise
+        (URLB acts with ``sample(clip=None)``; the clip applies in the updates only)."""
+        obs_t = torch.as_tensor(obs, device=self.device).unsqueeze(0)
+        skill_t = None if skill is None else torch.as_tensor(skill, dtype=torch.float32, device=self.device)[None]
         with self._autocast():
-            features = self.encoder(obs_t) if self.obs_type == "pixels" else obs_t
-            mean = self.actor(self._policy_input(features, skill_t)).float()
+            mean = self.actor(self._policy_input(self.encoder(obs_t), skill_t)).float()
         if not eval_mode:
-            mean = noisy_action(mean, schedule(self.stddev_schedule, step), None, self.streams)
-        return mean[:, 0].cpu().numpy().astype(np.float32)
+            mean = noisy_action(mean, schedule(self.stddev_schedule, step), clip=None)
+        return mean[0].cpu().numpy().astype(np.float32)
 
     # --- learning ---
     def _encode(self, obs: torch.Tensor) -> torch.Tensor:
         """Augmented encoder features for pixels; states pass through unchanged."""
         if self.obs_type != "pixels":
             return obs
-        return self.encoder(self.aug(obs, self.streams))
+        return self.encoder(self.aug(obs.float()))
 
-    def update(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
-        """One backbone update (plugin, critic, actor, target) on a sampled batch (every tensor
-        (S, B, ...)); returns per-seed metrics, each a tensor (S,)."""
-        metrics: dict[str, torch.Tensor] = {}
+    def update(self, batch: Batch, step: int) -> dict[str, float]:
+        """One backbone update (plugin, critic, actor, target) on a sampled batch."""
+        metrics: dict[str, float] = {}
         obs = self._encode(batch.obs)
         with torch.no_grad():
             next_obs = self._encode(batch.next_obs)
@@ -224,53 +187,53 @@ class DDPGAgent(nn.Module):
             with self._autocast():
                 reward, plugin_metrics = self.plugin.update(plugin_batch, step)
             reward = reward.detach().float()
-            metrics.update(plugin_metrics)
-            check_finite("intrinsic reward", reward, step, self.seeds)
-            metrics["intrinsic_reward"] = seed_mean(reward)
-        metrics["batch_reward"] = seed_mean(reward)
+            metrics.update({k: float(v) for k, v in plugin_metrics.items()})  # floats or 0-d tensors
+            check_finite("intrinsic reward", reward, step)
+            metrics["intrinsic_reward"] = reward.mean().item()
+        metrics["batch_reward"] = reward.mean().item()
         skill = batch.skill
         metrics.update(self._update_critic(obs, batch.action, reward, batch.discount, next_obs, skill, step))
         metrics.update(self._update_actor(obs.detach(), skill, step))
         self._soft_update_target()
         return metrics
 
-    def _update_critic(self, obs, action, reward, discount, next_obs, skill, step: int) -> dict[str, torch.Tensor]:
+    def _update_critic(self, obs, action, reward, discount, next_obs, skill, step: int) -> dict[str, float]:
         std = schedule(self.stddev_schedule, step)
         with torch.no_grad(), self._autocast():
             next_in = self._policy_input(next_obs, skill)
-            next_action = noisy_action(self.actor(next_in).float(), std, self.stddev_clip, self.streams)
+            next_action = noisy_action(self.actor(next_in).float(), std, self.stddev_clip)
             target_q1, target_q2 = self.critic_target(next_in, next_action)
             target_q = reward + discount * torch.min(target_q1, target_q2).float()
         with self._autocast():
             q1, q2 = self.critic(self._policy_input(obs, skill), action)
-        loss = seed_mean((q1.float() - target_q).pow(2)) + seed_mean((q2.float() - target_q).pow(2))
-        check_finite("critic loss", loss, step, self.seeds)
+        loss = F.mse_loss(q1.float(), target_q) + F.mse_loss(q2.float(), target_q)
+        check_finite("critic loss", loss, step)
         self.critic_opt.zero_grad(set_to_none=True)
-        loss.sum().backward()  # seeds share no weight: each gets its own loss's gradient
+        loss.backward()
         self.critic_opt.step()
         return {
-            "critic_loss": loss.detach(),
-            "critic_q1": seed_mean(q1.detach().float()),
-            "critic_target_q": seed_mean(target_q),
+            "critic_loss": loss.item(),
+            "critic_q1": q1.float().mean().item(),
+            "critic_target_q": target_q.mean().item(),
         }
 
-    def _update_actor(self, obs, skill, step: int) -> dict[str, torch.Tensor]:
+    def _update_actor(self, obs, skill, step: int) -> dict[str, float]:
         std = schedule(self.stddev_schedule, step)
         # The actor loss must not build gradients for the critic's weights.
         self.critic.requires_grad_(False)
         try:
             with self._autocast():
                 policy_in = self._policy_input(obs, skill)
-                action = noisy_action(self.actor(policy_in).float(), std, self.stddev_clip, self.streams)
+                action = noisy_action(self.actor(policy_in).float(), std, self.stddev_clip)
                 q1, q2 = self.critic(policy_in, action)
-            loss = -seed_mean(torch.min(q1, q2).float())
-            check_finite("actor loss", loss, step, self.seeds)
+            loss = -torch.min(q1, q2).float().mean()
+            check_finite("actor loss", loss, step)
             self.actor_opt.zero_grad(set_to_none=True)
-            loss.sum().backward()
+            loss.backward()
             self.actor_opt.step()
         finally:
             self.critic.requires_grad_(True)
-        return {"actor_loss": loss.detach()}
+        return {"actor_loss": loss.item()}
 
     @torch.no_grad()
     def _soft_update_target(self) -> None:
@@ -278,56 +241,51 @@ class DDPGAgent(nn.Module):
         target = list(self.critic_target.parameters())
         torch._foreach_lerp_(target, online, self.tau)
 
-    # --- persistence (per seed, in the single-seed layout: see urlb.seeds) ---
-    NETWORKS = ("actor", "critic", "critic_target", "encoder")
-
-    def networks_state(self, index: int = 0) -> dict[str, dict]:
-        """State dicts of seed ``index``'s networks and optimisers (a snapshot's payload)."""
-        state = {name: seed_state(getattr(self, name).state_dict(), index) for name in self.NETWORKS}
-        state["actor_opt"] = optimizer_seed_state(self.actor_opt, index)
-        state["critic_opt"] = optimizer_seed_state(self.critic_opt, index)
+    # --- persistence ---
+    def networks_state(self) -> dict[str, dict]:
+        """State dicts of every network and optimiser (a snapshot's payload)."""
+        state = {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "encoder": self.encoder.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+        }
         if self.plugin is not None:
-            state["plugin"] = seed_state(self.plugin.state_dict(), index)
-            state["plugin_opt"] = {k: optimizer_seed_state(opt, index) for k, opt in self.plugin.optimizers().items()}
+            state["plugin"] = self.plugin.state_dict()
+            state["plugin_opt"] = {k: opt.state_dict() for k, opt in self.plugin.optimizers().items()}
         return state
 
-    def load_networks(self, state: dict[str, dict], parts: tuple[str, ...], index: int = 0) -> None:
-        """Load the named parts (e.g. actor, critic, encoder, plugin) of a snapshot payload into
-        seed ``index``."""
+    def load_networks(self, state: dict[str, dict], parts: tuple[str, ...]) -> None:
+        """Load the named parts (e.g. actor, critic, encoder, plugin) from a snapshot payload."""
         for part in parts:
             if part not in state:
                 continue
             if part == "plugin_opt":
                 for name, opt in self.plugin.optimizers().items():
-                    load_optimizer_seed_state(opt, index, state[part][name])
-            elif part.endswith("_opt"):
-                load_optimizer_seed_state(getattr(self, part), index, state[part])
+                    opt.load_state_dict(state[part][name])
             else:
-                load_seed_state(getattr(self, part), index, state[part])
+                getattr(self, part).load_state_dict(state[part])
         if "critic" in parts and "critic_target" not in parts:
-            self._copy_critic_to_target(index)
+            self.critic_target.load_state_dict(self.critic.state_dict())
 
-    @torch.no_grad()
-    def _copy_critic_to_target(self, index: int) -> None:
-        for target, online in zip(self.critic_target.parameters(), self.critic.parameters()):
-            target[index].copy_(online[index])
-
-    def init_from(self, state: dict[str, dict], load_plugin: bool = True, index: int = 0) -> None:
-        """Fine-tuning initialisation of seed ``index`` from a snapshot payload, as URLB's
-        ``init_from`` with ``init_critic: true``: the encoder, the actor and only the critic's
-        trunk are copied (the whole critic where the plugin says so: ProtoRL); the Q heads, the
-        target critic and every optimiser keep this agent's fresh initialisation.
+    def init_from(self, state: dict[str, dict], load_plugin: bool = True) -> None:
+        """Fine-tuning initialisation from a snapshot payload, as URLB's ``init_from`` with
+        ``init_critic: true``: the encoder, the actor and only the critic's trunk are copied (the
+        whole critic where the plugin says so: ProtoRL); the Q heads, the target critic and every
+        optimiser keep this agent's fresh initialisation.
         ``load_plugin`` also loads the pre-trained plugin (skill selection may need it, e.g. to
         score or regress skills; it never reaches the actor or critic)."""
         missing = [k for k in ("actor", "critic", "encoder") if k not in state]
         if missing:
             raise KeyError(f"snapshot payload lacks {', '.join(missing)}; it needs actor, critic and encoder")
-        load_seed_state(self.encoder, index, state["encoder"])
-        load_seed_state(self.actor, index, state["actor"])
+        self.encoder.load_state_dict(state["encoder"])
+        self.actor.load_state_dict(state["actor"])
         if self.plugin is not None and self.plugin.finetune_critic_copy == "all":
-            load_seed_state(self.critic, index, state["critic"])
+            self.critic.load_state_dict(state["critic"])
         else:
             trunk = {k[len("trunk.") :]: v for k, v in state["critic"].items() if k.startswith("trunk.")}
-            load_seed_state(self.critic.trunk, index, trunk)
+            self.critic.trunk.load_state_dict(trunk)
         if load_plugin and self.plugin is not None and "plugin" in state:
-            load_seed_state(self.plugin, index, state["plugin"])
+            self.plugin.load_state_dict(state["plugin"])

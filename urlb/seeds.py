@@ -1,174 +1,143 @@
-"""The seed dimension: several seeds of one configuration trained side by side in one process.
+"""Several seeds of one configuration trained in one process (``seeds=[1,2,3]``).
 
-Every network parameter, buffer and batch tensor of an agent has a leading seed dimension S
-(S = 1 for an ordinary single-seed run). An agent for seeds [s1, ..., sS] is built as S
-single-seed agents, each constructed after ``torch.manual_seed(s)`` exactly as a single-seed run
-builds it, then stacked along that dimension (:func:`stack_seeds`): one set of batched kernels
-and one optimiser step serve all seeds. Losses are per-seed vectors (S,) and are summed before
-``backward``; seeds share no parameter, so each seed's gradient is the one its own loss gives,
-and Adam (element-wise) then takes exactly the step S separate optimisers would take.
+The framework's job, never a method's: a method is a plain single-seed module. :class:`SeedAgents`
+holds one ordinary single-seed agent per seed, each built after ``torch.manual_seed(seed)``
+exactly as a single-seed run builds it, and steps them in lockstep: for every call that may draw
+random numbers (acting, sampling the replay, updating) it swaps torch's global random state to
+that seed's own and back (:meth:`SeedAgents.seed_rng`). So each seed draws the numbers its
+single-seed run draws, in the same order, and runs the same kernels on the same inputs: a seed
+trained beside others computes what it computes alone, bit for bit (same thread count), even
+where a method draws random numbers (SMM's VAE, ProtoRL's candidates, pixel shifts).
 
-Snapshots and checkpoints stay per seed and keep the single-seed layout: :func:`seed_state`
-takes a seed's slice, :func:`load_seed_state` writes one back, so a file written by a
-multi-seed run loads into a single-seed run and the other way round.
-
-Randomness is per seed too: :class:`SeedStreams` holds one torch generator per seed. A
-single-seed run uses torch's default generator (seeded by the run's seed), so its draws are the
-ones it made before the seed dimension existed.
+A single seed takes the plain path: one agent, torch's global generator left as it is, no
+swapping. Snapshots and checkpoints are per seed, in the single-seed layout, because each seed
+*is* a single-seed agent. Why a list and not ``torch.func.vmap`` over stacked weights: vmap
+cannot wrap a method's own ``loss.backward()`` and ``optimizer.step()``, and on a CPU the
+measured speed does not pay for a second code path (docs/seeds.md has the figures).
 """
 
 from __future__ import annotations
 
-import copy
-from typing import Sequence
+import contextlib
+from typing import Callable, Iterator, Sequence
 
+import numpy as np
 import torch
-from torch import nn
+
+from urlb.ddpg import DDPGAgent, NonFiniteError
+from urlb.replay import Batch
 
 
-def default_generator(device: torch.device) -> torch.Generator:
-    """torch's global generator for ``device`` (the one ``torch.manual_seed`` seeds)."""
+def _device_rng(device: torch.device):
+    """(get_state, set_state) of torch's global generator that draws on ``device``."""
     if device.type == "cuda":
-        return torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
-    return torch.default_generator
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return (lambda: torch.cuda.get_rng_state(index)), (lambda s: torch.cuda.set_rng_state(s, index))
+    return torch.get_rng_state, torch.set_rng_state
 
 
-class SeedStreams:
-    """One random stream per seed; every random draw of an update or an action goes through it,
-    so a seed's numbers do not depend on which other seeds share the process."""
+class SeedAgents:
+    """One single-seed :class:`~urlb.ddpg.DDPGAgent` per seed, stepped together; each seed keeps
+    its own torch random state (``rng_states``) between calls."""
 
-    def __init__(self, seeds: Sequence[int], device: str | torch.device = "cpu") -> None:
-        self.seeds = [int(s) for s in seeds]
-        self.device = torch.device(device)
-        if len(self.seeds) == 1:
-            self.generators = [default_generator(self.device)]
-        else:
-            self.generators = [torch.Generator(self.device).manual_seed(s) for s in self.seeds]
+    def __init__(self, agents: Sequence[DDPGAgent], seeds: Sequence[int], rng_states: Sequence | None = None) -> None:
+        if len(agents) != len(seeds):
+            raise ValueError(f"{len(agents)} agents for {len(seeds)} seeds")
+        self.agents, self.seeds = list(agents), [int(s) for s in seeds]
+        self.device = self.agents[0].device
+        # Several seeds: each seed's torch state, (CPU state, device state or None).
+        self._states = list(rng_states) if rng_states is not None else [None] * len(self.agents)
+
+    @classmethod
+    def build(cls, make: Callable[[], DDPGAgent], seeds: Sequence[int]) -> SeedAgents:
+        """Agents made by ``make()``. One seed: built from torch's current random state (the caller
+        seeded it). Several: seed s is built right after ``torch.manual_seed(s)`` and keeps the
+        random state its build leaves, as a single-seed run of s does."""
+        if len(seeds) == 1:
+            return cls([make()], seeds)
+        agents, states = [], []
+        with torch.random.fork_rng(devices=[]):  # the caller's global state is left as it was
+            for seed in seeds:
+                torch.manual_seed(seed)
+                agents.append(make())
+                states.append(_capture(agents[-1].device))
+        return cls(agents, seeds, states)
 
     def __len__(self) -> int:
-        return len(self.seeds)
+        return len(self.agents)
 
-    def randn(self, *shape: int) -> torch.Tensor:
-        """Standard normal draws of ``shape`` for each seed: (S, *shape)."""
-        return torch.stack([torch.randn(shape, generator=g, device=self.device) for g in self.generators])
+    def __getitem__(self, index: int) -> DDPGAgent:
+        return self.agents[index]
 
-    def randint(self, high: int, *shape: int, dtype: torch.dtype = torch.int64) -> torch.Tensor:
-        """Uniform integers in [0, high) of ``shape`` for each seed: (S, *shape)."""
-        return torch.stack(
-            [torch.randint(0, high, shape, generator=g, device=self.device, dtype=dtype) for g in self.generators]
-        )
+    @property
+    def plugin(self):
+        """The first seed's plugin: what skills schedules and metadata ask (the same class and
+        configuration in every seed)."""
+        return self.agents[0].plugin
 
-    def multinomial(self, prob: torch.Tensor, num_samples: int) -> torch.Tensor:
-        """``torch.multinomial`` of each seed's rows of ``prob`` (S, R, N) with its own stream."""
-        return torch.stack([torch.multinomial(p, num_samples, generator=g) for p, g in zip(prob, self.generators)])
+    @property
+    def skill_dim(self) -> int:
+        return self.agents[0].skill_dim
+
+    @property
+    def action_dim(self) -> int:
+        return self.agents[0].action_dim
+
+    # --- random state ---
+    @contextlib.contextmanager
+    def seed_rng(self, index: int) -> Iterator[None]:
+        """Run the block with seed ``index``'s torch random state as the global one (a single
+        seed: the global state itself, untouched)."""
+        if len(self.agents) == 1:
+            yield
+            return
+        outer = _capture(self.device)
+        _restore(self._states[index], self.device)
+        try:
+            yield
+        finally:
+            self._states[index] = _capture(self.device)
+            _restore(outer, self.device)
 
     def get_state(self, index: int) -> torch.Tensor:
-        return self.generators[index].get_state()
+        """Seed ``index``'s CPU random state (what a single-seed checkpoint holds)."""
+        return torch.get_rng_state() if len(self.agents) == 1 else self._states[index][0]
 
     def set_state(self, index: int, state: torch.Tensor) -> None:
-        self.generators[index].set_state(state)
-
-
-def seed_mean(x: torch.Tensor) -> torch.Tensor:
-    """Mean over everything but the seed dimension: (S, ...) -> (S,), a per-seed loss."""
-    return x.reshape(x.shape[0], -1).mean(1)
-
-
-def stack_seeds(modules: Sequence[nn.Module]) -> nn.Module:
-    """One module holding ``modules`` (single-seed, same architecture) side by side: a copy of
-    the first whose parameters and buffers (non-persistent ones included) are the concatenation
-    of all along dimension 0.
-    Optimisers the module holds follow their (copied) parameters and start empty."""
-    if len(modules) == 1:
-        return modules[0]
-    combined = copy.deepcopy(modules[0])
-    states = [m.state_dict(keep_vars=True) for m in modules]
-    for name, tensor in combined.state_dict(keep_vars=True).items():
-        stacked = torch.cat([s[name].detach() for s in states])
-        if isinstance(tensor, nn.Parameter):
-            tensor.data = stacked
+        if len(self.agents) == 1:
+            torch.set_rng_state(state)
         else:
-            _set_buffer(combined, name, stacked)
-    # Non-persistent buffers (outside state_dict, e.g. APS's phi as initialised) are per seed too.
-    persistent = set(states[0])
-    others = [dict(m.named_buffers()) for m in modules]
-    for name, _ in list(combined.named_buffers()):
-        if name not in persistent:
-            _set_buffer(combined, name, torch.cat([o[name].detach() for o in others]))
-    return combined
+            self._states[index] = (state, self._states[index][1])
+
+    # --- lockstep calls ---
+    def act(self, obs: Sequence[np.ndarray], skills: Sequence, step: int, eval_mode: bool) -> list[np.ndarray]:
+        """Each seed's action for its own observation and skill."""
+        actions = []
+        for index, agent in enumerate(self.agents):
+            with self.seed_rng(index):
+                actions.append(agent.act(obs[index], skills[index], step, eval_mode))
+        return actions
+
+    def update(self, sample: Callable[[int], Batch], step: int) -> list[dict[str, float]]:
+        """One update per seed on the batch ``sample(index)`` draws (inside the seed's random
+        state, as a single-seed run samples its replay); each seed's metrics."""
+        metrics = []
+        for index, agent in enumerate(self.agents):
+            with self.seed_rng(index):
+                try:
+                    metrics.append(agent.update(sample(index), step))
+                except NonFiniteError as exc:
+                    seed = self.seeds[index]
+                    raise NonFiniteError(f"seed {seed}: {exc}" if len(self.agents) > 1 else str(exc), seed) from exc
+        return metrics
 
 
-def _set_buffer(module: nn.Module, name: str, value: torch.Tensor) -> None:
-    owner_path, _, attr = name.rpartition(".")
-    owner = module.get_submodule(owner_path) if owner_path else module
-    owner._buffers[attr] = value
+def _capture(device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    device_state = _device_rng(device)[0]() if device.type == "cuda" else None
+    return torch.get_rng_state(), device_state
 
 
-def seed_state(state: dict[str, torch.Tensor], index: int) -> dict[str, torch.Tensor]:
-    """Seed ``index``'s slice of a stacked ``state_dict``: the single-seed layout."""
-    return {k: v[index].clone() for k, v in state.items()}
-
-
-@torch.no_grad()
-def load_seed_state(module: nn.Module, index: int, state: dict[str, torch.Tensor]) -> None:
-    """Write a single-seed ``state_dict`` into seed ``index`` of ``module``; a key or shape that
-    does not fit is a clear error."""
-    own = module.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise KeyError(f"state does not fit {type(module).__name__}: missing {missing}, unexpected {unexpected}")
-    for name, tensor in own.items():
-        value = state[name]
-        if tuple(value.shape) != tuple(tensor.shape[1:]):
-            raise ValueError(
-                f"{type(module).__name__}.{name}: shape {tuple(value.shape)} in the state, "
-                f"{tuple(tensor.shape[1:])} expected"
-            )
-        tensor[index].copy_(value)
-
-
-# Optimiser state entries shared by all seeds (they step together); every other entry of a
-# parameter's state has the parameter's shape, seed dimension first.
-SHARED_OPTIMIZER_KEYS = ("step",)
-
-
-def _params(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
-    return [p for group in optimizer.param_groups for p in group["params"]]
-
-
-def optimizer_seed_state(optimizer: torch.optim.Optimizer, index: int) -> dict:
-    """Seed ``index``'s slice of an optimiser's ``state_dict``, in the single-seed layout."""
-    full = optimizer.state_dict()
-    state = {
-        pid: {k: v.clone() if k in SHARED_OPTIMIZER_KEYS else v[index].clone() for k, v in per_param.items()}
-        for pid, per_param in full["state"].items()
-    }
-    return {"state": state, "param_groups": full["param_groups"]}
-
-
-@torch.no_grad()
-def load_optimizer_seed_state(optimizer: torch.optim.Optimizer, index: int, state: dict) -> None:
-    """Write a single-seed optimiser ``state_dict`` into seed ``index`` of ``optimizer``."""
-    params = _params(optimizer)
-    if len(state["param_groups"]) != len(optimizer.param_groups) or len(
-        [p for g in state["param_groups"] for p in g["params"]]
-    ) != len(params):
-        raise ValueError("optimiser state does not fit: different parameter groups")
-    for pid, per_param in state["state"].items():
-        param = params[pid]
-        own = optimizer.state[param]
-        for k, v in per_param.items():
-            if k in SHARED_OPTIMIZER_KEYS:
-                own[k] = v.clone().to(param.device) if isinstance(v, torch.Tensor) else v
-                continue
-            if k not in own:
-                own[k] = torch.zeros_like(param)
-            own[k][index].copy_(v)
-
-
-def first_bad_seed(value: torch.Tensor) -> int | None:
-    """Index of the first seed whose entries of ``value`` (S, ...) are not all finite."""
-    finite = torch.isfinite(value.reshape(value.shape[0], -1)).all(1)
-    if bool(finite.all()):
-        return None
-    return int((~finite).nonzero()[0])
+def _restore(state: tuple[torch.Tensor, torch.Tensor | None], device: torch.device) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        _device_rng(device)[1](state[1])

@@ -1,7 +1,9 @@
 """The methods: a registry of plugins and ``build_agent``, the one place an agent is built.
 
 ``ddpg`` is the plain backbone (no plugin). Every other name maps to a plugin class; the
-constructor's keyword arguments are the agent-config keys that plugin takes.
+constructor's keyword arguments are the agent-config keys that plugin takes. A method from the
+user's own package is named by its dotted path instead (``agent=my_package.my_method:MyAgent``,
+:mod:`urlb.agents.external`); its config records that path under ``target``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from urlb.errors import ConfigError
 if TYPE_CHECKING:
     from urlb.agents.base import Plugin
     from urlb.ddpg import DDPGAgent
+    from urlb.seeds import SeedAgents
 
 # name -> "module:Class"; imported lazily so one broken method cannot break the others.
 REGISTRY: dict[str, str | None] = {
@@ -35,7 +38,7 @@ REGISTRY: dict[str, str | None] = {
     "aps": "urlb.agents.aps:APS",
 }
 # Agent-config keys the training loop reads (everything else is the backbone's or the plugin's).
-LOOP_KEYS = ("name", "update_every_steps")
+LOOP_KEYS = ("name", "update_every_steps", "target")
 # Keys that run configs written by earlier versions hold and nothing reads any more (tools that
 # read old run directories ignore them; Hydra refuses them on the command line).
 LEGACY_KEYS = ("skill_selection", "skill_selection_candidates")
@@ -58,19 +61,27 @@ def agent_names() -> list[str]:
     return sorted(REGISTRY)
 
 
-def plugin_class(name: str) -> type[Plugin] | None:
-    """The plugin class of agent ``name`` (None for plain DDPG); a clear error if unknown."""
+def plugin_class(name: str, target: str | None = None) -> type[Plugin] | None:
+    """The plugin class of agent ``name`` (None for plain DDPG), or of the dotted path ``target``
+    (``module:Class``) of a method outside the registry; a clear error if unknown."""
+    from urlb.agents.external import import_target, is_target
+
+    if target is not None or is_target(name):
+        return import_target(target or name)
     if name not in REGISTRY:
-        raise ConfigError(f"agent={name!r} is not valid; choose one of: {', '.join(agent_names())}")
-    target = REGISTRY[name]
-    if target is None:
+        raise ConfigError(
+            f"agent={name!r} is not valid; choose one of: {', '.join(agent_names())}, or your own "
+            "method's class as agent=my_package.my_method:MyAgent"
+        )
+    registered = REGISTRY[name]
+    if registered is None:
         return None
-    module, cls = target.split(":")
+    module, cls = registered.split(":")
     return getattr(importlib.import_module(module), cls)
 
 
-def make_plugin(name: str, obs_dim: int, action_dim: int, **kwargs) -> Plugin | None:
-    cls = plugin_class(name)
+def make_plugin(name: str, obs_dim: int, action_dim: int, target: str | None = None, **kwargs) -> Plugin | None:
+    cls = plugin_class(name, target)
     return None if cls is None else cls(obs_dim, action_dim, **kwargs)
 
 
@@ -86,7 +97,7 @@ def split_agent_config(agent_cfg: DictConfig | dict) -> tuple[dict[str, Any], di
 
     cfg = OmegaConf.to_container(agent_cfg, resolve=True) if isinstance(agent_cfg, DictConfig) else dict(agent_cfg)
     cfg = {k: v for k, v in cfg.items() if k not in LEGACY_KEYS}
-    cls = plugin_class(cfg["name"])
+    cls = plugin_class(cfg["name"], cfg.get("target"))
     backbone_keys, plugin_keys = config_keys(DDPGAgent), config_keys(cls) if cls is not None else set()
     unknown = sorted(set(cfg) - backbone_keys - plugin_keys - set(LOOP_KEYS))
     if unknown:
@@ -100,41 +111,11 @@ def split_agent_config(agent_cfg: DictConfig | dict) -> tuple[dict[str, Any], di
 
 
 def build_agent(
-    cfg: DictConfig,
-    obs_shape: tuple[int, ...],
-    action_dim: int,
-    device: str | torch.device,
-    reward_free: bool,
-    seeds: list[int] | None = None,
+    cfg: DictConfig, obs_shape: tuple[int, ...], action_dim: int, device: str | torch.device, reward_free: bool
 ) -> DDPGAgent:
     """The DDPG backbone with the configured method's plugin (``cfg`` is a run config with
-    ``agent``, ``obs_type`` and optionally ``precision`` and ``compile``).
-
-    ``seeds``: one agent holding these seeds side by side (:mod:`urlb.seeds`), seed s built after
-    ``torch.manual_seed(s)`` so that its initial weights and random stream are those of a
-    single-seed run of seed s. None: one seed, built from torch's current random state (the
-    caller seeded it)."""
-    from urlb.seeds import default_generator, stack_seeds
-
-    if seeds is None or len(seeds) == 1:
-        agent = _build_one(cfg, obs_shape, action_dim, device, reward_free)
-        agent.set_seeds(seeds or [int(cfg.get("seed", 0))])
-    else:
-        agents, stream_states = [], []
-        for seed in seeds:
-            torch.manual_seed(seed)
-            agents.append(_build_one(cfg, obs_shape, action_dim, device, reward_free))
-            stream_states.append(default_generator(agents[-1].device).get_state())
-        agent = stack_seeds(agents)
-        agent.set_seeds(seeds)
-        for index, state in enumerate(stream_states):  # each stream continues where its seed's build left it
-            agent.streams.set_state(index, state)
-    if cfg.get("compile"):
-        agent.compile_networks(cfg.compile)
-    return agent
-
-
-def _build_one(cfg: DictConfig, obs_shape, action_dim: int, device, reward_free: bool) -> DDPGAgent:
+    ``agent``, ``obs_type`` and optionally ``precision`` and ``compile``), built from torch's
+    current random state (the caller seeded it). One seed: several are :func:`build_seed_agents`."""
     from urlb.ddpg import DDPGAgent
     from urlb.nets import Encoder
 
@@ -142,7 +123,7 @@ def _build_one(cfg: DictConfig, obs_shape, action_dim: int, device, reward_free:
     pixels = cfg.obs_type == "pixels"
     # Pixel plugins see encoder features; a throwaway encoder gives their size.
     feat_dim = Encoder(obs_shape).repr_dim if pixels else int(np.prod(obs_shape))
-    plugin = make_plugin(cfg.agent.name, feat_dim, action_dim, **plugin_kwargs)
+    plugin = make_plugin(cfg.agent.name, feat_dim, action_dim, cfg.agent.get("target"), **plugin_kwargs)
     return DDPGAgent(
         cfg.obs_type,
         obs_shape,
@@ -151,5 +132,22 @@ def _build_one(cfg: DictConfig, obs_shape, action_dim: int, device, reward_free:
         plugin=plugin,
         reward_free=reward_free,
         precision=cfg.get("precision", "fp32"),
+        compile_backend=cfg.get("compile") or None,
         **backbone_kwargs,
     )
+
+
+def build_seed_agents(
+    cfg: DictConfig,
+    obs_shape: tuple[int, ...],
+    action_dim: int,
+    device: str | torch.device,
+    reward_free: bool,
+    seeds: list[int],
+) -> SeedAgents:
+    """One agent per seed, stepped together (:mod:`urlb.seeds`): seed s built after
+    ``torch.manual_seed(s)``, as a single-seed run of s builds it. One seed: built from torch's
+    current random state."""
+    from urlb.seeds import SeedAgents
+
+    return SeedAgents.build(lambda: build_agent(cfg, obs_shape, action_dim, device, reward_free), seeds)

@@ -7,13 +7,11 @@ import copy
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from urlb.agents.base import Metrics, Plugin, check_option
 from urlb.agents.rewards import ParticleEntropy
 from urlb.nets import Critic, adam, mlp, weight_init
 from urlb.replay import Batch
-from urlb.seeds import seed_mean
 
 # How fine-tuning infers the task vector w from features phi (N, d) and task rewards r (N,):
 # URLB calls lstsq(r, phi), i.e. regresses the features on the reward, w ∝ phi^T r;
@@ -93,10 +91,9 @@ class APS(Plugin):
         self.task_regression = task_regression
         self.phi = mlp(obs_dim, hidden_dim, sf_dim, num_hidden=2)
         self.apply(weight_init)
-        # phi as initialised, held in non-persistent buffers: out of the state dict, so that a
-        # snapshot load leaves it as URLB's fine-tuning agent has it (freshly initialised), yet
-        # moved by .to() and stacked with the other seeds' like every buffer.
-        self._initial_phi = frozen_copy(self.phi)
+        # phi as initialised, kept out of the state dict (a list hides it from nn.Module), so that a
+        # snapshot load leaves it as URLB's fine-tuning agent has it: freshly initialised.
+        self._initial_phi = [copy.deepcopy(self.phi).requires_grad_(False)]
         # URLB's PBE divides distances by their running mean (knn_rms), not their std.
         self.entropy = ParticleEntropy(knn_k, knn_avg, "mean" if knn_rms else "none", knn_clip)
         self.optimizer = self.add_optimizer("optimizer", adam(self.phi.parameters(), lr=lr))
@@ -118,29 +115,30 @@ class APS(Plugin):
         return F.normalize(rep, dim=-1) if normalize else rep
 
     @torch.no_grad()
-    def regress_skill(self, obs: torch.Tensor, reward: torch.Tensor) -> np.ndarray:
-        """Per seed, the task vector that explains the task reward of ``obs`` (S, B, D) in
-        (unit-norm) feature space (phi chosen by ``regress_features``): (S, skill_dim), a row of
-        NaN for a seed whose rewards determine no direction (e.g. all zero). URLB regresses on
-        the observation s_t and the batch's n-step reward ``reward`` (S, B, 1)."""
-        phi = self.phi if self.regress_features == "pretrained" else self._initial_phi
-        features = F.normalize(phi(obs.float()).float(), dim=-1)
-        rows = [infer_task(f, r, self.task_regression) for f, r in zip(features, reward)]
-        return np.stack([np.full(self.skill_dim, np.nan, np.float32) if w is None else w for w in rows])
+    def regress_skill(self, obs: torch.Tensor, reward: torch.Tensor) -> np.ndarray | None:
+        """The task vector that explains the task reward of ``obs`` in (unit-norm) feature space
+        (phi chosen by ``regress_features``); URLB regresses on the observation s_t and the
+        batch's n-step reward."""
+        if self.regress_features == "pretrained":
+            features = self.features(obs)
+        else:
+            phi = self._initial_phi[0] = self._initial_phi[0].to(obs.device)
+            features = F.normalize(phi(obs.float()).float(), dim=-1)
+        return infer_task(features, reward, self.task_regression)
 
     # --- learning ---
     def update(self, batch: Batch, step: int) -> tuple[torch.Tensor, Metrics]:
         task = batch.skill.float()
-        loss = -seed_mean((task * self.features(batch.next_obs)).sum(dim=-1))
+        loss = -(task * self.features(batch.next_obs)).sum(dim=1).mean()
         self.step(self.optimizer, loss)
         with torch.no_grad():  # reward after the step, as URLB: entropy of the unnormalised phi(s')
             rep = self.features(batch.next_obs, normalize=False)
             ent = self.entropy(rep)
-            sf = (task * F.normalize(rep, dim=-1)).sum(dim=-1, keepdim=True)
+            sf = (task * F.normalize(rep, dim=1)).sum(dim=1, keepdim=True)
         return ent + sf, {
-            "aps_loss": loss.detach(),
-            "aps_entropy_reward": seed_mean(ent),
-            "aps_sf_reward": seed_mean(sf),
+            "aps_loss": loss.item(),
+            "aps_entropy_reward": ent.mean().item(),
+            "aps_sf_reward": sf.mean().item(),
         }
 
     @torch.no_grad()
@@ -149,15 +147,4 @@ class APS(Plugin):
         on a copy (URLB divides by the mean after adding the batch; a fresh mean is 0)."""
         rep = self.features(batch.next_obs, normalize=False)
         ent = copy.deepcopy(self.entropy)(rep)
-        return ent + (batch.skill.float() * F.normalize(rep, dim=-1)).sum(dim=-1, keepdim=True)
-
-
-def frozen_copy(module: nn.Module) -> nn.Module:
-    """A copy of ``module`` whose parameters are non-persistent buffers: not trained, not in
-    ``state_dict``."""
-    copied = copy.deepcopy(module)
-    for sub in copied.modules():
-        for name, param in list(sub.named_parameters(recurse=False)):
-            delattr(sub, name)
-            sub.register_buffer(name, param.detach(), persistent=False)
-    return copied
+        return ent + (batch.skill.float() * F.normalize(rep, dim=1)).sum(dim=1, keepdim=True)

@@ -7,9 +7,8 @@ from torch import nn
 
 from urlb.agents.base import Metrics, Plugin, check_option
 from urlb.agents.rewards import DISTANCE_NORMALISERS, ParticleEntropy
-from urlb.nets import SeedLayerNorm, SeedLinear, adam, mlp, weight_init
+from urlb.nets import adam, mlp, weight_init
 from urlb.replay import Batch
-from urlb.seeds import seed_mean
 
 REPRESENTATIONS = ("icm", "state")
 REWARD_OBS = ("obs", "next_obs")  # rewarded state: s_t (URLB) or s_{t+n}
@@ -17,22 +16,20 @@ ICM_NEXT = ("nstep", "one_step")  # ICM's next state: the sampled s_{t+n} (URLB)
 
 
 class ICM(nn.Module):
-    """Representation trained by forward and inverse dynamics (URLB's APT representation).
-    Inputs (S, B, ...), one set of weights per seed."""
+    """Representation trained by forward and inverse dynamics (URLB's APT representation)."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int, rep_dim: int) -> None:
         super().__init__()
-        self.trunk = nn.Sequential(SeedLinear(obs_dim, rep_dim), SeedLayerNorm(rep_dim), nn.Tanh())
+        self.trunk = nn.Sequential(nn.Linear(obs_dim, rep_dim), nn.LayerNorm(rep_dim), nn.Tanh())
         self.forward_net = mlp(rep_dim + action_dim, hidden_dim, rep_dim, num_hidden=1)
         self.inverse_net = nn.Sequential(mlp(2 * rep_dim, hidden_dim, action_dim, num_hidden=1), nn.Tanh())
         self.apply(weight_init)
 
     def loss(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor):
-        """Per-seed mean forward and inverse errors, each (S,)."""
         rep, next_rep = self.trunk(obs), self.trunk(next_obs)
         forward_error = (self.forward_net(torch.cat([rep, action], -1)).float() - next_rep.float()).norm(dim=-1)
         inverse_error = (self.inverse_net(torch.cat([rep, next_rep], -1)).float() - action).norm(dim=-1)
-        return seed_mean(forward_error), seed_mean(inverse_error)
+        return forward_error.mean(), inverse_error.mean()
 
 
 class APT(Plugin):
@@ -77,8 +74,7 @@ class APT(Plugin):
             self.optimizer = self.add_optimizer("optimizer", adam(self.icm.parameters(), lr=lr))
 
     def represent(self, obs: torch.Tensor) -> torch.Tensor:
-        """The space the entropy is measured in: (S, B, ...) -> (S, B, D)."""
-        return self.icm.trunk(obs) if self.icm is not None else obs.flatten(2).float()
+        return self.icm.trunk(obs) if self.icm is not None else obs.flatten(1).float()
 
     def _reward_input(self, batch: Batch) -> torch.Tensor:
         return batch.obs if self.reward_obs == "obs" else batch.next_obs
@@ -89,7 +85,7 @@ class APT(Plugin):
             next_obs = batch.next_obs if self.icm_next == "nstep" else batch.next_obs_1step
             forward_error, inverse_error = self.icm.loss(batch.obs, batch.action, next_obs)
             self.step(self.optimizer, forward_error + inverse_error)
-            metrics = {"icm_forward_error": forward_error.detach(), "icm_inverse_error": inverse_error.detach()}
+            metrics = {"icm_forward_error": forward_error.item(), "icm_inverse_error": inverse_error.item()}
         with torch.no_grad():  # after the ICM step, as URLB
             reward = self.scale * self.entropy(self.represent(self._reward_input(batch)))
         return reward, metrics

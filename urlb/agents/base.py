@@ -1,16 +1,20 @@
 """The plugin contract: what a pre-training method adds to the shared DDPG backbone.
 
-A plugin owns its networks and optimisers. ``update`` trains them on a sampled batch and returns
-that batch's intrinsic reward (relabelling old transitions with the current reward model, as
-URLB does); it never touches the actor or critic. Skill methods also declare a skill space: the
-backbone concatenates the skill to the observation features. The constructor's keyword
-arguments are the agent-config keys the plugin takes (``build_agent`` reads the signature).
+A plugin is a plain single-seed ``nn.Module`` written as the public code is: ``nn.Linear`` /
+``nn.Sequential`` networks (or :func:`urlb.nets.mlp`), batches shaped (B, ...), ``.mean()``,
+and torch's ordinary random functions (``torch.randn``...), which draw from the global generator.
+It owns its networks and optimisers (declared with :meth:`Plugin.add_optimizer`, so that
+checkpoints carry them). ``update`` trains them on a sampled batch and returns that batch's
+intrinsic reward (B, 1), detached, computed where the public code computes it (usually after
+the plugin's own optimiser step, relabelling old transitions with the current reward model, as
+URLB does), and a metrics dict of floats (or 0-d tensors); it never touches the actor or critic.
+``intrinsic_reward(batch)`` gives the reward alone for analysis, changing nothing. Skill methods
+also declare a skill space: the backbone concatenates the skill to the observation features.
+The constructor's keyword arguments are the agent-config keys the plugin takes (``build_agent``
+reads the signature).
 
-Seeds (see :mod:`urlb.seeds`): a plugin is built for one seed, from ``urlb.nets`` layers, and
-several are stacked along a leading seed dimension. So every parameter and buffer, every batch
-tensor (S, B, ...), every reward (S, B, 1) and every loss and metric (S,) has that dimension
-first; batch statistics (normalisers, nearest neighbours, softmax over the batch) stay within a
-seed, and random draws go through ``self.streams`` (one stream per seed).
+Several seeds in one process are the framework's business (:mod:`urlb.seeds`): a method never
+sees a seed dimension. ``urlb-check-agent pkg.module:Class`` runs a method through this contract.
 """
 
 from __future__ import annotations
@@ -20,9 +24,8 @@ import torch
 from torch import nn
 
 from urlb.replay import Batch
-from urlb.seeds import SeedStreams
 
-Metrics = dict[str, torch.Tensor]  # name -> per-seed values (S,)
+Metrics = dict[str, float | torch.Tensor]  # name -> a number (float or 0-d tensor)
 
 
 def check_option(method: str, key: str, value: str, valid: tuple[str, ...]) -> None:
@@ -43,12 +46,13 @@ class Plugin(nn.Module):
     # What URLB's ``init_from`` copies of the pre-trained critic: its trunk (every method but one) or
     # the whole critic, heads included (ProtoRL's own ``init_from``). The target critic stays fresh.
     finetune_critic_copy: str = "trunk"
+    # Observation types the method trains on (pixels: on the backbone's encoder features).
+    obs_types: tuple[str, ...] = ("states", "pixels")
 
     def __init__(self, obs_dim: int, action_dim: int) -> None:
         super().__init__()
         self.obs_dim, self.action_dim = obs_dim, action_dim
         self._optimizers: dict[str, torch.optim.Optimizer] = {}
-        self.streams: SeedStreams | None = None  # set by the backbone (DDPGAgent.set_seeds)
 
     # --- skills ---
     def sample_skill(self, rng: np.random.Generator) -> np.ndarray | None:
@@ -74,20 +78,19 @@ class Plugin(nn.Module):
 
     @staticmethod
     def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-        """One gradient step of ``optimizer`` on the per-seed losses ``loss`` (S,): their sum is
-        differentiated, which gives each seed's parameters its own loss's gradient."""
+        """One gradient step of ``optimizer`` on ``loss``."""
         optimizer.zero_grad(set_to_none=True)
-        loss.sum().backward()
+        loss.backward()
         optimizer.step()
 
     # --- learning ---
     def update(self, batch: Batch, step: int) -> tuple[torch.Tensor, Metrics]:
-        """Train the plugin's own networks on a batch (S, B, ...); return the batch's intrinsic
-        reward (S, B, 1), detached, and per-seed metrics (S,)."""
+        """Train the plugin's own networks on a batch; return the batch's intrinsic reward
+        (B, 1), detached, and metrics."""
         raise NotImplementedError
 
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:
-        """Reward (S, B, 1) with the current networks, for analysis: no training and no change to
+        """Reward (B, 1) with the current networks, for analysis: no training and no change to
         running statistics."""
         raise NotImplementedError
 

@@ -14,7 +14,6 @@ from urlb.agents.base import Metrics, Plugin, check_option
 from urlb.agents.rewards import DISTANCE_NORMALISERS, ParticleEntropy
 from urlb.nets import adam, mlp, weight_init
 from urlb.replay import Batch
-from urlb.seeds import seed_mean
 
 NCE_LOSSES = ("cic", "full")
 
@@ -70,35 +69,26 @@ class CIC(Plugin):
 
     def contrastive_logits(self, obs: torch.Tensor, next_obs: torch.Tensor, skill: torch.Tensor):
         """Cosine similarities / temperature between every skill (rows) and every transition
-        (columns) of a seed's batch, (S, B, B), plus the next-state embeddings f(s') (S, B, D)
-        (reused by the reward)."""
-        # one batched pass of f over s and s' (concatenated along the batch, within each seed)
-        state, next_state = self.state_net(torch.cat([obs, next_obs], dim=1)).chunk(2, dim=1)
-        query = F.normalize(self.skill_net(skill), dim=-1)
-        key = F.normalize(self.pred_net(torch.cat([state, next_state], dim=-1)), dim=-1)
-        # one seed: the plain matrix product (a batched one rounds its backward differently)
-        logits = (query[0] @ key[0].T)[None] if query.shape[0] == 1 else query @ key.transpose(1, 2)
-        return logits / self.temperature, next_state
+        (columns), plus the next-state embeddings f(s') (reused by the reward)."""
+        state, next_state = self.state_net(torch.cat([obs, next_obs])).chunk(2)  # one batched pass
+        query = F.normalize(self.skill_net(skill), dim=1)
+        key = F.normalize(self.pred_net(torch.cat([state, next_state], dim=1)), dim=1)
+        return query @ key.T / self.temperature, next_state
 
     def contrastive_loss(self, logits: torch.Tensor) -> torch.Tensor:
-        """Per-seed NCE loss (S,) of each skill's own transition against the seed's batch
-        (``logits`` (S, B, B)).
+        """NCE loss of each skill's own transition against the batch.
 
         ``nce=cic`` (CIC's code): denominator = sum_j exp(logit_ij) - e^{1/T} (the largest value
         the positive can take), clamped at 1e-6, and loss_i = -log(exp(logit_ii) / (denominator +
         1e-6)). ``nce=full`` (the paper's NCE): cross-entropy over all transitions.
         """
-        seeds, batch = logits.shape[:2]
+        labels = torch.arange(logits.shape[0], device=logits.device)
         if self.nce == "full":
-            labels = torch.arange(batch, device=logits.device)
-            if seeds == 1:  # one seed: the plain kernel, bit for bit a single-seed run's
-                return F.cross_entropy(logits[0], labels)[None]
-            per_pair = F.cross_entropy(logits.flatten(0, 1), labels.repeat(seeds), reduction="none")
-            return per_pair.view(seeds, batch).mean(1)
+            return F.cross_entropy(logits, labels)
         eps = 1e-6
-        negatives = (logits.exp().sum(dim=-1) - math.exp(1.0 / self.temperature)).clamp(min=eps)
-        positives = logits.diagonal(dim1=1, dim2=2).exp()
-        return seed_mean(-torch.log(positives / (negatives + eps)))
+        negatives = (logits.exp().sum(dim=1) - math.exp(1.0 / self.temperature)).clamp(min=eps)
+        positives = logits.diagonal().exp()
+        return -torch.log(positives / (negatives + eps)).mean()
 
     def update(self, batch: Batch, step: int) -> tuple[torch.Tensor, Metrics]:
         logits, next_state = self.contrastive_logits(batch.obs, batch.next_obs, batch.skill)
@@ -108,9 +98,8 @@ class CIC(Plugin):
             with torch.no_grad():
                 next_state = self.state_net(batch.next_obs)
         reward = self.scale * self.entropy(next_state.detach())
-        labels = torch.arange(logits.shape[1], device=logits.device)
-        accuracy = seed_mean((logits.detach().argmax(-1) == labels).float())
-        return reward, {"cic_contrastive_loss": loss.detach(), "cic_logits_accuracy": accuracy}
+        accuracy = (logits.argmax(1) == torch.arange(logits.shape[0], device=logits.device)).float().mean()
+        return reward, {"cic_contrastive_loss": loss.item(), "cic_logits_accuracy": accuracy.item()}
 
     @torch.no_grad()
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:

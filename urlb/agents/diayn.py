@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from urlb.agents.base import Metrics, OneHotSkills, Plugin
 from urlb.nets import adam, mlp, weight_init
 from urlb.replay import Batch
-from urlb.seeds import seed_mean
 
 
 class DIAYN(OneHotSkills, Plugin):
@@ -19,8 +18,7 @@ class DIAYN(OneHotSkills, Plugin):
     reward = log q(z|s') - log p(z) with a uniform prior p(z) = 1/skill_dim.
 
     As URLB's ``agent/diayn.py``: q is trained on s' = s_{t+n} (cross-entropy) and the reward is
-    computed with q after its optimiser step. Tensors carry the seed dimension first (S, B, ...);
-    the cross-entropy and accuracy are averaged within each seed's batch."""
+    computed with q after its optimiser step."""
 
     name = "diayn"
     # URLB fine-tunes DIAYN with a random one-hot redrawn every 50 steps and at episode starts.
@@ -45,23 +43,20 @@ class DIAYN(OneHotSkills, Plugin):
         self.optimizer = self.add_optimizer("optimizer", adam(self.discriminator.parameters(), lr=lr))
 
     def _reward_from_logits(self, logits: torch.Tensor, skill: torch.Tensor) -> torch.Tensor:
-        """Reward (S, B, 1) from discriminator logits (S, B, K) and one-hot skills (S, B, K)."""
-        log_q = F.log_softmax(logits, dim=-1).gather(-1, skill.argmax(-1, keepdim=True))
+        log_q = F.log_softmax(logits, dim=-1).gather(1, skill.argmax(-1, keepdim=True))
         return self.scale * (log_q - math.log(1.0 / self.skill_dim))
 
     def update(self, batch: Batch, step: int) -> tuple[torch.Tensor, Metrics]:
-        logits = self.discriminator(batch.next_obs)  # (S, B, K)
-        labels = batch.skill.argmax(-1)  # (S, B)
-        # Per-sample cross-entropy over all seeds' rows at once, then each seed's own mean.
-        per_sample = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none")
-        loss = seed_mean(per_sample.view(labels.shape))
+        logits = self.discriminator(batch.next_obs)
+        labels = batch.skill.argmax(-1)
+        loss = F.cross_entropy(logits, labels)
         self.step(self.optimizer, loss)
         if self.reward_after_update:  # URLB: the reward uses the discriminator after its step
             with torch.no_grad():
                 logits = self.discriminator(batch.next_obs)
         reward = self._reward_from_logits(logits.detach().float(), batch.skill)
-        accuracy = seed_mean((logits.argmax(-1) == labels).float())
-        return reward, {"diayn_loss": loss.detach(), "diayn_accuracy": accuracy}
+        accuracy = (logits.argmax(-1) == labels).float().mean()
+        return reward, {"diayn_loss": loss.item(), "diayn_accuracy": accuracy.item()}
 
     @torch.no_grad()
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:

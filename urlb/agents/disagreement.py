@@ -9,16 +9,12 @@ from urlb.agents.base import Metrics, Plugin, check_option
 from urlb.agents.icm import TRANSITIONS, successor
 from urlb.nets import adam, mlp
 from urlb.replay import Batch
-from urlb.seeds import seed_mean
 
 
 class Disagreement(Plugin):
     """Disagreement (Pathak et al., 2019) as in URLB: an ensemble of forward models trained on
     their own L2 prediction errors; reward = variance of their predictions across the ensemble
-    (unbiased), averaged over state dimensions.
-
-    The ensemble lives inside one seed: with several seeds side by side, predictions are
-    (S, models, B, obs_dim), the seed dimension first and the models' second."""
+    (unbiased), averaged over state dimensions."""
 
     name = "disagreement"
 
@@ -44,19 +40,19 @@ class Disagreement(Plugin):
         self.optimizer = self.add_optimizer("optimizer", adam(self.parameters(), lr=lr))
 
     def predictions(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """Every model's predicted next state, shape (S, models, B, obs_dim)."""
+        """Every model's predicted next state, shape (models, B, obs_dim)."""
         inputs = torch.cat([obs, action], dim=-1)
-        return torch.stack([model(inputs).float() for model in self.ensemble], dim=1)
+        return torch.stack([model(inputs).float() for model in self.ensemble])
 
     def update(self, batch: Batch, step: int) -> tuple[torch.Tensor, Metrics]:
         next_obs = successor(batch, self.transition).float()
-        # Per seed, the mean over samples and models of each model's L2 error.
-        loss = seed_mean((self.predictions(batch.obs, batch.action) - next_obs.unsqueeze(1)).norm(dim=-1))
+        # Mean over samples and models of each model's L2 error.
+        loss = (self.predictions(batch.obs, batch.action) - next_obs).norm(dim=-1).mean()
         self.step(self.optimizer, loss)
         reward = self.intrinsic_reward(batch)  # after the step, as URLB
-        return reward, {"disagreement_loss": loss.detach()}
+        return reward, {"disagreement_loss": loss.item()}
 
     @torch.no_grad()
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:
-        preds = self.predictions(batch.obs, batch.action)  # (S, models, B, obs_dim)
-        return preds.var(dim=1, unbiased=True).mean(dim=-1, keepdim=True)
+        preds = self.predictions(batch.obs, batch.action)
+        return preds.var(dim=0, unbiased=True).mean(dim=-1, keepdim=True)

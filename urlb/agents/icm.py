@@ -8,7 +8,6 @@ from torch import nn
 from urlb.agents.base import Metrics, Plugin, check_option
 from urlb.nets import adam, mlp, weight_init
 from urlb.replay import Batch
-from urlb.seeds import seed_mean
 
 # Which later state the dynamics models pair with (s_t, a_t): URLB's n-step next_obs, or the
 # state one step later (the paper's one-step model).
@@ -22,8 +21,7 @@ def successor(batch: Batch, transition: str) -> torch.Tensor:
 
 class ICM(Plugin):
     """ICM (Pathak et al., 2017) as in URLB: forward and inverse dynamics models on the state;
-    reward = log(1 + icm_scale * ||f(s, a) - s'||), the forward model's prediction error.
-    Every tensor has the seed dimension first (batches (S, B, ...), losses (S,))."""
+    reward = log(1 + icm_scale * ||f(s, a) - s'||), the forward model's prediction error."""
 
     name = "icm"
 
@@ -45,12 +43,12 @@ class ICM(Plugin):
         self.optimizer = self.add_optimizer("optimizer", adam(self.parameters(), lr=lr))
 
     def forward_error(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-        """||next_obs - f(obs, action)||_2 per sample, shape (S, B, 1)."""
+        """||next_obs - f(obs, action)||_2 per sample, shape (B, 1)."""
         pred = self.forward_net(torch.cat([obs, action], dim=-1)).float()
         return (next_obs.float() - pred).norm(dim=-1, keepdim=True)
 
     def inverse_error(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-        """||action - g(obs, next_obs)||_2 per sample, shape (S, B, 1)."""
+        """||action - g(obs, next_obs)||_2 per sample, shape (B, 1)."""
         pred = self.inverse_net(torch.cat([obs, next_obs], dim=-1)).float()
         return (action.float() - pred).norm(dim=-1, keepdim=True)
 
@@ -58,15 +56,14 @@ class ICM(Plugin):
         next_obs = successor(batch, self.transition)
         forward_error = self.forward_error(batch.obs, batch.action, next_obs)
         inverse_error = self.inverse_error(batch.obs, batch.action, next_obs)
-        forward_loss, inverse_loss = seed_mean(forward_error), seed_mean(inverse_error)  # (S,) each
-        loss = forward_loss + inverse_loss
+        loss = forward_error.mean() + inverse_error.mean()
         self.step(self.optimizer, loss)
         # URLB rewards with the forward model after this step.
         reward = self.intrinsic_reward(batch)
         return reward, {
-            "icm_loss": loss.detach(),
-            "icm_forward_error": forward_loss.detach(),
-            "icm_inverse_error": inverse_loss.detach(),
+            "icm_loss": loss.item(),
+            "icm_forward_error": forward_error.mean().item(),
+            "icm_inverse_error": inverse_error.mean().item(),
         }
 
     @torch.no_grad()

@@ -14,7 +14,6 @@ from torch import nn
 from urlb.agents.base import Metrics, Plugin, check_option
 from urlb.nets import adam, mlp, weight_init
 from urlb.replay import Batch
-from urlb.seeds import seed_mean
 
 CONSTRAINTS = ("mean", "sum")  # (phi(s') - phi(s))^2 averaged over dims (METRA's code) or summed (paper)
 REWARD_STEPS = ("one", "nstep")  # reward on (s_t, s_{t+1}) (METRA) or telescoped to s_{t+n}
@@ -29,8 +28,6 @@ class METRA(Plugin):
     term is min(slack, 1 - mean over dims of (phi(s') - phi(s))^2); discrete skills are one-hots
     whose reward uses z centred and scaled by D/(D-1); the reward is one step's, computed with
     phi after its optimiser step.
-
-    Tensors carry the seed dimension first (S, B, ...); lambda is one per seed (shape (S,)).
     """
 
     name = "metra"
@@ -63,9 +60,8 @@ class METRA(Plugin):
         self.constraint, self.reward_steps, self.reward_after_update = constraint, reward_steps, reward_after_update
         self.phi = mlp(obs_dim, hidden_dim, skill_dim)
         self.apply(weight_init)
-        # lambda = exp(log_lambda) stays positive; METRA optimises its log. Shape (1,): the seed
-        # dimension (a seed's slice is the 0-d scalar of a single-seed snapshot).
-        self.log_lambda = nn.Parameter(torch.tensor([math.log(dual_lambda_init)]))
+        # lambda = exp(log_lambda) stays positive; METRA optimises its log.
+        self.log_lambda = nn.Parameter(torch.tensor(math.log(dual_lambda_init)))
         self.optimizer = self.add_optimizer("optimizer", adam(self.phi.parameters(), lr=lr))
         self.dual_optimizer = self.add_optimizer(
             "dual_optimizer", adam([self.log_lambda], lr=lr if dual_lr is None else dual_lr)
@@ -73,7 +69,6 @@ class METRA(Plugin):
 
     @property
     def dual_lambda(self) -> torch.Tensor:
-        """lambda per seed, (S,)."""
         return self.log_lambda.exp()
 
     def sample_skill(self, rng: np.random.Generator) -> np.ndarray:
@@ -94,15 +89,15 @@ class METRA(Plugin):
         return super().candidate_skills(num, rng)
 
     def reward_direction(self, skill: torch.Tensor) -> torch.Tensor:
-        """The vector phi's displacement is projected on (skills (..., D)): z itself, or for
-        discrete one-hots (z - mean(z)) * D/(D-1), as METRA's code."""
+        """The vector phi's displacement is projected on: z itself, or for discrete one-hots
+        (z - mean(z)) * D/(D-1), as METRA's code."""
         if not self.discrete:
             return skill
-        return (skill - skill.mean(dim=-1, keepdim=True)) * self.skill_dim / (self.skill_dim - 1)
+        return (skill - skill.mean(dim=1, keepdim=True)) * self.skill_dim / (self.skill_dim - 1)
 
     def objective_terms(self, obs: torch.Tensor, next_obs: torch.Tensor, skill: torch.Tensor):
-        """Per-sample displacement along z (S, B), the clipped constraint (S, B) and the
-        displacement phi(s') - phi(s) (S, B, D) for adjacent states s, s' (S, B, obs_dim)."""
+        """Per-sample displacement along z, the clipped constraint and the displacement
+        phi(s') - phi(s) for adjacent states s, s'."""
         delta = self.phi(next_obs).float() - self.phi(obs).float()
         return (*self._terms(delta, skill), delta)
 
@@ -119,24 +114,23 @@ class METRA(Plugin):
 
     def update(self, batch: Batch, step: int) -> tuple[torch.Tensor, Metrics]:
         # The constraint concerns adjacent states, so phi is trained on one-step pairs (one batched pass).
-        phi_obs, phi_next = self.phi(torch.cat([batch.obs, batch.next_obs_1step], dim=1)).float().chunk(2, dim=1)
+        phi_obs, phi_next = self.phi(torch.cat([batch.obs, batch.next_obs_1step])).float().chunk(2)
         delta = phi_next - phi_obs
         along_z, constraint = self._terms(delta, batch.skill)
         cached = None if self.reward_after_update else self._reward(batch)
-        lam = self.dual_lambda.detach()[:, None]  # (S, 1): each seed's lambda on its own batch
-        phi_loss = -seed_mean(along_z + lam * constraint)
+        phi_loss = -(along_z + self.dual_lambda.detach() * constraint).mean()
         self.step(self.optimizer, phi_loss)
         # Dual step: lambda grows while the constraint is violated (constraint < 0), shrinks otherwise.
-        dual_loss = seed_mean(self.log_lambda[:, None] * constraint.detach())
+        dual_loss = (self.log_lambda * constraint.detach()).mean()
         self.step(self.dual_optimizer, dual_loss)
         # METRA recomputes the policy's reward with phi after its step.
         reward = self._reward(batch) if cached is None else cached
         return reward, {
-            "metra_phi_loss": phi_loss.detach(),
-            "metra_along_z": seed_mean(along_z.detach()),
-            "metra_step_norm": seed_mean(delta.detach().norm(dim=-1)),
-            "metra_lambda": self.dual_lambda.detach().clone(),
-            "metra_constraint": seed_mean(constraint.detach()),
+            "metra_phi_loss": phi_loss.item(),
+            "metra_along_z": along_z.mean().item(),
+            "metra_step_norm": delta.norm(dim=-1).mean().item(),
+            "metra_lambda": self.dual_lambda.item(),
+            "metra_constraint": constraint.mean().item(),
         }
 
     @torch.no_grad()

@@ -6,41 +6,34 @@ import copy
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from urlb.agents.base import Metrics, Plugin
-from urlb.nets import SeedLinear, adam, mlp, weight_init
+from urlb.nets import adam, mlp, weight_init
 from urlb.replay import Batch
-from urlb.seeds import SeedStreams, seed_mean
 
 
 @torch.no_grad()
 def sinkhorn_knopp(scores: torch.Tensor, iterations: int = 3) -> torch.Tensor:
     """Balanced soft assignment of B samples to K prototypes (SwAV's Sinkhorn-Knopp).
 
-    ``scores`` (..., B, K) are logits; leading dimensions (the seed dimension) are independent
-    problems. The result (..., B, K) has rows summing to 1 (each sample's assignment), and
-    per-prototype sums approach B/K as ``iterations`` grows.
+    ``scores`` (B, K) are logits. The result (B, K) has rows summing to 1 (each sample's
+    assignment), and per-prototype sums approach B/K as ``iterations`` grows.
     """
-    # (..., K, B); the max shift only guards exp, and is taken per problem so that one seed's
-    # scores never change another's rounding.
-    q = torch.exp(scores - scores.amax(dim=(-2, -1), keepdim=True)).transpose(-2, -1)
-    q = q / q.sum(dim=(-2, -1), keepdim=True)
-    num_protos, batch = q.shape[-2:]
+    q = torch.exp(scores - scores.max()).T  # (K, B); the max shift only guards exp
+    q = q / q.sum()
+    num_protos, batch = q.shape
     for _ in range(iterations):
-        q = q * ((1.0 / num_protos) / q.sum(dim=-1, keepdim=True))  # each prototype: mass 1/K
-        q = q * ((1.0 / batch) / q.sum(dim=-2, keepdim=True))  # each sample: mass 1/B
-    return (q / q.sum(dim=-2, keepdim=True)).transpose(-2, -1)
+        q = q * ((1.0 / num_protos) / q.sum(dim=1, keepdim=True))  # each prototype: mass 1/K
+        q = q * ((1.0 / batch) / q.sum(dim=0, keepdim=True))  # each sample: mass 1/B
+    return (q / q.sum(dim=0, keepdim=True)).T
 
 
 class Proto(Plugin):
     """ProtoRL (Yarats et al., 2021) as in URLB: a projected state embedding predicts the
     Sinkhorn-balanced prototype assignment of a slowly-moving target embedding of the next
     state; reward = distance from the next state's embedding to its ``topk``-th nearest
-    neighbour in a queue of prototype-matched candidates.
-
-    Seeds side by side (:mod:`urlb.seeds`): each seed has its own prototypes, queue (S, Q, D)
-    and queue pointer (S,); Sinkhorn, the softmax over the batch and the candidate draws (from
-    the seed's own random stream) stay within a seed."""
+    neighbour in a queue of prototype-matched candidates."""
 
     name = "proto"
     finetune_critic_copy = "all"  # URLB ProtoAgent.init_from copies the whole critic
@@ -70,64 +63,50 @@ class Proto(Plugin):
         self.tau, self.topk, self.target_tau = tau, topk, encoder_target_tau
         self.sinkhorn_iterations = sinkhorn_iterations
         # States: URLB's encoder is the identity, so the predictor is the first layer on the state.
-        self.predictor = SeedLinear(obs_dim, pred_dim)
+        self.predictor = nn.Linear(obs_dim, pred_dim)
         self.projector = mlp(pred_dim, proj_dim, pred_dim, num_hidden=1)
-        self.protos = SeedLinear(pred_dim, num_protos, bias=False)
+        self.protos = nn.Linear(pred_dim, num_protos, bias=False)
         self.apply(weight_init)
         self.predictor_target = copy.deepcopy(self.predictor).requires_grad_(False)
         # The candidate queue starts at zeros, as in URLB (early rewards see distance 1 to them).
-        self.register_buffer("queue", torch.zeros(1, queue_size, pred_dim))
-        self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+        self.register_buffer("queue", torch.zeros(queue_size, pred_dim))
+        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
         params = [*self.predictor.parameters(), *self.projector.parameters(), *self.protos.parameters()]
         self.optimizer = self.add_optimizer("optimizer", adam(params, lr=lr))
 
     @torch.no_grad()
     def normalize_protos(self) -> None:
         """Prototypes live on the unit sphere: renormalised before every use."""
-        self.protos.weight.copy_(F.normalize(self.protos.weight, dim=-1))  # (S, K, D): each row
+        self.protos.weight.copy_(F.normalize(self.protos.weight, dim=1))
 
     def embed(self, obs: torch.Tensor) -> torch.Tensor:
         """Unit-norm predictor embedding (no projector): what the queue and reward use."""
-        return F.normalize(self.predictor(obs.float()), dim=-1)
+        return F.normalize(self.predictor(obs.float()), dim=1)
 
     def loss(self, obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """Cross-entropy between the target's Sinkhorn assignment of next_obs and the online
         softmax assignment of obs (both over prototypes, temperature tau)."""
-        s = F.normalize(self.projector(self.predictor(obs.float())), dim=-1)
-        log_p = F.log_softmax(self.protos(s) / self.tau, dim=-1)  # (S, B, K)
+        s = F.normalize(self.projector(self.predictor(obs.float())), dim=1)
+        log_p = F.log_softmax(self.protos(s) / self.tau, dim=1)
         with torch.no_grad():
-            t = F.normalize(self.predictor_target(next_obs.float()), dim=-1)
+            t = F.normalize(self.predictor_target(next_obs.float()), dim=1)
             q = sinkhorn_knopp(self.protos(t) / self.tau, self.sinkhorn_iterations)
-        return seed_mean(-(q * log_p).sum(dim=-1))  # (S,)
+        return -(q * log_p).sum(dim=1).mean()
 
     def knn_reward(self, z: torch.Tensor, queue: torch.Tensor) -> torch.Tensor:
-        """Distance of each embedding (S, B, D) to its topk-th nearest entry of its own seed's
-        queue (S, Q, D), shape (S, B, 1)."""
+        """Distance of each embedding to its topk-th nearest queue entry, shape (B, 1)."""
         dist = torch.cdist(z, queue)
-        return dist.topk(self.topk, dim=-1, largest=False, sorted=True).values[..., -1:]
+        return dist.topk(self.topk, dim=1, largest=False, sorted=True).values[:, -1:]
 
     @torch.no_grad()
     def enqueue_candidates(self, z: torch.Tensor) -> None:
-        """Each prototype draws one sample of its seed's batch, with probability softmax over
-        the batch of its scores, and the drawn embeddings replace the seed's oldest queue block."""
-        prob = F.softmax(self.protos(z).transpose(-2, -1), dim=-1)  # (S, K, B)
-        candidates = self._streams().multinomial(prob, 1).squeeze(-1)  # (S, K): indices into the batch
-        drawn = torch.gather(z, 1, candidates.unsqueeze(-1).expand(-1, -1, z.shape[-1]))  # (S, K, D)
-        # Every seed enqueues K per update, so the pointers move together; each seed still
-        # indexes its own block (a seed loaded from another run may sit elsewhere).
-        k, size = prob.shape[1], self.queue.shape[1]
-        rows = self.queue_ptr.unsqueeze(1) + torch.arange(k, device=z.device)  # (S, K); Q % K == 0
-        self.queue[torch.arange(len(rows), device=z.device).unsqueeze(1), rows] = drawn
-        self.queue_ptr.copy_((self.queue_ptr + k) % size)
-
-    def _streams(self) -> SeedStreams:
-        """The backbone's per-seed streams; a plugin used on its own (one seed) draws from
-        torch's default generator, as a single-seed run does."""
-        if self.streams is not None:
-            return self.streams
-        if self.queue.shape[0] != 1:
-            raise RuntimeError("Proto with several seeds needs per-seed streams: set plugin.streams (DDPGAgent does)")
-        return SeedStreams([0], self.queue.device)
+        """Each prototype draws one sample of the batch, with probability softmax over the
+        batch of its scores, and the drawn embeddings replace the queue's oldest block."""
+        prob = F.softmax(self.protos(z).T, dim=1)  # (K, B)
+        candidates = torch.multinomial(prob, 1).squeeze(1)
+        ptr, k = int(self.queue_ptr), prob.shape[0]
+        self.queue[ptr : ptr + k] = z[candidates]
+        self.queue_ptr.fill_((ptr + k) % self.queue.shape[0])
 
     @torch.no_grad()
     def _update_target(self) -> None:
@@ -146,10 +125,10 @@ class Proto(Plugin):
             self.enqueue_candidates(z)
             reward = self.knn_reward(z, self.queue)
         self._update_target()
-        return reward, {"proto_loss": loss.detach()}
+        return reward, {"proto_loss": loss.item()}
 
     @torch.no_grad()
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:
         """kNN distance to the current queue, without enqueueing (analysis only)."""
-        z = F.normalize(self.predictor(batch.next_obs.float()), dim=-1)
+        z = F.normalize(self.predictor(batch.next_obs.float()), dim=1)
         return self.knn_reward(z, self.queue)

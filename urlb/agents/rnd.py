@@ -9,7 +9,6 @@ from urlb.agents.base import Metrics, Plugin, check_option
 from urlb.agents.rewards import RunningMeanStd
 from urlb.nets import adam, mlp, weight_init
 from urlb.replay import Batch
-from urlb.seeds import seed_mean
 
 OBS_NORMS = ("batch", "running")
 REWARD_OBS = ("obs", "next_obs")
@@ -55,18 +54,15 @@ class RND(Plugin):
         self.optimizer = self.add_optimizer("optimizer", adam(self.predictor.parameters(), lr=lr))
 
     def _normalise(self, obs: torch.Tensor) -> torch.Tensor:
-        obs = obs.flatten(2).float()  # (S, B, D)
+        obs = obs.flatten(1).float()
         if self.obs_norm == "batch":  # BatchNorm1d(affine=False) in training mode, without its buffers
-            seeds, batch, dim = obs.shape  # statistics over each seed's batch: seeds side by side as channels
-            flat = F.batch_norm(obs.transpose(0, 1).reshape(batch, seeds * dim), None, None, training=True, eps=1e-5)
-            obs = flat.reshape(batch, seeds, dim).transpose(0, 1)
+            obs = F.batch_norm(obs, None, None, training=True, eps=1e-5)
         else:
-            rms = self.obs_rms
-            obs = (obs - rms.like(rms.mean, obs)) / (rms.like(rms.std, obs) + 1e-8)
+            obs = (obs - self.obs_rms.mean) / (self.obs_rms.std + 1e-8)
         return obs.clamp(-self.clip_obs, self.clip_obs)
 
     def prediction_error(self, obs: torch.Tensor) -> torch.Tensor:
-        """Per-sample squared prediction error averaged over the output, shape (S, B, 1)."""
+        """Per-sample squared prediction error averaged over the output, shape (B, 1)."""
         x = self._normalise(obs)
         with torch.no_grad():
             target = self.target(x)
@@ -78,20 +74,20 @@ class RND(Plugin):
     def update(self, batch: Batch, step: int) -> tuple[torch.Tensor, Metrics]:
         obs = self._input(batch)
         if self.obs_norm == "running":
-            self.obs_rms.update(obs.flatten(2))
+            self.obs_rms.update(obs.flatten(1))
         error = self.prediction_error(obs)
-        loss = seed_mean(error)
+        loss = error.mean()
         self.step(self.optimizer, loss)
         if self.reward_after_update:  # URLB: a second pass with the updated predictor
             with torch.no_grad():
                 error = self.prediction_error(obs)
-        return self._reward(error.detach(), update_stats=True), {"rnd_loss": loss.detach()}
+        return self._reward(error.detach(), update_stats=True), {"rnd_loss": loss.item()}
 
     @torch.no_grad()
     def _reward(self, error: torch.Tensor, update_stats: bool) -> torch.Tensor:
         if update_stats:
             self.error_rms.update(error)
-        return self.scale * error / (self.error_rms.like(self.error_rms.std, error) + 1e-8)
+        return self.scale * error / (self.error_rms.std + 1e-8)
 
     @torch.no_grad()
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:
