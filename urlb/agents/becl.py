@@ -8,16 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from urlb.agents.base import Metrics, OneHotSkills, Plugin
-from urlb.nets import adam
+from urlb.nets import adam, mlp, weight_init
 from urlb.replay import Batch
-
-
-def orthogonal_init(m: nn.Module) -> None:
-    """URLB's ``utils.weight_init`` for plain ``nn.Linear`` layers: orthogonal weights, zero bias."""
-    if isinstance(m, nn.Linear):
-        nn.init.orthogonal_(m.weight.data)
-        if m.bias is not None:
-            m.bias.data.fill_(0.0)
 
 
 class BehaviorEncoder(nn.Module):
@@ -25,15 +17,9 @@ class BehaviorEncoder(nn.Module):
 
     def __init__(self, obs_dim: int, feature_dim: int, hidden_dim: int) -> None:
         super().__init__()
-        self.embed = nn.Sequential(
-            nn.Linear(obs_dim, hidden_dim),
-            nn.ReLU(),
-            nn.Linear(hidden_dim, hidden_dim),
-            nn.ReLU(),
-            nn.Linear(hidden_dim, feature_dim),
-        )
-        self.project_head = nn.Sequential(nn.Linear(feature_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, feature_dim))
-        self.apply(orthogonal_init)
+        self.embed = mlp(obs_dim, hidden_dim, feature_dim)
+        self.project_head = mlp(feature_dim, hidden_dim, feature_dim, num_hidden=1)
+        self.apply(weight_init)
 
     def forward(self, state: torch.Tensor) -> torch.Tensor:
         return self.project_head(self.embed(state))
@@ -108,9 +94,7 @@ class BeCL(OneHotSkills, Plugin):
         is that of the last."""
         for part in batch_parts(batch, self.batches_per_update):
             loss = self.contrastive_loss(part.next_obs, part.skill).mean()
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            self.step(self.optimizer, loss)
         with torch.no_grad():
             reward = torch.exp(-self.contrastive_loss(part.next_obs, part.skill))
         return reward, {"becl_contrastive_loss": loss.detach(), "becl_contrastive_reward": reward.mean()}

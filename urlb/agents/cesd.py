@@ -9,10 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from urlb.agents.base import Metrics, OneHotSkills, Plugin
-from urlb.agents.becl import orthogonal_init
 from urlb.agents.proto import sinkhorn_knopp
 from urlb.errors import ConfigError
-from urlb.nets import adam
+from urlb.nets import adam, mlp, weight_init
 from urlb.replay import Batch
 
 
@@ -54,7 +53,7 @@ class EnsembleCritic(nn.Module):
             )
 
         self.q1, self.q2 = make_q(), make_q()
-        self.apply(orthogonal_init)  # the trunk's Linear only, as in the public code
+        self.apply(weight_init)  # the trunk's Linear only, as in the public code
 
     def forward(self, obs_and_skill: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         obs = obs_and_skill[..., : -self.ensemble_size]
@@ -69,19 +68,10 @@ class SkillContrast(nn.Module):
 
     def __init__(self, obs_dim: int, skill_dim: int, hidden_dim: int, project_skill: bool) -> None:
         super().__init__()
-
-        def mlp(in_dim: int) -> nn.Sequential:
-            return nn.Sequential(
-                nn.Linear(in_dim, hidden_dim),
-                nn.ReLU(),
-                nn.Linear(hidden_dim, hidden_dim),
-                nn.ReLU(),
-                nn.Linear(hidden_dim, skill_dim),
-            )
-
-        self.state_net, self.pred_net = mlp(obs_dim), mlp(2 * skill_dim)
-        self.skill_net = mlp(skill_dim) if project_skill else nn.Identity()
-        self.apply(orthogonal_init)
+        self.state_net = mlp(obs_dim, hidden_dim, skill_dim)
+        self.pred_net = mlp(2 * skill_dim, hidden_dim, skill_dim)
+        self.skill_net = mlp(skill_dim, hidden_dim, skill_dim) if project_skill else nn.Identity()
+        self.apply(weight_init)
 
     def loss(self, obs: torch.Tensor, next_obs: torch.Tensor, skill: torch.Tensor, temperature: float) -> torch.Tensor:
         """CIC's NCE loss per sample (B,): denominator sum_j exp(q_i.k_j/T) - e^{1/T}, clamped."""
@@ -103,10 +93,11 @@ class CeSD(OneHotSkills, Plugin):
     As ``agent/cesd.py``: the CIC contrastive loss trains the state embedding that clusters and
     entropies use; prototypes learn to predict the Sinkhorn assignment of s' from s; clusters of
     at most 16 states get reward 0 (their member still learns from them); the distance normaliser is the running variance. The backbone
-    takes the member weights through ``critic_loss_weights`` and the actor maximises the
+    takes the member mask through ``critic_mask`` and the actor maximises the
     member of each sample's skill through ``actor_value``. Fine-tuning holds one random skill."""
 
     name = "cesd"
+    obs_types = ("states",)  # the public ensemble critic has no pixel path
     finetune_skill_selection = "random"  # finetune.py draws one skill with init_meta and keeps it
     min_cluster = 16  # clusters of at most this many states get reward 0 (their member still learns from them)
 
@@ -141,14 +132,14 @@ class CeSD(OneHotSkills, Plugin):
         self.hidden_dim = hidden_dim
         self.cic = SkillContrast(obs_dim, ensemble_size, hidden_dim, project_skill)
         self.protos = nn.Linear(ensemble_size, ensemble_size, bias=False)
-        orthogonal_init(self.protos)
+        weight_init(self.protos)
         # CeSD's RMS of kNN distances: mean 0, variance 1, count 1e-4 at the start.
         self.register_buffer("distance_mean", torch.zeros(1))
         self.register_buffer("distance_var", torch.ones(1))
         self.register_buffer("distance_count", torch.full((1,), 1e-4, dtype=torch.float64))
         self.cic_optimizer = self.add_optimizer("cic_optimizer", adam(self.cic.parameters(), lr=lr))
         self.proto_optimizer = self.add_optimizer("proto_optimizer", adam(self.protos.parameters(), lr=lr))
-        self._member_weights: torch.Tensor | None = None
+        self._member_mask: torch.Tensor | None = None
 
     # --- what the backbone asks of a method with an ensemble critic ---
     def make_critic(self, obs_type: str, in_dim: int, action_dim: int, feature_dim: int, hidden_dim: int) -> nn.Module:
@@ -156,9 +147,9 @@ class CeSD(OneHotSkills, Plugin):
             raise ConfigError("agent=cesd runs on obs_type=states (the public ensemble critic has no pixel path)")
         return EnsembleCritic(in_dim - self.ensemble_size, action_dim, hidden_dim, self.ensemble_size)
 
-    def critic_loss_weights(self) -> torch.Tensor | None:
+    def critic_mask(self) -> torch.Tensor | None:
         """(E, B, 1): 1 where member e learns from sample b (b's next state in cluster e)."""
-        return self._member_weights
+        return self._member_mask
 
     def actor_value(self, q: torch.Tensor, skill: torch.Tensor) -> torch.Tensor:
         """min(Q1, Q2) (E, B, 1) masked to each sample's own skill member; its mean over all E x B
@@ -212,7 +203,7 @@ class CeSD(OneHotSkills, Plugin):
     def cluster_reward(
         self, next_obs: torch.Tensor, skill: torch.Tensor, cluster: torch.Tensor, update_stats: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reward (B, 1) and member weights (E, B, 1) for next states assigned to ``cluster``."""
+        """Reward (B, 1) and member mask (E, B, 1) for next states assigned to ``cluster``."""
         reward = torch.zeros(len(next_obs), device=next_obs.device)
         skill_index = skill.argmax(-1)
         for member in range(self.ensemble_size):
@@ -223,8 +214,8 @@ class CeSD(OneHotSkills, Plugin):
                 entropy = self._entropy(self.cic.state_net(next_obs[rows]), update_stats)
                 reward[rows] = entropy + bonus * self.constrain_factor
         members = torch.arange(self.ensemble_size, device=cluster.device)
-        weights = (cluster[None, :] == members[:, None]).float().unsqueeze(-1)
-        return reward.unsqueeze(-1), weights
+        mask = (cluster[None, :] == members[:, None]).float().unsqueeze(-1)
+        return reward.unsqueeze(-1), mask
 
     # --- learning ---
     def update(self, batch: Batch, step: int) -> tuple[torch.Tensor, Metrics]:
@@ -232,18 +223,14 @@ class CeSD(OneHotSkills, Plugin):
         obs, next_obs, skill = batch.obs, batch.next_obs, batch.skill
         if self.update_rep:
             loss = self.cic.loss(obs, next_obs, skill, self.temp).mean()
-            self.cic_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.cic_optimizer.step()
+            self.step(self.cic_optimizer, loss)
             metrics["cesd_cic_loss"] = loss.detach()
         cluster = self.assign_clusters(next_obs)
-        reward, self._member_weights = self.cluster_reward(next_obs, skill, cluster)
+        reward, self._member_mask = self.cluster_reward(next_obs, skill, cluster)
         # The public code steps the prototypes after the actor; nothing in between reads them.
         proto_loss = self.prototype_loss(obs, next_obs)
-        self.proto_optimizer.zero_grad(set_to_none=True)
-        proto_loss.backward()
-        self.proto_optimizer.step()
-        sizes = self._member_weights.sum(dim=(1, 2))
+        self.step(self.proto_optimizer, proto_loss)
+        sizes = self._member_mask.sum(dim=(1, 2))
         metrics["cesd_proto_loss"] = proto_loss.detach()
         metrics["cesd_rewarded_clusters"] = (sizes > self.min_cluster).float().sum()
         return reward, metrics
