@@ -17,9 +17,7 @@ from urlb.agents import REGISTRY, agent_names, config_keys, make_plugin, plugin_
 from urlb.agents.base import Plugin
 from urlb.agents.rewards import ParticleEntropy, RunningMeanStd
 from urlb.ddpg import DDPGAgent
-from urlb.nets import SeedLinear
-from urlb.replay import Batch, stack_batches
-from urlb.seeds import stack_seeds
+from urlb.replay import Batch
 from urlb.skills import GridSkills
 
 OBS_DIM, ACTION_DIM, HIDDEN = 24, 6, 32
@@ -89,18 +87,6 @@ def make_batch(plugin: Plugin, batch_size: int = 32, seed: int = 0, **fields) ->
     return Batch(**values)
 
 
-def seeded(batch: Batch) -> Batch:
-    """A single-seed batch (B, ...) with the seed dimension of one in front: (1, B, ...)."""
-    return stack_batches([batch])
-
-
-def single_seed(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
-    """The per-seed metrics (1,) of a single-seed update, as floats."""
-    for key, value in metrics.items():
-        assert value.shape == (1,), (key, value)
-    return {key: value.item() for key, value in metrics.items()}
-
-
 def make_agent(plugin: Plugin | None, reward_free: bool) -> DDPGAgent:
     torch.manual_seed(123)
     return DDPGAgent(
@@ -133,9 +119,7 @@ def np_mlp(seq: nn.Module, x) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     modules = [seq] if isinstance(seq, nn.Identity) else list(seq)
     for m in modules:
-        if isinstance(m, SeedLinear):  # a single-seed layer: seed 0's weights
-            x = x @ m.weight[0].detach().double().numpy().T + m.bias[0].detach().double().numpy()
-        elif isinstance(m, nn.Linear):
+        if isinstance(m, nn.Linear):
             x = x @ m.weight.detach().double().numpy().T + m.bias.detach().double().numpy()
         elif isinstance(m, nn.ReLU):
             x = np.maximum(x, 0.0)
@@ -146,12 +130,11 @@ def np_mlp(seq: nn.Module, x) -> np.ndarray:
     return x
 
 
-def assert_finite_metrics(metrics: dict[str, torch.Tensor]) -> None:
-    """Metrics of a single-seed update: one detached, finite value per seed, shape (1,)."""
+def assert_finite_metrics(metrics: dict[str, float]) -> None:
     assert metrics, "no metrics returned"
     for key, value in metrics.items():
-        assert isinstance(value, torch.Tensor) and value.shape == (1,) and not value.requires_grad, (key, value)
-        assert math.isfinite(float(value)), (key, value)
+        assert isinstance(value, float), (key, value)
+        assert math.isfinite(value), (key, value)
 
 
 # --------------------------------------------------------------------------- registry
@@ -231,8 +214,8 @@ def test_intrinsic_reward_shape_dtype_finite(variant):
     plugin = make(variant)
     for batch_size in (32, 7):
         batch = make_batch(plugin, batch_size)
-        reward = plugin.intrinsic_reward(seeded(batch))
-        assert reward.shape == (1, batch_size, 1)
+        reward = plugin.intrinsic_reward(batch)
+        assert reward.shape == (batch_size, 1)
         assert reward.dtype == torch.float32
         assert not reward.requires_grad
         assert torch.isfinite(reward).all()
@@ -242,11 +225,11 @@ def test_intrinsic_reward_shape_dtype_finite(variant):
 def test_state_dict_round_trip(variant):
     plugin = make(variant, seed=0)
     for step in range(3):  # non-trivial weights and running statistics
-        train_batch = seeded(make_batch(plugin, seed=10 + step))
+        train_batch = make_batch(plugin, seed=10 + step)
         plugin.update(train_batch, step)
         plugin.intrinsic_reward(train_batch)
     state = copy.deepcopy(plugin.state_dict())
-    batch = seeded(make_batch(plugin, seed=99))
+    batch = make_batch(plugin, seed=99)
 
     loaded_a, loaded_b = make(variant, seed=1), make(variant, seed=2)
     loaded_a.load_state_dict(state)
@@ -275,11 +258,10 @@ def test_reward_free_update_trains_plugin(variant):
     agent = make_agent(plugin, reward_free=True)
     batch = make_batch(plugin, 32)
     before = param_snapshot(plugin)
-    raw = agent.update(seeded(batch), step=0)
-    assert_finite_metrics(raw)
-    metrics = single_seed(raw)
+    metrics = agent.update(batch, step=0)
+    assert_finite_metrics(metrics)
     assert "intrinsic_reward" in metrics
-    assert float(metrics["batch_reward"]) == pytest.approx(float(metrics["intrinsic_reward"]))
+    assert metrics["batch_reward"] == pytest.approx(metrics["intrinsic_reward"])
     if variant == "apt-state":
         assert not list(plugin.parameters())
         assert not plugin.optimizers()
@@ -295,11 +277,10 @@ def test_finetune_update_uses_task_reward_and_freezes_plugin(variant):
     agent = make_agent(plugin, reward_free=False)
     batch = make_batch(plugin, 32)
     state_before = state_snapshot(plugin)
-    raw = agent.update(seeded(batch), step=0)
-    assert_finite_metrics(raw)
-    metrics = single_seed(raw)
+    metrics = agent.update(batch, step=0)
+    assert_finite_metrics(metrics)
     assert "intrinsic_reward" not in metrics
-    assert float(metrics["batch_reward"]) == pytest.approx(batch.reward.mean().item(), rel=1e-6, abs=1e-7)
+    assert metrics["batch_reward"] == pytest.approx(batch.reward.mean().item(), rel=1e-6, abs=1e-7)
     state_after = plugin.state_dict()
     for key, value in state_before.items():
         assert torch.equal(value, state_after[key]), f"fine-tuning changed plugin state {key}"
@@ -312,10 +293,10 @@ def test_ddpg_without_plugin_finetunes_and_refuses_reward_free():
     class _NoSkill:
         skill_dim = 0
 
-    batch = seeded(make_batch(_NoSkill(), 32))
+    batch = make_batch(_NoSkill(), 32)
     metrics = make_agent(None, reward_free=False).update(batch, step=0)
     assert_finite_metrics(metrics)
-    assert metrics["batch_reward"].item() == pytest.approx(batch.reward.mean().item(), rel=1e-6, abs=1e-7)
+    assert metrics["batch_reward"] == pytest.approx(batch.reward.mean().item(), rel=1e-6, abs=1e-7)
     with pytest.raises(ValueError, match="plugin"):
         make_agent(None, reward_free=True).update(batch, step=0)
 
@@ -332,19 +313,18 @@ class _RecordingPlugin(Plugin):
     def update(self, batch, step):
         self.calls.append("update")
         self.batches.append(batch)
-        seeds, size = batch.obs.shape[:2]
-        return torch.full((seeds, size, 1), self.value), {"recording_metric": torch.ones(seeds)}
+        return torch.full((batch.obs.shape[0], 1), self.value), {"recording_metric": 1.0}
 
     def intrinsic_reward(self, batch):
         self.calls.append("intrinsic_reward")
-        return torch.full((*batch.obs.shape[:2], 1), self.value)
+        return torch.full((batch.obs.shape[0], 1), self.value)
 
 
 def test_reward_free_updates_plugin_then_relabels_batch():
     plugin = _RecordingPlugin(value=3.25)
     agent = make_agent(plugin, reward_free=True)
-    batch = seeded(make_batch(plugin, 16))
-    metrics = single_seed(agent.update(batch, step=0))
+    batch = make_batch(plugin, 16)
+    metrics = agent.update(batch, step=0)
     assert plugin.calls == ["update"]  # the update returns the reward: one call per batch
     assert all(b is batch for b in plugin.batches)  # state observations reach the plugin as they are
     assert metrics["recording_metric"] == 1.0
@@ -458,10 +438,10 @@ def _metra_dual_step(next_offset: float) -> tuple[float, float, dict, torch.Tens
     moved = base.obs + next_offset
     batch = base._replace(next_obs=moved, next_obs_1step=moved)
     with torch.no_grad():
-        _, constraint, _ = plugin.objective_terms(batch.obs[None], batch.next_obs_1step[None], batch.skill[None])
+        _, constraint, _ = plugin.objective_terms(batch.obs, batch.next_obs_1step, batch.skill)
     before = plugin.dual_lambda.item()
-    _, metrics = plugin.update(seeded(batch), 0)
-    return before, plugin.dual_lambda.item(), single_seed(metrics), constraint[0]
+    _, metrics = plugin.update(batch, 0)
+    return before, plugin.dual_lambda.item(), metrics, constraint
 
 
 def test_metra_lambda_grows_when_constraint_violated():
@@ -484,7 +464,7 @@ def test_metra_lambda_shrinks_when_constraint_satisfied():
 @pytest.mark.parametrize("variant", ["metra", "metra-discrete"])
 def test_metra_intrinsic_reward_is_phi_displacement_along_skill(variant):
     plugin = make(variant, scale=1.0)
-    plugin.update(seeded(make_batch(plugin, seed=3)), 0)  # away from the initial weights
+    plugin.update(make_batch(plugin, seed=3), 0)  # away from the initial weights
     batch = make_batch(plugin, 16, seed=4)
     phi_s = np_mlp(plugin.phi, batch.obs.numpy())
     phi_next = np_mlp(plugin.phi, batch.next_obs_1step.numpy())  # METRA: one step's reward
@@ -493,7 +473,7 @@ def test_metra_intrinsic_reward_is_phi_displacement_along_skill(variant):
         d = z.shape[1]
         z = (z - z.mean(1, keepdims=True)) * d / (d - 1)
     expected = np.array([[(phi_next[i] - phi_s[i]) @ z[i]] for i in range(len(z))])
-    reward = plugin.intrinsic_reward(seeded(batch))[0]
+    reward = plugin.intrinsic_reward(batch)
     np.testing.assert_allclose(reward.double().numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
@@ -513,13 +493,13 @@ def test_metra_learns_displacement_along_skill_within_constraint(constraint, bou
     def evaluate():
         b = skill_batch(256)
         with torch.no_grad():
-            along_z, _, delta = plugin.objective_terms(b.obs[None], b.next_obs_1step[None], b.skill[None])
-        return along_z[0].mean().item(), delta[0].norm(dim=-1).mean().item()
+            along_z, _, delta = plugin.objective_terms(b.obs, b.next_obs_1step, b.skill)
+        return along_z.mean().item(), delta.norm(dim=-1).mean().item()
 
     along_before, _ = evaluate()
     norms = []
     for step in range(300):
-        norms.append(plugin.update(seeded(skill_batch()), step)[1]["metra_step_norm"].item())
+        norms.append(plugin.update(skill_batch(), step)[1]["metra_step_norm"])
     along_after, norm_after = evaluate()
     assert along_after > along_before + 0.3
     assert along_after > 0.4
@@ -540,7 +520,7 @@ def test_diayn_reward_on_hand_built_discriminator(scale):
     idx = np.array([0, 4, 11, 15, 7, 4, 2, 13])
     skill = torch.as_tensor(np.eye(16, dtype=np.float32)[idx])
     batch = make_batch(plugin, len(idx), skill=skill)
-    reward = plugin.intrinsic_reward(seeded(batch))[0]
+    reward = plugin.intrinsic_reward(batch)
 
     lg = logits.double().numpy()
     log_q = lg - np.log(np.exp(lg).sum())
@@ -562,14 +542,14 @@ def test_diayn_discriminator_learns_skill_clusters():
 
     def accuracy(b):
         with torch.no_grad():
-            return (plugin.discriminator(b.next_obs[None])[0].argmax(-1) == b.skill.argmax(-1)).float().mean().item()
+            return (plugin.discriminator(b.next_obs).argmax(-1) == b.skill.argmax(-1)).float().mean().item()
 
     held_out = cluster_batch(256)
-    reward_before = plugin.intrinsic_reward(seeded(held_out)).mean().item()
+    reward_before = plugin.intrinsic_reward(held_out).mean().item()
     for step in range(200):
-        plugin.update(seeded(cluster_batch()), step)
+        plugin.update(cluster_batch(), step)
     assert accuracy(held_out) > 0.5  # chance is 1/16
-    reward_after = plugin.intrinsic_reward(seeded(held_out)).mean().item()
+    reward_after = plugin.intrinsic_reward(held_out).mean().item()
     assert reward_after > reward_before + 1.0
     assert reward_after > 1.0  # log q(z|s') well above log p(z)
 
@@ -601,30 +581,11 @@ def test_cic_full_contrastive_loss_matches_direct_computation():
         losses.append(-math.log(positive / total))
     expected = sum(losses) / 4
 
-    logits, embedding = plugin.contrastive_logits(obs[None], next_obs[None], skill[None])
-    assert logits.shape == (1, 4, 4)
-    np.testing.assert_allclose(embedding[0].detach().numpy(), next_state, rtol=1e-4, atol=1e-5)
+    logits, embedding = plugin.contrastive_logits(obs, next_obs, skill)
+    assert logits.shape == (4, 4)
+    np.testing.assert_allclose(embedding.detach().numpy(), next_state, rtol=1e-4, atol=1e-5)
     loss = plugin.contrastive_loss(logits)
-    assert loss.shape == (1,)
     assert loss.item() == pytest.approx(expected, rel=1e-5, abs=1e-5)
-
-
-@pytest.mark.parametrize("nce", ["cic", "full"])
-def test_cic_stacked_seeds_contrast_within_their_own_batch(nce):
-    """Three seeds stacked: logits (S, B, B) and the loss (S,) are each seed's own, as a single
-    CIC plugin computes them on that seed's batch alone."""
-    singles = [make("cic", seed=seed, skill_dim=8, nce=nce) for seed in (1, 2, 3)]
-    stacked = stack_seeds(singles)
-    batches = [make_batch(singles[0], 16, seed=seed) for seed in (4, 5, 6)]
-    obs, next_obs, skill = (torch.stack([getattr(b, f) for b in batches]) for f in ("obs", "next_obs", "skill"))
-    with torch.no_grad():
-        logits, _ = stacked.contrastive_logits(obs, next_obs, skill)
-        loss = stacked.contrastive_loss(logits)
-    assert logits.shape == (3, 16, 16) and loss.shape == (3,)
-    for index, (single, b) in enumerate(zip(singles, batches)):
-        with torch.no_grad():
-            own = single.contrastive_loss(single.contrastive_logits(b.obs[None], b.next_obs[None], b.skill[None])[0])
-        torch.testing.assert_close(loss[index], own[0], atol=1e-5, rtol=1e-5)
 
 
 # CIC's denominator (sum - e^{1/T}) has a degenerate optimum (every cosine -1) that small batches
@@ -642,20 +603,20 @@ def test_cic_contrastive_loss_falls_on_skill_dependent_transitions(nce, batch_si
 
     def loss():
         with torch.no_grad():
-            return plugin.contrastive_loss(plugin.contrastive_logits(obs[None], next_obs[None], skill[None])[0]).item()
+            return plugin.contrastive_loss(plugin.contrastive_logits(obs, next_obs, skill)[0]).item()
 
     initial = loss()
     assert initial == pytest.approx(math.log(batch_size), abs=0.5)  # near chance at init
     for step in range(200):
-        _, metrics = plugin.update(seeded(batch), step)
+        _, metrics = plugin.update(batch, step)
     final = loss()
     assert final < 0.75 * initial
-    assert single_seed(metrics)["cic_logits_accuracy"] > 0.5
+    assert metrics["cic_logits_accuracy"] > 0.5
 
 
 def test_cic_reward_is_particle_entropy_of_next_state_embedding():
     plugin = make("cic", skill_dim=8)
-    batch = seeded(make_batch(plugin, 32))
+    batch = make_batch(plugin, 32)
     reference = copy.deepcopy(plugin.entropy)
     with torch.no_grad():
         expected = reference(plugin.state_net(batch.next_obs), update_stats=False)
@@ -668,10 +629,10 @@ def test_cic_reward_is_particle_entropy_of_next_state_embedding():
 @pytest.mark.parametrize("variant", ["apt", "apt-state"])
 def test_apt_reward_is_particle_entropy_of_state_representation(variant):
     plugin = make(variant)
-    batch = seeded(make_batch(plugin, 32))
+    batch = make_batch(plugin, 32)
     reference = copy.deepcopy(plugin.entropy)
     with torch.no_grad():  # URLB rewards s_t (reward_obs=obs)
-        rep = plugin.icm.trunk(batch.obs) if variant == "apt" else batch.obs  # (1, B, D)
+        rep = plugin.icm.trunk(batch.obs) if variant == "apt" else batch.obs
         expected = reference(rep, update_stats=False)
     torch.testing.assert_close(plugin.intrinsic_reward(batch), expected)
 
@@ -680,12 +641,11 @@ def test_apt_reward_is_particle_entropy_of_state_representation(variant):
 def test_apt_icm_trains_on_chosen_next_state(icm_next):
     # nstep (URLB): the sampled (s_t, a_t, s_{t+n}); one_step: (s_t, a_t, s_{t+1}).
     plugin = make("apt", icm_next=icm_next)
-    batch = seeded(make_batch(plugin, 32))
+    batch = make_batch(plugin, 32)
     next_obs = batch.next_obs if icm_next == "nstep" else batch.next_obs_1step
     with torch.no_grad():
         forward_error, inverse_error = plugin.icm.loss(batch.obs, batch.action, next_obs)
     _, metrics = plugin.update(batch, 0)
-    metrics = single_seed(metrics)
     assert metrics["icm_forward_error"] == pytest.approx(forward_error.item(), rel=1e-5)
     assert metrics["icm_inverse_error"] == pytest.approx(inverse_error.item(), rel=1e-5)
 
@@ -707,14 +667,14 @@ POINTS = torch.tensor([[0.0], [1.0], [3.0], [7.0]])
 )
 def test_particle_entropy_hand_computed(knn_avg, knn_clip, expected):
     entropy = ParticleEntropy(knn_k=2, knn_avg=knn_avg, normaliser="none", knn_clip=knn_clip)
-    reward = entropy(POINTS[None])  # one seed
-    assert reward.shape == (1, 4, 1)
-    np.testing.assert_allclose(reward[0].numpy()[:, 0], np.log(expected), rtol=1e-6)
+    reward = entropy(POINTS)
+    assert reward.shape == (4, 1)
+    np.testing.assert_allclose(reward.numpy()[:, 0], np.log(expected), rtol=1e-6)
 
 
 def test_particle_entropy_running_std_normalisation():
     entropy = ParticleEntropy(knn_k=2, knn_avg=True, normaliser="std", knn_clip=0.0)
-    reward = entropy(POINTS[None])[0]
+    reward = entropy(POINTS)
     distances = np.array([0, 1, 0, 1, 0, 2, 0, 4], dtype=np.float64)
     std = distances.std(ddof=1)  # a fresh running std (prior weight 1e-4): the batch's unbiased std
     expected = np.log(1.0 + np.array([0.5, 0.5, 1.0, 2.0]) / std)
@@ -729,7 +689,7 @@ def test_knn_distances_match_brute_force(batch_size, offset):
     g = torch.Generator().manual_seed(0)
     rep = torch.randn(batch_size, OBS_DIM, generator=g) + offset
     entropy = ParticleEntropy(knn_k=5)
-    got = entropy.knn_distances(rep[None])[0].numpy()
+    got = entropy.knn_distances(rep).numpy()
     x = rep.double().numpy()
     brute = np.empty((batch_size, batch_size))
     for i in range(batch_size):
@@ -744,9 +704,9 @@ def test_knn_distances_match_brute_force(batch_size, offset):
 
 def test_knn_k_larger_than_batch_uses_whole_batch():
     entropy = ParticleEntropy(knn_k=12, normaliser="none")
-    assert entropy.knn_distances(POINTS[None]).shape == (1, 4, 4)
+    assert entropy.knn_distances(POINTS).shape == (4, 4)
     expected = np.log(1.0 + np.array([11, 9, 9, 17]) / 4.0)  # sums of distances to all points
-    np.testing.assert_allclose(entropy(POINTS[None])[0].numpy()[:, 0], expected, rtol=1e-6)
+    np.testing.assert_allclose(entropy(POINTS).numpy()[:, 0], expected, rtol=1e-6)
 
 
 def test_running_mean_std_matches_numpy():
@@ -757,7 +717,7 @@ def test_running_mean_std_matches_numpy():
     chunks = [rng.normal(loc=2.0, scale=3.0, size=(n, 3)) for n in (5, 17, 1, 40)]
     mean, var, count = np.zeros(3), np.ones(3), 1e-12
     for chunk in chunks:
-        rms.update(torch.as_tensor(chunk, dtype=torch.float32)[None])  # one seed
+        rms.update(torch.as_tensor(chunk, dtype=torch.float32))
         n = len(chunk)
         delta = chunk.mean(0) - mean
         chunk_var = chunk.var(0, ddof=1) if n > 1 else np.zeros(3)
@@ -765,9 +725,9 @@ def test_running_mean_std_matches_numpy():
         var = (var * count + chunk_var * n + delta**2 * count * n / (count + n)) / (count + n)
         count += n
     data = np.concatenate(chunks)
-    np.testing.assert_allclose(rms.mean[0].numpy(), data.mean(0), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(rms.var[0].numpy(), var, rtol=1e-4)
-    np.testing.assert_allclose(rms.std[0].numpy(), np.sqrt(var), rtol=1e-4)
+    np.testing.assert_allclose(rms.mean.numpy(), data.mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(rms.var.numpy(), var, rtol=1e-4)
+    np.testing.assert_allclose(rms.std.numpy(), np.sqrt(var), rtol=1e-4)
     assert rms.count.item() == pytest.approx(len(data))
     assert set(rms.state_dict()) == {"mean", "var", "count"}
 
@@ -785,18 +745,18 @@ def test_rnd_target_network_is_frozen():
     target_before = param_snapshot(plugin.target)
     predictor_before = param_snapshot(plugin.predictor)
     for step in range(5):
-        plugin.update(seeded(make_batch(plugin, seed=step)), step)
-    make_agent(plugin, reward_free=True).update(seeded(make_batch(plugin, seed=50)), step=5)
+        plugin.update(make_batch(plugin, seed=step), step)
+    make_agent(plugin, reward_free=True).update(make_batch(plugin, seed=50), step=5)
     assert not changed(target_before, plugin.target)
     assert changed(predictor_before, plugin.predictor)
 
 
 def test_rnd_prediction_error_falls_on_repeated_states():
     plugin = make("rnd")
-    batch = seeded(make_batch(plugin, 32))
-    first = plugin.update(batch, 0)[1]["rnd_loss"].item()
+    batch = make_batch(plugin, 32)
+    first = plugin.update(batch, 0)[1]["rnd_loss"]
     for step in range(1, 100):
-        last = plugin.update(batch, step)[1]["rnd_loss"].item()
+        last = plugin.update(batch, step)[1]["rnd_loss"]
     assert last < 0.5 * first
 
 

@@ -15,7 +15,7 @@ from urlb.agents import make_plugin
 from urlb.agents.rnd import RND
 from urlb.ddpg import DDPGAgent, NonFiniteError, schedule
 from urlb.nets import Encoder
-from urlb.replay import Batch, stack_batches
+from urlb.replay import Batch
 
 OBS_DIM, ACT_DIM, B = 24, 6, 16
 HIDDEN, FEATURE, REP = 32, 16, 16
@@ -62,7 +62,7 @@ def random_batch(gen: torch.Generator, batch_size: int = B, pixels: bool = False
         def obs():
             return torch.randn(batch_size, OBS_DIM, generator=gen)
 
-    one_seed = Batch(
+    return Batch(
         obs=obs(),
         action=torch.rand(batch_size, ACT_DIM, generator=gen) * 2 - 1,
         reward=torch.rand(batch_size, 1, generator=gen),
@@ -71,16 +71,6 @@ def random_batch(gen: torch.Generator, batch_size: int = B, pixels: bool = False
         next_obs_1step=obs(),
         skill=None,
     )
-    return stack_batches([one_seed])  # the agents here hold one seed: (1, B, ...)
-
-
-def update(agent, batch: Batch, step: int) -> dict[str, float]:
-    """One update of a single-seed agent or plugin; its per-seed metrics as floats."""
-    result = agent.update(batch, step)
-    if isinstance(result, tuple):  # a plugin: (reward, metrics)
-        reward, metrics = result
-        return reward, {k: v.item() for k, v in metrics.items()}
-    return {k: v.item() for k, v in result.items()}
 
 
 def clone_params(module: torch.nn.Module) -> list[torch.Tensor]:
@@ -106,7 +96,7 @@ def test_update_returns_finite_metrics(rnd, reward_free):
     agent = make_agent(rnd=rnd, reward_free=reward_free)
     batch = random_batch(torch.Generator().manual_seed(1))
     for step in range(3):
-        metrics = update(agent, batch, step)
+        metrics = agent.update(batch, step)
     expected = {"critic_loss", "actor_loss", "critic_q1", "critic_target_q", "batch_reward"}
     if reward_free:
         expected |= {"intrinsic_reward", "rnd_loss"}
@@ -125,7 +115,7 @@ def test_update_returns_finite_metrics(rnd, reward_free):
 def test_reward_free_without_plugin_is_refused():
     agent = make_agent(rnd=False, reward_free=True)
     with pytest.raises(ValueError, match="plugin"):
-        update(agent, random_batch(torch.Generator().manual_seed(0)), 0)
+        agent.update(random_batch(torch.Generator().manual_seed(0)), 0)
 
 
 @pytest.mark.parametrize("tau", [0.01, 0.2])
@@ -133,11 +123,11 @@ def test_critic_target_moves_by_lerp_with_tau(tau):
     torch.manual_seed(0)
     agent = make_agent(critic_target_tau=tau)
     gen = torch.Generator().manual_seed(2)
-    update(agent, random_batch(gen), 0)  # after this, target and online critic differ
+    agent.update(random_batch(gen), 0)  # after this, target and online critic differ
     for step in (1, 2):
         target_before = clone_params(agent.critic_target)
         online_before = clone_params(agent.critic)
-        update(agent, random_batch(gen), step)
+        agent.update(random_batch(gen), step)
         online_after = clone_params(agent.critic)
         assert not all_equal(online_before, online_after), "the critic did not learn"
         for name_p, pre, post, got in zip(
@@ -154,7 +144,7 @@ def test_actor_update_changes_neither_critic_params_nor_grads():
     torch.manual_seed(0)
     agent = make_agent()
     batch = random_batch(torch.Generator().manual_seed(3))
-    update(agent, batch, 0)
+    agent.update(batch, 0)
     agent.critic.zero_grad(set_to_none=True)
     critic_before = clone_params(agent.critic)
     actor_before = clone_params(agent.actor)
@@ -180,7 +170,7 @@ def test_rnd_target_frozen_predictor_learns():
     predictor_before = clone_params(plugin.predictor)
     gen = torch.Generator().manual_seed(4)
     for step in range(5):
-        update(agent, random_batch(gen), step)
+        agent.update(random_batch(gen), step)
     assert all_equal(target_before, plugin.target.parameters()), "RND's random target network changed"
     assert any_changed(predictor_before, plugin.predictor), "RND's predictor did not learn"
     assert all(p.grad is None for p in plugin.target.parameters())
@@ -195,9 +185,9 @@ def test_rnd_intrinsic_reward_shape_finite_nonnegative():
     gen = torch.Generator().manual_seed(5)
     for step in range(3):
         batch = random_batch(gen)
-        update(plugin, batch, step)
+        plugin.update(batch, step)
         reward = plugin.intrinsic_reward(batch)
-        assert reward.shape == (1, B, 1)  # (seeds, batch, 1)
+        assert reward.shape == (B, 1)
         assert not reward.requires_grad
         assert bool(torch.isfinite(reward).all())
         assert bool((reward >= 0).all())
@@ -208,11 +198,11 @@ def test_rnd_prediction_error_falls_on_a_fixed_batch():
     torch.manual_seed(0)
     plugin = make_rnd()
     batch = random_batch(torch.Generator().manual_seed(6))
-    update(plugin, batch, 0)  # observation statistics settle on this batch
+    plugin.update(batch, 0)  # observation statistics settle on this batch
     with torch.no_grad():
         before = plugin.prediction_error(batch.next_obs).mean().item()
     for step in range(1, 101):
-        update(plugin, batch, step)
+        plugin.update(batch, step)
     with torch.no_grad():
         after = plugin.prediction_error(batch.next_obs).mean().item()
     assert after < 0.8 * before, (before, after)
@@ -267,7 +257,7 @@ def _train_seeded(seed: int, batches: list[Batch]) -> DDPGAgent:
     torch.manual_seed(seed)
     agent = make_agent(rnd=True, reward_free=True)
     for step, batch in enumerate(batches):
-        update(agent, batch, step)
+        agent.update(batch, step)
     return agent
 
 
@@ -287,10 +277,10 @@ def test_nan_reward_raises_non_finite_error_naming_critic_loss_and_step():
     torch.manual_seed(0)
     agent = make_agent()
     batch = random_batch(torch.Generator().manual_seed(8))
-    batch.reward[0, 3, 0] = float("nan")
+    batch.reward[3, 0] = float("nan")
     critic_before = clone_params(agent.critic)
     with pytest.raises(NonFiniteError) as info:
-        update(agent, batch, 7)
+        agent.update(batch, 7)
     message = str(info.value)
     assert "critic loss" in message
     assert re.search(r"\b7\b", message), message
@@ -309,12 +299,12 @@ def test_pixels_update_trains_encoder(rnd):
     batch = random_batch(torch.Generator().manual_seed(9), batch_size=4, pixels=True)  # 84x84 convs: keep it small
     assert batch.obs.dtype == torch.uint8
     encoder_before = clone_params(agent.encoder)
-    metrics = update(agent, batch, 0)
+    metrics = agent.update(batch, 0)
     assert all(math.isfinite(v) for v in metrics.values()), metrics
     assert any_changed(encoder_before, agent.encoder), "the pixel encoder did not learn"
     if rnd:
         assert math.isfinite(metrics["intrinsic_reward"])
-    action = agent.act(batch.obs[0, 0].numpy(), None, step=0, eval_mode=True)
+    action = agent.act(batch.obs[0].numpy(), None, step=0, eval_mode=True)
     assert action.shape == (ACT_DIM,) and action.dtype == np.float32
 
 
@@ -324,7 +314,7 @@ def test_bf16_update_gives_finite_losses(rnd):
     agent = make_agent(rnd=rnd, reward_free=rnd, precision="bf16")
     gen = torch.Generator().manual_seed(10)
     for step in range(3):
-        metrics = update(agent, random_batch(gen), step)
+        metrics = agent.update(random_batch(gen), step)
         for k in ("critic_loss", "actor_loss"):
             assert math.isfinite(metrics[k]), (k, metrics[k])
     assert all(p.dtype == torch.float32 for p in agent.parameters())
@@ -349,7 +339,7 @@ def test_compiled_agent_updates_like_the_eager_one():
         torch.manual_seed(0)  # the same initial weights and exploration noise for both
         agents.append(make_agent(rnd=True, reward_free=True, compile_backend=backend))
         gen = torch.Generator().manual_seed(3)
-        metrics.append([update(agents[-1], random_batch(gen), step) for step in range(2)])
+        metrics.append([agents[-1].update(random_batch(gen), step) for step in range(2)])
     for eager, compiled in zip(*metrics):
         for key in ("critic_loss", "actor_loss", "intrinsic_reward"):
             assert compiled[key] == pytest.approx(eager[key], rel=1e-4, abs=1e-6), key

@@ -18,8 +18,7 @@ from torch import nn
 
 from urlb.agents import make_plugin
 from urlb.ddpg import DDPGAgent, noisy_action, straight_through_clamp
-from urlb.nets import SeedLayerNorm, SeedLinear
-from urlb.replay import Batch, stack_batches
+from urlb.replay import Batch
 
 OBS, ACT, HID, B = 5, 2, 16, 12
 
@@ -41,8 +40,6 @@ def np_forward(module: nn.Module, x: np.ndarray) -> np.ndarray:
     for layer in module if isinstance(module, nn.Sequential) else [module]:
         if isinstance(layer, nn.Sequential):
             x = np_forward(layer, x)
-        elif isinstance(layer, SeedLinear):  # a single-seed layer: seed 0's weights
-            x = x @ layer.weight[0].detach().double().numpy().T + layer.bias[0].detach().double().numpy()
         elif isinstance(layer, nn.Linear):
             x = x @ layer.weight.detach().double().numpy().T + layer.bias.detach().double().numpy()
         elif isinstance(layer, nn.ReLU):
@@ -54,10 +51,6 @@ def np_forward(module: nn.Module, x: np.ndarray) -> np.ndarray:
             x = (x - mu) / np.sqrt(
                 var + layer.eps
             ) * layer.weight.detach().double().numpy() + layer.bias.detach().double().numpy()
-        elif isinstance(layer, SeedLayerNorm):  # a single-seed layer: seed 0's affine
-            mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
-            weight, bias = layer.weight[0].detach().double().numpy(), layer.bias[0].detach().double().numpy()
-            x = (x - mu) / np.sqrt(var + layer.eps) * weight + bias
         elif isinstance(layer, nn.Identity):
             pass
         else:
@@ -120,14 +113,6 @@ def np_(t: torch.Tensor) -> np.ndarray:
     return t.detach().double().numpy()
 
 
-def seeded_update(p, batch: Batch, step: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
-    """A single-seed plugin update on ``batch`` (B, ...) given a seed dimension of one: the
-    reward (B, 1) and the metrics as floats."""
-    reward, metrics = p.update(stack_batches([batch]), step)
-    assert reward.shape[0] == 1 and all(v.shape == (1,) for v in metrics.values())
-    return reward[0], {k: v.item() for k, v in metrics.items()}
-
-
 # --------------------------------------------------------------------------- RND (URLB rnd.py)
 
 
@@ -145,7 +130,7 @@ def test_rnd_loss_and_reward_with_batch_norm_statistics():
         batch = batch_of(p, seed=step)
         obs = np_(batch.obs)  # URLB trains and rewards s_t, not s_{t+n}
         expected_loss = rnd_error(p, obs).mean()
-        reward, metrics = seeded_update(p, batch, step)
+        reward, metrics = p.update(batch, step)
         assert metrics["rnd_loss"] == pytest.approx(expected_loss, rel=1e-4)
         error = rnd_error(p, obs)  # the predictor after its step
         _, var = rms(error)
@@ -157,7 +142,7 @@ def test_rnd_reward_before_step_option():
     p = plugin("rnd", rep_dim=8, reward_after_update=False)
     batch = batch_of(p)
     error = rnd_error(p, np_(batch.obs))  # before the step
-    reward, _ = seeded_update(p, batch, 0)
+    reward, _ = p.update(batch, 0)
     _, var = URLBRms()(error)
     np.testing.assert_allclose(np_(reward), error / (np.sqrt(var) + 1e-8), rtol=1e-4)
 
@@ -177,7 +162,7 @@ def test_apt_reward_knn_rms_off_and_on(knn_rms):
         h, h_n = np_forward(p.icm.trunk, s), np_forward(p.icm.trunk, s_n)
         forward = np.linalg.norm(h_n - np_forward(p.icm.forward_net, np.concatenate([h, a], 1)), axis=1)
         inverse = np.linalg.norm(a - np_forward(p.icm.inverse_net, np.concatenate([h, h_n], 1)), axis=1)
-        reward, metrics = seeded_update(p, batch, step)
+        reward, metrics = p.update(batch, step)
         assert metrics["icm_forward_error"] == pytest.approx(forward.mean(), rel=1e-4)
         assert metrics["icm_inverse_error"] == pytest.approx(inverse.mean(), rel=1e-4)
         # Reward: particle entropy of the ICM trunk of s_t after the step; knn_rms divides by
@@ -210,7 +195,7 @@ def test_cic_loss_and_reward_with_variance_normaliser():
         batch = batch_of(p, seed=step, batch_size=16)
         s, s_n, z = np_(batch.obs), np_(batch.next_obs), np_(batch.skill)
         expected_loss = cic_loss(p, s, s_n, z)
-        reward, metrics = seeded_update(p, batch, step)
+        reward, metrics = p.update(batch, step)
         assert metrics["cic_contrastive_loss"] == pytest.approx(expected_loss, rel=1e-4)
         # Reward: kNN of f(s_{t+n}) after the step, distances divided by the running VARIANCE
         # S (what the code calls moving_std), clip 5e-4.
@@ -222,8 +207,8 @@ def test_cic_denominator_differs_from_full_nce():
     p = plugin("cic", skill_dim=4)
     batch = batch_of(p, batch_size=16)
     with torch.no_grad():
-        logits, _ = p.contrastive_logits(batch.obs[None], batch.next_obs[None], batch.skill[None])  # one seed
-        full = torch.nn.functional.cross_entropy(logits[0], torch.arange(16)).item()
+        logits, _ = p.contrastive_logits(batch.obs, batch.next_obs, batch.skill)
+        full = torch.nn.functional.cross_entropy(logits, torch.arange(16)).item()
     expected = cic_loss(p, np_(batch.obs), np_(batch.next_obs), np_(batch.skill))
     assert p.contrastive_loss(logits).item() == pytest.approx(expected, rel=1e-5)
     assert abs(expected - full) > 1e-3  # the option is a different loss
@@ -245,7 +230,7 @@ def test_diayn_loss_and_reward(after):
     batch = batch_of(p)
     s_n, label = np_(batch.next_obs), np_(batch.skill).argmax(1)
     before = log_softmax(np_forward(p.discriminator, s_n))
-    reward, metrics = seeded_update(p, batch)
+    reward, metrics = p.update(batch, 0)
     assert metrics["diayn_loss"] == pytest.approx(-before[np.arange(B), label].mean(), rel=1e-4)
     logp = log_softmax(np_forward(p.discriminator, s_n)) if after else before
     expected = logp[np.arange(B), label][:, None] - math.log(1 / 4)
@@ -268,7 +253,7 @@ def test_metra_three_terms(discrete, constraint):
     squared = (delta**2).mean(1) if constraint == "mean" else (delta**2).sum(1)
     cst = np.minimum(1.0 - squared, 1e-3)
     lam = 30.0
-    reward, metrics = seeded_update(p, batch)
+    reward, metrics = p.update(batch, 0)
     # (1) the representation objective, (2) the clipped constraint term, (3) the dual step:
     # Adam's first step moves log(lambda) by lr against the sign of the mean constraint.
     assert metrics["metra_phi_loss"] == pytest.approx(-(along + lam * cst).mean(), rel=1e-4)
@@ -283,7 +268,7 @@ def test_metra_three_terms(discrete, constraint):
 def test_metra_nstep_reward_option_telescopes_to_s_t_plus_n():
     p = plugin("metra", skill_dim=2, reward_steps="nstep")
     batch = batch_of(p)
-    reward, _ = seeded_update(p, batch)
+    reward, _ = p.update(batch, 0)
     delta = np_forward(p.phi, np_(batch.next_obs)) - np_forward(p.phi, np_(batch.obs))
     np.testing.assert_allclose(np_(reward), (delta * np_(batch.skill)).sum(1, keepdims=True), rtol=1e-4, atol=1e-6)
 
@@ -356,17 +341,17 @@ def test_straight_through_clamp_value_and_gradient():
 def test_actor_gradient_for_saturated_actions_is_the_critic_gradient():
     torch.manual_seed(0)
     agent = DDPGAgent("states", (OBS,), ACT, "cpu", hidden_dim=HID, stddev_schedule=0.2, stddev_clip=0.3)
-    obs = torch.randn(1, 64, OBS)  # (seed, batch, features)
-    mean = torch.full((1, 64, ACT), 0.95, requires_grad=True)  # most noisy samples land beyond 1
+    obs = torch.randn(64, OBS)
+    mean = torch.full((64, ACT), 0.95, requires_grad=True)  # most noisy samples land beyond 1
     torch.manual_seed(1)
-    action = noisy_action(mean, 0.2, 0.3, agent.streams)
+    action = noisy_action(mean, 0.2, 0.3)
     saturated = action.detach().abs() >= 1 - 1e-6
     assert saturated.float().mean() > 0.2, "setup: many samples should saturate"
     q1, q2 = agent.critic(obs, action)
     (-torch.min(q1, q2).mean()).backward()
     # Independently: the critic's gradient at the clamped action, passed straight to the mean.
     torch.manual_seed(1)
-    noise = (torch.randn(1, 64, ACT) * 0.2).clamp(-0.3, 0.3)
+    noise = (torch.randn(64, ACT) * 0.2).clamp(-0.3, 0.3)
     leaf = (0.95 + noise).clamp(-1 + 1e-6, 1 - 1e-6).requires_grad_(True)
     r1, r2 = agent.critic(obs, leaf)
     (-torch.min(r1, r2).mean()).backward()
@@ -380,7 +365,7 @@ def test_actor_update_moves_a_policy_saturated_at_the_clamp():
     with torch.no_grad():
         agent.actor.policy[-1].weight.zero_()
         agent.actor.policy[-1].bias.fill_(8.0)  # mean tanh(8) = 1 - 2e-7: every sample clamps at 1 - 1e-6
-    agent._update_actor(torch.randn(1, 32, OBS), None, step=0)
+    agent._update_actor(torch.randn(32, OBS), None, step=0)
     grad = agent.actor.policy[-1].bias.grad
     assert grad is not None and bool((grad != 0).all()), "a hard clamp would give zero gradient here"
 
@@ -430,11 +415,11 @@ def test_proto_finetune_init_copies_the_whole_critic_but_not_the_target():
     fine = DDPGAgent("states", (OBS,), ACT, "cpu", hidden_dim=HID, plugin=make_plugin("proto", OBS, ACT))
     fresh_target = copy.deepcopy(fine.critic_target.state_dict())
     fine.init_from(snapshot)
-    for key, value in snapshot["critic"].items():  # the snapshot holds seed 0's slice
-        assert torch.equal(fine.critic.state_dict()[key][0], value), key
+    for key, value in snapshot["critic"].items():
+        assert torch.equal(fine.critic.state_dict()[key], value), key
     for key, value in fresh_target.items():
         assert torch.equal(fine.critic_target.state_dict()[key], value), key
-    assert not torch.equal(fine.critic_target.state_dict()["q1.0.weight"][0], snapshot["critic"]["q1.0.weight"])
+    assert not torch.equal(fine.critic_target.state_dict()["q1.0.weight"], snapshot["critic"]["q1.0.weight"])
 
 
 # --------------------------------------------------------------------------- DIAYN fine-tuning skill (URLB finetune.py)

@@ -24,9 +24,7 @@ from urlb.agents import make_plugin, plugin_class
 from urlb.agents.aps import SuccessorFeatureCritic, infer_task
 from urlb.agents.proto import sinkhorn_knopp
 from urlb.ddpg import DDPGAgent
-from urlb.nets import SeedLinear
-from urlb.replay import Batch, stack_batches
-from urlb.seeds import SeedStreams, stack_seeds
+from urlb.replay import Batch
 from urlb.skills import PriorSkills, RegressSkills, finetune_schedule
 from urlb.snapshot import snapshot_path
 
@@ -66,14 +64,10 @@ def fixed_batch(skill: np.ndarray | None = None, seed: int = 1) -> Batch:
 
 
 def weights(module) -> list[tuple[np.ndarray, np.ndarray | None]]:
-    """(W, b) of every Linear layer of ``module`` in order, as float64 numpy (a single-seed
-    SeedLinear: seed 0's)."""
+    """(W, b) of every Linear layer of ``module`` in order, as float64 numpy."""
     out = []
     for m in module.modules():
-        if isinstance(m, SeedLinear):
-            b = None if m.bias is None else m.bias[0].detach().double().numpy().copy()
-            out.append((m.weight[0].detach().double().numpy().copy(), b))
-        elif isinstance(m, torch.nn.Linear):
+        if isinstance(m, torch.nn.Linear):
             b = None if m.bias is None else m.bias.detach().double().numpy().copy()
             out.append((m.weight.detach().double().numpy().copy(), b))
     return out
@@ -111,21 +105,20 @@ def test_icm_loss_and_reward_closed_form(scale):
     fwd, inv = weights(plugin.forward_net), weights(plugin.inverse_net)
     f_err = np.linalg.norm(s_n - np_mlp(fwd, np.concatenate([s, a], 1)), axis=1)
     i_err = np.linalg.norm(a - np_mlp(inv, np.concatenate([s, s_n], 1), np.tanh), axis=1)
-    reward, metrics = plugin.update(stack_batches([batch]), step=0)  # one seed: (1, B, ...)
-    reward = reward[0]
-    assert float(metrics["icm_loss"]) == pytest.approx(f_err.mean() + i_err.mean(), rel=1e-5)
+    reward, metrics = plugin.update(batch, step=0)
+    assert metrics["icm_loss"] == pytest.approx(f_err.mean() + i_err.mean(), rel=1e-5)
     # The reward is computed with the forward model after the optimiser step.
     f_err_after = np.linalg.norm(s_n - np_mlp(weights(plugin.forward_net), np.concatenate([s, a], 1)), axis=1)
     assert not np.allclose(f_err_after, f_err)
     np.testing.assert_allclose(n(reward)[:, 0], np.log1p(scale * f_err_after), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(n(plugin.intrinsic_reward(stack_batches([batch]))[0]), n(reward), rtol=1e-6)
+    np.testing.assert_allclose(n(plugin.intrinsic_reward(batch)), n(reward), rtol=1e-6)
 
 
 def test_icm_one_step_option_uses_next_obs_1step():
     plugin, batch = make("icm", transition="1step"), fixed_batch()
     s, a, s1 = n(batch.obs), n(batch.action), n(batch.next_obs_1step)
     f_err = np.linalg.norm(s1 - np_mlp(weights(plugin.forward_net), np.concatenate([s, a], 1)), axis=1)
-    np.testing.assert_allclose(n(plugin.intrinsic_reward(stack_batches([batch]))[0])[:, 0], np.log1p(f_err), rtol=1e-5)
+    np.testing.assert_allclose(n(plugin.intrinsic_reward(batch))[:, 0], np.log1p(f_err), rtol=1e-5)
     with pytest.raises(ValueError, match="transition"):
         make("icm", transition="2step")
 
@@ -140,9 +133,8 @@ def test_disagreement_loss_and_reward_closed_form():
     x = np.concatenate([s, a], 1)
     preds = np.stack([np_mlp(weights(m), x) for m in plugin.ensemble])
     loss = np.linalg.norm(s_n[None] - preds, axis=2).mean()
-    reward, metrics = plugin.update(stack_batches([batch]), step=0)
-    reward = reward[0]
-    assert float(metrics["disagreement_loss"]) == pytest.approx(loss, rel=1e-5)
+    reward, metrics = plugin.update(batch, step=0)
+    assert metrics["disagreement_loss"] == pytest.approx(loss, rel=1e-5)
     preds_after = np.stack([np_mlp(weights(m), x) for m in plugin.ensemble])
     expected = preds_after.var(axis=0, ddof=1).mean(axis=1)  # torch.var is unbiased
     np.testing.assert_allclose(n(reward)[:, 0], expected, rtol=1e-4, atol=1e-7)
@@ -150,7 +142,7 @@ def test_disagreement_loss_and_reward_closed_form():
 
 def test_disagreement_models_are_not_orthogonally_initialised():
     # URLB keeps PyTorch's default init here; orthogonal rows would have unit norm.
-    w = make("disagreement").ensemble[0][0].weight.detach()[0]  # the single seed's weight
+    w = make("disagreement").ensemble[0][0].weight.detach()
     assert not torch.allclose(w @ w.T, torch.eye(w.shape[0]), atol=1e-3)
 
 
@@ -177,11 +169,6 @@ def test_sinkhorn_matches_formula_and_marginals(shape):
     balanced = sinkhorn_knopp(scores, 500)
     np.testing.assert_allclose(balanced.sum(0).numpy(), shape[0] / shape[1], rtol=1e-4)
     assert (q >= 0).all()
-    # Seeds side by side (S, B, K) are independent problems, each shifted by its own maximum
-    # (a shared one would underflow exp for the seed 1000 below the other).
-    stacked = sinkhorn_knopp(torch.stack([scores, 2.0 * scores + 1000.0]), 3)
-    np.testing.assert_allclose(stacked[0].numpy(), np_sinkhorn(scores.numpy(), 3), rtol=1e-10)
-    np.testing.assert_allclose(stacked[1].numpy(), np_sinkhorn(2.0 * scores.numpy() + 1000.0, 3), rtol=1e-10)
 
 
 def proto_weights(plugin):
@@ -198,14 +185,13 @@ def test_proto_loss_reward_queue_and_target_closed_form():
     log_p = log_softmax(l2n(np_mlp(proj, np_mlp(pred, s))) @ protos.T / 0.1, axis=1)
     q_t = np_sinkhorn(l2n(np_mlp(target, s_n)) @ protos.T / 0.1, 3)
     torch.manual_seed(3)
-    reward, metrics = plugin.update(stack_batches([batch]), step=0)
-    reward = reward[0]
-    assert float(metrics["proto_loss"]) == pytest.approx(-(q_t * log_p).sum(1).mean(), rel=1e-5)
+    reward, metrics = plugin.update(batch, step=0)
+    assert metrics["proto_loss"] == pytest.approx(-(q_t * log_p).sum(1).mean(), rel=1e-5)
     # Prototypes are unit vectors after the update.
-    np.testing.assert_allclose(np.linalg.norm(n(plugin.protos.weight[0]), axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(n(plugin.protos.weight), axis=1), 1.0, rtol=1e-6)
     # The queue received one candidate per prototype, each an embedding of a batch state.
     z = l2n(np_mlp(weights(plugin.predictor), s_n))
-    queue = n(plugin.queue[0])
+    queue = n(plugin.queue)
     assert int(plugin.queue_ptr) == 4
     for row in queue[:4]:
         assert np.abs(z - row).max(axis=1).min() < 1e-5
@@ -219,39 +205,13 @@ def test_proto_loss_reward_queue_and_target_closed_form():
         np.testing.assert_allclose(bt, 0.95 * b0 + 0.05 * b1, rtol=1e-5, atol=1e-7)
 
 
-def test_proto_stacked_seeds_keep_their_own_queue_pointer_and_stream():
-    """Two seeds side by side equal two single-seed plugins: each enqueues its own candidates,
-    drawn from its own stream, into its own queue at its own pointer (here they differ, as for
-    a seed loaded from another run)."""
-    kwargs = dict(pred_dim=8, proj_dim=12, num_protos=4, queue_size=12, topk=2)
-    singles = []
-    for index, seed in enumerate((1, 2)):
-        torch.manual_seed(seed)
-        singles.append(make_plugin("proto", OBS, ACT, **kwargs))
-        singles[-1].streams = SeedStreams([0])
-        singles[-1].streams.generators = [torch.Generator().manual_seed(10 + index)]
-    singles[1].queue_ptr.fill_(8)
-    stacked = stack_seeds(singles)
-    stacked.streams = SeedStreams([10, 11])  # the same two streams
-    assert stacked.queue.shape == (2, 12, 8) and stacked.queue_ptr.tolist() == [0, 8]
-    batches = [fixed_batch(seed=3), fixed_batch(seed=4)]
-    reward, metrics = stacked.update(stack_batches(batches), step=0)
-    for index, single in enumerate(singles):
-        single_reward, single_metrics = single.update(stack_batches([batches[index]]), step=0)
-        torch.testing.assert_close(reward[index], single_reward[0], atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(metrics["proto_loss"][index], single_metrics["proto_loss"][0], atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(stacked.queue[index], single.queue[0], atol=1e-5, rtol=1e-5)
-    assert stacked.queue_ptr.tolist() == [4, 0]  # 0 + 4 and (8 + 4) mod 12
-    assert (stacked.queue[0, 4:] == 0).all() and (stacked.queue[1, :8] == 0).all()
-
-
 def test_proto_queue_wraps_and_analysis_reward_leaves_it_alone():
     plugin = make("proto", pred_dim=8, proj_dim=12, num_protos=4, queue_size=8, topk=2)
     for step in range(3):
-        plugin.update(stack_batches([fixed_batch(seed=step)]), step)
+        plugin.update(fixed_batch(seed=step), step)
     assert int(plugin.queue_ptr) == 4  # 3 * 4 mod 8
     before = plugin.queue.clone()
-    plugin.intrinsic_reward(stack_batches([fixed_batch()]))
+    plugin.intrinsic_reward(fixed_batch())
     assert torch.equal(plugin.queue, before)
     assert plugin.predictor_target.weight.requires_grad is False
     with pytest.raises(ValueError, match="multiple of num_protos"):
@@ -282,8 +242,7 @@ def test_smm_losses_and_reward_closed_form():
     kl = (-0.5 * (1 + logvar - mu**2 - np.exp(logvar)).sum(1)).mean()
     ce = -log_softmax(np_mlp(weights(plugin.discriminator), s), axis=1)[np.arange(B), z.argmax(1)]
     torch.manual_seed(7)
-    reward, metrics = plugin.update(stack_batches([batch]), step=0)  # one seed: the default generator
-    reward, metrics = reward[0], {k: v.item() for k, v in metrics.items()}
+    reward, metrics = plugin.update(batch, step=0)
     assert metrics["smm_vae_loss"] == pytest.approx(0.5 * kl + sq.mean(), rel=1e-4)
     assert metrics["smm_pred_loss"] == pytest.approx(ce.mean(), rel=1e-5)
     # Reward from the same forward pass, before the steps (URLB's order), rewarding s_t.
@@ -309,8 +268,7 @@ def test_aps_loss_and_reward_closed_form():
     batch = fixed_batch(task)
     s_n = n(batch.next_obs)
     loss = -(task * l2n(np_mlp(weights(plugin.phi), s_n))).sum(1).mean()
-    reward, metrics = plugin.update(stack_batches([batch]), step=0)  # one seed: (1, B, ...)
-    reward, metrics = reward[0], {k: v.item() for k, v in metrics.items()}
+    reward, metrics = plugin.update(batch, step=0)
     assert metrics["aps_loss"] == pytest.approx(loss, rel=1e-5)
     rep = np_mlp(weights(plugin.phi), s_n)  # after the step, unnormalised for the entropy term
     dist = np.sort(np.linalg.norm(rep[:, None] - rep[None], axis=2), axis=1)[:, :5]
@@ -359,8 +317,7 @@ def test_aps_regress_skill_uses_normalised_features_of_obs():
     batch = fixed_batch()
     rep = l2n(np_mlp(weights(plugin.phi), n(batch.obs)))
     r = n(batch.reward)[:, 0]
-    got = plugin.regress_skill(batch.obs[None], batch.reward[None])  # one seed: (1, skill_dim)
-    np.testing.assert_allclose(got[0], l2n(rep.T @ r), atol=1e-5)
+    np.testing.assert_allclose(plugin.regress_skill(batch.obs, batch.reward), l2n(rep.T @ r), atol=1e-5)
 
 
 def test_aps_default_regression_uses_freshly_initialised_features_as_urlb():
@@ -371,34 +328,14 @@ def test_aps_default_regression_uses_freshly_initialised_features_as_urlb():
     task = l2n(np.random.default_rng(4).normal(size=(B, 10))).astype(np.float32)
     trained = make("aps", lr=1e-2)
     for step in range(3):
-        trained.update(stack_batches([fixed_batch(task, seed=10 + step)]), step)
+        trained.update(fixed_batch(task, seed=10 + step), step)
     plugin.load_state_dict(trained.state_dict())
     assert not np.allclose(weights(plugin.phi)[0][0], initial[0][0])
     rep = l2n(np_mlp(initial, n(batch.obs)))
     np.testing.assert_allclose(
-        plugin.regress_skill(batch.obs[None], batch.reward[None])[0], l2n(rep.T @ n(batch.reward)[:, 0]), atol=1e-5
+        plugin.regress_skill(batch.obs, batch.reward), l2n(rep.T @ n(batch.reward)[:, 0]), atol=1e-5
     )
     assert not any(k.startswith("_initial") for k in plugin.state_dict())
-
-
-@pytest.mark.parametrize("regress_features", ["fresh", "pretrained"])
-def test_aps_regress_skill_is_per_seed_when_seeds_are_stacked(regress_features):
-    """Stacked seeds regress each on its own phi (the freshly initialised one included) and own
-    batch; a seed whose rewards are all zero gets a NaN row, the others are unaffected."""
-    singles = []
-    for seed in (1, 2, 3):
-        torch.manual_seed(seed)
-        singles.append(make_plugin("aps", OBS, ACT, hidden_dim=HID, regress_features=regress_features))
-    stacked = stack_seeds(singles)
-    batches = [fixed_batch(seed=seed) for seed in (4, 5, 6)]
-    batches[1] = batches[1]._replace(reward=torch.zeros(B, 1))
-    got = stacked.regress_skill(torch.stack([b.obs for b in batches]), torch.stack([b.reward for b in batches]))
-    assert got.shape == (3, 10)
-    assert np.isnan(got[1]).all()
-    for index in (0, 2):
-        alone = singles[index].regress_skill(batches[index].obs[None], batches[index].reward[None])
-        np.testing.assert_allclose(got[index], alone[0], atol=1e-6)
-    assert not np.allclose(got[0], got[2], atol=1e-3)  # different seeds, different answers
 
 
 # --------------------------------------------------------------------------- skill schedules
@@ -410,7 +347,7 @@ class _Replay:
     def __init__(self, plugin, w: np.ndarray, size: int = 256) -> None:
         self.obs = torch.as_tensor(np.random.default_rng(8).normal(size=(size, OBS)), dtype=torch.float32)
         with torch.no_grad():
-            self.reward = plugin.features(self.obs[None])[0] @ torch.as_tensor(w, dtype=torch.float32)[:, None]
+            self.reward = plugin.features(self.obs) @ torch.as_tensor(w, dtype=torch.float32)[:, None]
         self.samples = 0
 
     def __len__(self) -> int:
@@ -481,8 +418,8 @@ def test_aps_critic_is_successor_features_dotted_with_task():
     ln = critic.trunk[1]
     h = (h - h.mean(1, keepdims=True)) / np.sqrt(h.var(1, keepdims=True) + ln.eps)
     h = np.tanh(h * ln.weight.detach().double().numpy() + ln.bias.detach().double().numpy())
-    q1, q2 = critic(torch.cat([batch.obs, torch.as_tensor(task, dtype=torch.float32)], 1)[None], batch.action[None])
-    for head, q in ((critic.q1, q1[0]), (critic.q2, q2[0])):
+    q1, q2 = critic(torch.cat([batch.obs, torch.as_tensor(task, dtype=torch.float32)], 1), batch.action)
+    for head, q in ((critic.q1, q1), (critic.q2, q2)):
         psi = np_mlp(weights(head), h)
         assert psi.shape == (B, 10)
         np.testing.assert_allclose(n(q)[:, 0], (task * psi).sum(1), rtol=1e-4, atol=1e-5)

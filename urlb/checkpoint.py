@@ -21,16 +21,16 @@ def capture_rng(rng: np.random.Generator, torch_state: torch.Tensor | None = Non
     return {"torch": torch_state, "numpy": rng.bit_generator.state, "python": random.getstate()}
 
 
-def restore_rng(state: dict[str, Any], rng: np.random.Generator, streams=None, index: int = 0) -> None:
-    if streams is None:
+def restore_rng(state: dict[str, Any], rng: np.random.Generator, agents=None, index: int = 0) -> None:
+    if agents is None:
         torch.set_rng_state(state["torch"])
     else:
-        streams.set_state(index, state["torch"])
+        agents.set_state(index, state["torch"])
     rng.bit_generator.state = state["numpy"]
     random.setstate(state["python"])
 
 
-def capture_seed_run(run, agent, global_step: int, elapsed: float) -> dict[str, Any]:
+def capture_seed_run(run, agents, global_step: int, elapsed: float) -> dict[str, Any]:
     """Everything one seed of a run (:class:`urlb.seed_run.SeedRun`) needs to continue exactly
     where it stopped; the same layout whether the seed trained alone or beside others."""
     counters = {
@@ -40,24 +40,24 @@ def capture_seed_run(run, agent, global_step: int, elapsed: float) -> dict[str, 
         "snapshots_written": sorted(run.snapshots_written),
     }
     return {
-        "agent": agent.networks_state(run.index),
+        "agent": agents[run.index].networks_state(),
         "replay": run.replay.state_dict(),
         "counters": counters,
         "skills": run.schedule.state_dict(),
-        "rng": capture_rng(run.rng, agent.streams.get_state(run.index)),
+        "rng": capture_rng(run.rng, agents.get_state(run.index)),
     }
 
 
-def restore_seed_run(run, agent, state: dict[str, Any]) -> None:
+def restore_seed_run(run, agents, state: dict[str, Any]) -> None:
     """The inverse of :func:`capture_seed_run` (the skill schedule is rebuilt from ``resumed_skill``)."""
-    agent.load_networks(state["agent"], tuple(state["agent"]), index=run.index)
+    agents[run.index].load_networks(state["agent"], tuple(state["agent"]))
     run.replay.load_state_dict(state["replay"])
     counters = state["counters"]
     run.global_step, run.global_episode = counters["global_step"], counters["global_episode"]
     run.elapsed_before = counters["elapsed"]
     run.snapshots_written = set(counters["snapshots_written"])
     run.resumed_skill = state["skills"]["fixed_skill"]
-    restore_rng(state["rng"], run.rng, agent.streams, run.index)
+    restore_rng(state["rng"], run.rng, agents, run.index)
 
 
 def save_checkpoint(path: Path, metadata: dict[str, Any], state: dict[str, Any]) -> None:

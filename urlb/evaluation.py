@@ -1,6 +1,5 @@
 """Evaluation episodes: the policy's mean action, the skill the schedule gives, optional video.
-Several seeds are evaluated side by side, each on its own environment, with one batched action
-per step."""
+Several seeds are evaluated side by side, each by its own agent on its own environment."""
 
 from __future__ import annotations
 
@@ -10,12 +9,13 @@ from typing import Callable
 import numpy as np
 
 from urlb.ddpg import DDPGAgent
+from urlb.seeds import SeedAgents
 
 SkillSource = Callable[[], "np.ndarray | None"]
 
 
 def evaluate_policies(
-    agent: DDPGAgent,
+    agents: SeedAgents,
     envs: list,
     episodes: int,
     step: int,
@@ -23,7 +23,7 @@ def evaluate_policies(
     skill_sources: list[SkillSource],
     video_paths: list[Path | None] | None = None,
 ) -> list[dict[str, float]]:
-    """Per seed (one environment and skill source per seed of ``agent``): mean episode return
+    """Per seed (one environment and skill source per seed of ``agents``): mean episode return
     and length (in frames) over ``episodes`` episodes; each seed's first episode is recorded to
     its video path when given."""
     seeds = len(envs)
@@ -39,9 +39,7 @@ def evaluate_policies(
                 video.start(env)
         running = np.ones(seeds, dtype=bool)
         while running.any():
-            obs = np.stack([ts.observation for ts in time_steps])
-            skill = None if skills[0] is None else np.stack(skills)
-            actions = agent.act_seeds(obs, skill, step, eval_mode=True)
+            actions = agents.act([ts.observation for ts in time_steps], skills, step, eval_mode=True)
             for i in np.flatnonzero(running):  # a seed whose episode ended waits for the others
                 time_steps[i] = envs[i].step(actions[i])
                 if videos[i] is not None and record:
@@ -68,7 +66,7 @@ def evaluate_policy(
     video_path: Path | None = None,
 ) -> dict[str, float]:
     """:func:`evaluate_policies` for a single-seed agent."""
-    return evaluate_policies(agent, [env], episodes, step, action_repeat, [skill_for_episode], [video_path])[0]
+    return evaluate_policies(SeedAgents([agent], [0]), [env], episodes, step, action_repeat, [skill_for_episode], [video_path])[0]
 
 
 def _recorder(path: Path | None):

@@ -1,5 +1,6 @@
 """What one seed of a run owns: its environments, replay, skills, logs, counters and random
-streams. The trainer holds one per seed and steps them together with one stacked agent."""
+streams. The trainer holds one per seed and steps them together with one agent per seed
+(urlb.seeds.SeedAgents)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from urlb.tasks import PRIMAL_TASKS
 
 
 class SeedRun:
-    """One seed (``index`` in the agent's seed dimension) of a run, in its own run directory."""
+    """One seed (``index`` among the run's seeds and agents) of a run, in its own run directory."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path, index: int, pretrain: bool) -> None:
         self.cfg, self.run_dir, self.index, self.pretrain = cfg, Path(run_dir), index, pretrain
@@ -71,23 +72,23 @@ class SeedRun:
     def checkpoint_path(self) -> Path:
         return self.run_dir / CHECKPOINT_NAME
 
-    def read_checkpoint(self, agent) -> tuple[int, dict] | None:
+    def read_checkpoint(self, agents) -> tuple[int, dict] | None:
         """(frame, state) of this seed's checkpoint when the run resumes from one."""
         path = self.checkpoint_path()
         if not self.cfg.resume or not path.exists():
             return None
-        meta, state = load_checkpoint(path, self.metadata(agent.plugin))
+        meta, state = load_checkpoint(path, self.metadata(agents.plugin))
         return int(meta["frame"]), state
 
-    def restore(self, agent, state: dict, frame: int) -> None:
-        restore_seed_run(self, agent, state)
+    def restore(self, agents, state: dict, frame: int) -> None:
+        restore_seed_run(self, agents, state)
         self.resumed_frame = frame
         print(f"resuming from {self.checkpoint_path()} at frame {frame}")
 
-    def checkpoint_payload(self, agent, step: int, frame: int, elapsed: float) -> tuple[dict, dict]:
+    def checkpoint_payload(self, agents, step: int, frame: int, elapsed: float) -> tuple[dict, dict]:
         config = OmegaConf.to_container(self.cfg, resolve=True)
-        meta = {**self.metadata(agent.plugin), "frame": frame, "config": config}
-        return meta, capture_seed_run(self, agent, step, elapsed)
+        meta = {**self.metadata(agents[self.index].plugin), "frame": frame, "config": config}
+        return meta, capture_seed_run(self, agents, step, elapsed)
 
     # --- episodes ---
     def skill_for_replay(self, skill):

@@ -172,9 +172,8 @@ class RegressSkills(SkillSchedule):
         solved: np.ndarray | None = None,
     ) -> None:
         self.plugin, self.replay, self.rng, self.say = plugin, replay, rng, say
-        # () -> this seed's regressed skill. The trainer's draws every seed's batch from its own
-        # replay and stream, encodes pixels and regresses all seeds in one pass; the default
-        # regresses a single-seed plugin on a batch of ``replay``.
+        # () -> the regressed skill. The trainer's draws a batch of the seed's replay with the
+        # seed's random state and encodes pixels; the default regresses on a batch of ``replay``.
         self.regress = regress or self._regress_single
         self.init_step = plugin.num_init_steps // action_repeat
         self.every = max(1, plugin.update_skill_every_step // action_repeat)
@@ -183,8 +182,7 @@ class RegressSkills(SkillSchedule):
 
     def _regress_single(self) -> np.ndarray | None:
         batch = self.replay.sample(self.plugin.lstsq_batch_size)
-        skills = self.plugin.regress_skill(batch.obs[None], batch.reward[None])
-        return None if skills is None else skills[0]
+        return self.plugin.regress_skill(batch.obs, batch.reward)
 
     def _regress(self) -> None:
         skill = self.regress()

@@ -1,8 +1,8 @@
 """The one training loop shared by pre-training (intrinsic reward) and fine-tuning (task reward).
 
-One process trains one seed or several (``seeds=[...]``): one stacked agent (urlb.seeds), and per
-seed its own environments, replay, skills, logs, snapshots and checkpoint (urlb.seed_run). The
-seeds step together; each writes what a single-seed run of it writes.
+One process trains one seed or several (``seeds=[...]``): per seed a single-seed agent (stepped
+together by urlb.seeds), its own environments, replay, skills, logs, snapshots and checkpoint
+(urlb.seed_run). Each seed writes what a single-seed run of it writes.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from urlb.agents import build_agent
+from urlb.agents import build_seed_agents
 from urlb.checkpoint import save_checkpoints
 from urlb.config import resolve_device
-from urlb.ddpg import DDPGAgent, NonFiniteError
+from urlb.ddpg import NonFiniteError
 from urlb.evaluation import evaluate_policies
-from urlb.replay import stack_batches
 from urlb.seed_run import SeedRun
 from urlb.seed_runs import seed_runs
+from urlb.seeds import SeedAgents
 from urlb.skills import PriorSkills, SkillSchedule, finetune_schedule
 from urlb.snapshot import SnapshotError, load_snapshot, save_snapshot
 from urlb.tools.skills.tensorboard import log_snapshot_skills
@@ -67,14 +67,13 @@ class Trainer:
         ]
         first = self.runs[0]
         self.obs_shape, self.action_dim = first.obs_shape, first.action_dim
-        self.agent: DDPGAgent = build_agent(
-            cfg, self.obs_shape, self.action_dim, self.device, self.pretrain, seeds=None if len(seeds) == 1 else seeds
+        self.agents: SeedAgents = build_seed_agents(
+            cfg, self.obs_shape, self.action_dim, self.device, self.pretrain, seeds
         )
-        self.skill_dim = self.agent.skill_dim
+        self.skill_dim = self.agents.skill_dim
         for run in self.runs:
             run.make_replay(self.skill_dim, self.device)
         self.global_step = 0
-        self._regressed_at, self._regressed = None, None  # APS: the step and skills of the last regression
         self.resumed_at = self._maybe_resume()
         if not self.pretrain and self.resumed_at is None:
             for run in self.runs:
@@ -93,7 +92,7 @@ class Trainer:
 
     # --- construction ---
     def _skill_schedule(self, run: SeedRun) -> SkillSchedule:
-        plugin = self.agent.plugin
+        plugin = self.agents[run.index].plugin
         if self.pretrain:
             return PriorSkills(plugin, run.rng) if self.skill_dim else SkillSchedule()
         return finetune_schedule(
@@ -111,20 +110,15 @@ class Trainer:
         )
 
     def _regress_for(self, index: int):
-        """APS's skill regression for seed ``index``. The seeds' schedules regress at the same
-        steps, so the first to ask draws every seed's batch (from its own replay and stream, as a
-        single-seed run draws it), encodes and regresses all seeds in one pass, and the others
-        read their row: one pass per regression, not one per seed."""
+        """APS's skill regression for seed ``index``: a batch of its own replay, drawn and encoded
+        with its own random state, regressed by its own plugin."""
+        agent, run = self.agents[index], self.runs[index]
 
         @torch.no_grad()
         def regress():
-            if self._regressed_at != self.global_step:
-                size = self.agent.plugin.lstsq_batch_size
-                generators = self.agent.streams.generators
-                batch = stack_batches([run.replay.sample(size, g) for run, g in zip(self.runs, generators)])
-                self._regressed = self.agent.plugin.regress_skill(self.agent._encode(batch.obs), batch.reward)
-                self._regressed_at = self.global_step
-            return None if self._regressed is None else self._regressed[index]
+            with self.agents.seed_rng(index):
+                batch = run.replay.sample(agent.plugin.lstsq_batch_size)
+                return agent.plugin.regress_skill(agent._encode(batch.obs), batch.reward)
 
         return regress
 
@@ -138,13 +132,14 @@ class Trainer:
             return
         if cfg.agent.name == "ddpg":
             raise SnapshotError("agent=ddpg has no pre-training; fine-tune it from scratch with snapshot_ts=0")
-        expected = {k: v for k, v in run.metadata(self.agent.plugin).items() if k != "plugin"}
+        agent = self.agents[run.index]
+        expected = {k: v for k, v in run.metadata(agent.plugin).items() if k != "plugin"}
         data = load_snapshot(
             cfg.snapshot_dir, cfg.obs_type, cfg.domain, cfg.agent.name, cfg.snapshot_seed, cfg.snapshot_ts, expected
         )
         # URLB's init_from: encoder, actor and the critic's trunk (heads, target, optimisers fresh);
         # the plugin too, since skill methods need it to choose or score skills.
-        self.agent.init_from(data["state"], index=run.index)
+        agent.init_from(data["state"])
         print(f"loaded snapshot {run.snapshot_file(cfg.snapshot_ts)} ({data['metadata']['frames']} frames)")
 
     # --- evaluation ---
@@ -154,7 +149,7 @@ class Trainer:
         videos = [run.run_dir / "videos" / f"eval_{frame}.mp4" if cfg.save_video else None for run in self.runs]
         envs = [run.eval_env for run in self.runs]
         skills = [run.schedule.eval_skill for run in self.runs]
-        results = evaluate_policies(self.agent, envs, cfg.num_eval_episodes, step, self.action_repeat, skills, videos)
+        results = evaluate_policies(self.agents, envs, cfg.num_eval_episodes, step, self.action_repeat, skills, videos)
         for run, result in zip(self.runs, results):
             row = {"frame": frame, "step": step, "episode": run.global_episode, **result}
             run.logger.evaluation(row, elapsed=self.total_time(run))
@@ -247,28 +242,23 @@ class Trainer:
         self._maybe_checkpoint(force=True)
 
     def _update(self) -> None:
-        generators = self.agent.streams.generators
-        batch = stack_batches([run.replay.sample(self.cfg.batch_size, g) for run, g in zip(self.runs, generators)])
-        metrics = self.agent.update(batch, self.global_step)
-        names = list(metrics)
-        values = torch.stack([metrics[k].float() for k in names], 1).tolist() if names else [[]] * len(self.runs)
-        for run, row in zip(self.runs, values):
-            run.logger.log_update(dict(zip(names, row)))
+        # Each seed samples its own replay inside its own random state, as a single-seed run does.
+        sample = lambda index: self.runs[index].replay.sample(self.cfg.batch_size)  # noqa: E731
+        for run, metrics in zip(self.runs, self.agents.update(sample, self.global_step)):
+            run.logger.log_update(metrics)
 
     def _explore_actions(self, skills) -> list[np.ndarray]:
         # Seed frames use uniform random actions, except where the skill schedule scores skills
         # with the pre-trained policy (grid selection).
         step = self.global_step
-        policy = [step >= self._seed_steps or run.schedule.acts_in_seed_frames(step) for run in self.runs]
-        acted = None
-        if any(policy):
-            obs = np.stack([run.time_step.observation for run in self.runs])
-            skill = None if skills[0] is None else np.stack(skills)
-            acted = self.agent.act_seeds(obs, skill, step, eval_mode=False)
-        return [
-            acted[i] if policy[i] else run.rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32)
-            for i, run in enumerate(self.runs)
-        ]
+        actions = []
+        for index, (run, skill) in enumerate(zip(self.runs, skills)):
+            if step >= self._seed_steps or run.schedule.acts_in_seed_frames(step):
+                with self.agents.seed_rng(index):
+                    actions.append(self.agents[index].act(run.time_step.observation, skill, step, eval_mode=False))
+            else:
+                actions.append(run.rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32))
+        return actions
 
     # --- snapshots and checkpoints ---
     def _maybe_snapshot(self) -> None:
@@ -279,25 +269,16 @@ class Trainer:
 
     def _write_snapshot(self, run: SeedRun, frames: int) -> None:
         # Optimiser state is not part of a snapshot: fine-tuning starts fresh optimisers (URLB).
-        state = self.agent.networks_state(run.index)
+        agent = self.agents[run.index]
+        state = agent.networks_state()
         payload = {k: v for k, v in state.items() if not k.endswith("_opt")}
-        meta = {**run.metadata(self.agent.plugin), "frames": self.global_frame}
+        meta = {**run.metadata(agent.plugin), "frames": self.global_frame}
         path = save_snapshot(run.snapshot_file(frames), payload, meta)
         run.snapshots_written.add(frames)
         run.logger.message(f"snapshot at {self.global_frame} frames -> {path}")
         if run.logger.tb is not None:  # the snapshot's skills as a picture (urlb.tools.skills)
-            log_snapshot_skills(run.logger.tb, self._one_seed_agent(run), run.cfg, frames, say=run.logger.message)
-
-    def _one_seed_agent(self, run: SeedRun) -> DDPGAgent:
-        """The agent itself for a single seed; else a single-seed copy of seed ``run`` (tools
-        such as the skill gallery act with one seed)."""
-        if len(self.runs) == 1:
-            return self.agent
-        with torch.random.fork_rng(devices=[]):  # building draws initial weights; they are replaced
-            agent = build_agent(run.cfg, self.obs_shape, self.action_dim, self.device, self.pretrain)
-        state = self.agent.networks_state(run.index)
-        agent.load_networks(state, tuple(k for k in state if not k.endswith("_opt")))
-        return agent
+            with self.agents.seed_rng(run.index):
+                log_snapshot_skills(run.logger.tb, agent, run.cfg, frames, say=run.logger.message)
 
     def _maybe_checkpoint(self, force: bool = False) -> None:
         last = getattr(self, "_last_checkpoint_frame", self.resumed_at or 0)
@@ -306,12 +287,12 @@ class Trainer:
         self._last_checkpoint_frame = self.global_frame
         items = []
         for run in self.runs:
-            meta, state = run.checkpoint_payload(self.agent, self.global_step, self.global_frame, self.total_time(run))
+            meta, state = run.checkpoint_payload(self.agents, self.global_step, self.global_frame, self.total_time(run))
             items.append((run.checkpoint_path(), meta, state))
         save_checkpoints(items)
 
     def _maybe_resume(self) -> int | None:
-        found = {run.seed: run.read_checkpoint(self.agent) for run in self.runs}
+        found = {run.seed: run.read_checkpoint(self.agents) for run in self.runs}
         if all(v is None for v in found.values()):
             return None
         frames = {seed: (None if v is None else v[0]) for seed, v in found.items()}
@@ -323,6 +304,6 @@ class Trainer:
             )
         for run in self.runs:
             frame, state = found[run.seed]
-            run.restore(self.agent, state, frame)
+            run.restore(self.agents, state, frame)
         self.global_step = self.runs[0].global_step
         return self.global_frame

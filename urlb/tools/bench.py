@@ -15,6 +15,7 @@ import resource
 import sys
 import time
 from collections import defaultdict
+import contextlib
 from contextlib import contextmanager
 
 import numpy as np
@@ -23,11 +24,12 @@ from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
 from urlb import envs
-from urlb.agents import agent_names, build_agent
+from urlb.agents import agent_names, build_seed_agents
 from urlb.config import resolve_device
-from urlb.ddpg import COMPILE_BACKENDS, DDPGAgent
+from urlb.ddpg import COMPILE_BACKENDS
 from urlb.hardware import bf16_support
-from urlb.replay import Batch, ReplayBuffer, stack_batches
+from urlb.replay import ReplayBuffer
+from urlb.seeds import SeedAgents
 from urlb.tools.bench_replay import bench_replay, fill_replay, sync_device
 
 SIZES = {  # name -> (hidden_dim, batch_size); update every 2 steps in both
@@ -84,30 +86,36 @@ def matmul_gflops(dtype: torch.dtype, device: torch.device, n: int = 2048, repea
     return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def sample(replays: list[ReplayBuffer], batch_size: int) -> Batch:
-    """One batch per seed, stacked for the agent (S, B, ...)."""
-    return stack_batches([replay.sample(batch_size) for replay in replays])
+def update_seeds(agents: SeedAgents, replays: list[ReplayBuffer], batch_size: int, timer: Timer | None = None) -> None:
+    """One update of every seed, each on a batch of its own replay (as the training loop does);
+    ``timer`` times the sampling as ``sample``."""
+
+    def sample(index: int):
+        with timer.section("sample") if timer is not None else contextlib.nullcontext():
+            return replays[index].sample(batch_size)
+
+    agents.update(sample, step=10_000)
 
 
-def update_flops(agent: DDPGAgent, replays: list[ReplayBuffer], batch_size: int) -> float:
-    """Floating-point operations of one update (matrix products, forward and backward)."""
+def update_flops(agents: SeedAgents, replays: list[ReplayBuffer], batch_size: int) -> float:
+    """Floating-point operations of one update of every seed (matrix products, forward and backward)."""
     with FlopCounterMode(display=False) as counter:
-        agent.update(sample(replays, batch_size), step=10_000)
+        update_seeds(agents, replays, batch_size)
     return float(counter.get_total_flops())
 
 
 def build(agent_name: str, hidden: int, device: torch.device, precision: str, capacity: int, seeds: int = 1):
-    """Per seed an environment and a replay, and one agent holding ``seeds`` seeds."""
+    """Per seed an environment, a replay and an agent (stepped together: urlb.seeds)."""
     env_list = [envs.make("walker_stand", "states", seed=1 + i) for i in range(seeds)]
     obs_dim = int(env_list[0].observation_spec().shape[0])
     action_dim = int(env_list[0].action_spec().shape[0])
     cfg = OmegaConf.create(
         {"agent": {"name": agent_name, "hidden_dim": hidden}, "obs_type": "states", "precision": precision}
     )
-    seed_list = None if seeds == 1 else list(range(1, seeds + 1))
-    agent = build_agent(cfg, (obs_dim,), action_dim, device, reward_free=agent_name != "ddpg", seeds=seed_list)
-    replays = [ReplayBuffer((obs_dim,), action_dim, capacity, agent.skill_dim, device=device) for _ in range(seeds)]
-    return env_list, agent, replays
+    seed_list = list(range(1, seeds + 1))
+    agents = build_seed_agents(cfg, (obs_dim,), action_dim, device, agent_name != "ddpg", seed_list)
+    replays = [ReplayBuffer((obs_dim,), action_dim, capacity, agents.skill_dim, device=device) for _ in range(seeds)]
+    return env_list, agents, replays
 
 
 def bench_agent(
@@ -122,48 +130,46 @@ def bench_agent(
     seeds: int = 1,
 ) -> dict:
     """The training loop's speed for ``seeds`` seeds in one process (frames/s counts every
-    seed's frames; per-step and per-update times are per process step and stacked update)."""
+    seed's frames; per-step and per-update times are per process step, every seed's included)."""
     hidden, batch_size = SIZES[size]
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    env_list, agent, replays = build(agent_name, hidden, device, precision, capacity=100_000, seeds=seeds)
-    for env, replay in zip(env_list, replays):
+    env_list, agents, replays = build(agent_name, hidden, device, precision, capacity=100_000, seeds=seeds)
+    for env, replay, agent in zip(env_list, replays, agents.agents):
         fill_replay(env, replay, agent, fill_steps, rng)
-    flops = update_flops(agent, replays, batch_size)  # counted eagerly: the work is the same compiled
+    flops = update_flops(agents, replays, batch_size)  # counted eagerly: the work is the same compiled
     if compile_backend is not None:
-        agent.compile_networks(compile_backend)
-    skill = np.stack([agent.plugin.sample_skill(rng) for _ in range(seeds)]) if agent.skill_dim else None
+        for agent in agents.agents:
+            agent.compile_networks(compile_backend)
+    skill = [agents.plugin.sample_skill(rng) if agents.skill_dim else None for _ in range(seeds)]
     for _ in range(warmup_updates):  # also absorbs compilation time
-        obs = torch.stack([replay.sample(1).obs[0] for replay in replays]).cpu().numpy()
-        agent.act_seeds(obs, skill, step=10_000, eval_mode=False)
-        agent.update(sample(replays, batch_size), step=10_000)
+        agents.act([replay.sample(1).obs[0].cpu().numpy() for replay in replays], skill, 10_000, eval_mode=False)
+        update_seeds(agents, replays, batch_size)
     timer = Timer(device)
-    for part, (owner, method) in UPDATE_PARTS.items():
-        target = agent if owner is None else getattr(agent, owner)
-        if target is not None:
-            timer.wrap(target, method, part)
+    for agent in agents.agents:
+        for part, (owner, method) in UPDATE_PARTS.items():
+            target = agent if owner is None else getattr(agent, owner)
+            if target is not None:
+                timer.wrap(target, method, part)
     time_steps, steps, updates = [env.reset() for env in env_list], 0, 0
     start = time.perf_counter()
     while time.perf_counter() - start < seconds or updates < 2:
         if time_steps[0].last():
             time_steps = [env.reset() for env in env_list]
         with timer.section("act"):
-            obs = np.stack([ts.observation for ts in time_steps])
-            actions = agent.act_seeds(obs, skill, 10_000, eval_mode=False)
+            actions = agents.act([ts.observation for ts in time_steps], skill, 10_000, eval_mode=False)
         if steps % 2 == 0:
-            with timer.section("sample"):
-                batch = sample(replays, batch_size)
-            with timer.section("update"):
-                agent.update(batch, step=10_000)
+            with timer.section("update"):  # each seed samples inside its random state: sampling nested
+                update_seeds(agents, replays, batch_size, timer)
             updates += 1
         with timer.section("env"):
             time_steps = [env.step(action) for env, action in zip(env_list, actions)]
         with timer.section("replay_add"):
             for replay, ts, i in zip(replays, time_steps, range(seeds)):
-                replay.add(ts, None if skill is None else skill[i])
+                replay.add(ts, skill[i])
         steps += 1
     elapsed = time.perf_counter() - start
-    update_time = timer.totals["update"] / updates
+    update_time = (timer.totals["update"] - timer.totals["sample"]) / updates
     return {
         "agent": agent_name,
         "size": size,

@@ -2,11 +2,11 @@
 ``python -m urlb.tools.bench --seeds 5`` (or ``python -m urlb.tools.bench_seeds``).
 
 For one agent and size it measures the training loop's aggregate frames/s (all seeds' frames)
-of: one single-seed process; S seeds in one process (one stacked agent, urlb.seeds); and S
+of: one single-seed process; S seeds in one process (one agent per seed, stepped together:
+urlb.seeds); and S
 single-seed processes run the best way this machine allows: one after the other with every
 core, or side by side as separate processes with the cores split between them (measured by
-running them at once). The goal of issue 16 at quick sizes on 2 cores: S=5 in one process
->= 2.5x one single-seed process and >= 1.5x the best way of running the 5 separately.
+running them at once).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from urlb.config import resolve_device
-from urlb.tools.bench import SIZES, bench_agent, build, fill_replay, matmul_gflops, sample
+from urlb.tools.bench import SIZES, bench_agent, build, fill_replay, matmul_gflops, update_seeds
 
 
 def _worker_command(agent: str, size: str, seconds: float, threads: int, fill_steps: int) -> list[str]:
@@ -105,17 +105,16 @@ class _OpCounter(TorchDispatchMode):
 
 
 def ops_per_update(agent: str, size: str, seeds: int, device: torch.device) -> int:
-    """ATen operations of one update (optimiser steps included) of an agent holding ``seeds``
-    seeds: what one process step costs in launches, whatever the seeds' matrix sizes."""
+    """ATen operations of one update of ``seeds`` seeds (optimiser steps and replay sampling
+    included): what one process step costs in launches, whatever the seeds' matrix sizes."""
     hidden, batch_size = SIZES[size]
-    env_list, stacked, replays = build(agent, hidden, device, "fp32", capacity=5_000, seeds=seeds)
+    env_list, agents, replays = build(agent, hidden, device, "fp32", capacity=5_000, seeds=seeds)
     rng = np.random.default_rng(0)
-    for env, replay in zip(env_list, replays):
-        fill_replay(env, replay, stacked, 1_200, rng)
-    stacked.update(sample(replays, batch_size), step=10_000)  # optimiser state exists from here on
-    batch = sample(replays, batch_size)
+    for env, replay, one in zip(env_list, replays, agents.agents):
+        fill_replay(env, replay, one, 1_200, rng)
+    update_seeds(agents, replays, batch_size)  # optimiser state exists from here on
     with _OpCounter() as counter:
-        stacked.update(batch, step=10_000)
+        update_seeds(agents, replays, batch_size)
     return counter.count
 
 

@@ -19,7 +19,7 @@ import torch
 from omegaconf import OmegaConf
 
 from urlb.agents.rewards import ParticleEntropy
-from urlb.replay import Batch, stack_batches
+from urlb.replay import Batch
 
 # Run discovery and snapshot loading are shared with the skill gallery (urlb.tools.skills).
 from urlb.tools.pretrained import find_pretrain_runs, load_pretrained_agent, primal_env, written_snapshots
@@ -76,8 +76,7 @@ def start_and_end(values: list[float], window: int = 2) -> tuple[float, float] |
 
 
 def mean_knn_distance(states: np.ndarray, k: int = 12) -> float:
-    states_t = torch.as_tensor(states, dtype=torch.float32)[None]  # one seed: (1, N, D)
-    dist = ParticleEntropy(knn_k=k + 1).knn_distances(states_t)[0]
+    dist = ParticleEntropy(knn_k=k + 1).knn_distances(torch.as_tensor(states, dtype=torch.float32))
     return float(dist[:, 1:].mean())  # column 0 is the point itself
 
 
@@ -159,8 +158,7 @@ def rollout_intrinsic_reward(run_dir: Path, steps: int, seed: int = 0) -> dict[s
                 next_obs_1step=t(data["next_obs"][i]),
                 skill=None if data["skill"] is None else t(data["skill"][i]),
             )
-            # A single-seed agent: the batch gets a seed dimension of one.
-            rewards.append(plugin.intrinsic_reward(stack_batches([batch])).mean().item() * len(i))
+            rewards.append(plugin.intrinsic_reward(batch).mean().item() * len(i))
         means[policy.split("_")[0]] = sum(rewards) / len(idx)
     return means
 
@@ -184,11 +182,10 @@ def metra_skill_displacement(run_dir: Path, frames: int, num_skills: int = 64, s
             if time_step.last():
                 break
         ends = torch.as_tensor(np.stack([first, time_step.observation]), dtype=torch.float32)
-        start_phi, end_phi = phi(ends[None])[0]  # a single-seed phi: seed dimension of one
+        start_phi, end_phi = phi(ends)
         displacements.append((end_phi - start_phi).numpy())
     # [i, j] = d_i . z_j, with z_j as METRA's reward uses it (discrete one-hots centred, D/(D-1))
-    directions = agent.plugin.reward_direction(torch.as_tensor(skills)[None])[0]
-    scores = np.stack(displacements) @ directions.numpy().T
+    scores = np.stack(displacements) @ agent.plugin.reward_direction(torch.as_tensor(skills)).numpy().T
     off_diagonal = ~np.eye(num_skills, dtype=bool)
     aligned = np.diag(scores)
     return {
@@ -242,7 +239,7 @@ def report(run_dir: Path, coverage_steps: int, metra_skills: int = 64) -> list[s
             represent = load_pretrained_agent(run_dir, primal_env(cfg)).plugin.represent
             with torch.no_grad():
                 rep_pre, rep_rand = (
-                    represent(torch.as_tensor(s, dtype=torch.float32)[None])[0].numpy()  # a single-seed agent
+                    represent(torch.as_tensor(s, dtype=torch.float32)).numpy()
                     for s in (pretrained_states, random_states)
                 )
             lines.append(

@@ -17,7 +17,7 @@ import torch
 
 from urlb.agents.base import Plugin
 from urlb.ddpg import DDPGAgent
-from urlb.replay import Batch, stack_batches
+from urlb.replay import Batch
 from urlb.tools.skills.measures import BODIES, Body
 
 EXPLORATION_STEP = 10**6  # the stddev schedule's final value, as in urlb.tools.objectives
@@ -133,11 +133,10 @@ def roll_out_snapshot(
 
 
 def _batch(obs: torch.Tensor, skill: np.ndarray | None) -> Batch:
-    """The rollout's transitions as a single-seed batch: seed dimension of one first (1, T, ...)."""
     o, n = obs[:-1], obs[1:]
     z = None if skill is None else torch.as_tensor(np.repeat(skill[None], len(o), 0), device=obs.device)
     zeros = torch.zeros(len(o), 1, device=obs.device)
-    return stack_batches([Batch(o, zeros, zeros, zeros + 1, n, n, z)])
+    return Batch(o, zeros, zeros, zeros + 1, n, n, z)
 
 
 @torch.no_grad()
@@ -151,27 +150,26 @@ def score_skills(plugin: Plugin, result: SnapshotRollouts) -> None:
     if plugin.name == "diayn":
         # Discriminator accuracy: share of next states s' where argmax q(z|s') is the rollout's skill.
         result.score_name, result.feature_name = "discriminator_accuracy", "discriminator output q(z|s) logits"
-        result.features = [plugin.discriminator(o[None])[0].float().cpu().numpy() for o in as_tensor]
+        result.features = [plugin.discriminator(o).float().cpu().numpy() for o in as_tensor]
         result.scores = [
             float((f[1:].argmax(-1) == int(np.argmax(r.skill))).mean()) for f, r in zip(result.features, rollouts)
         ]
     elif plugin.name == "metra":
         # METRA's objective summed over the rollout: (phi(s_T) - phi(s_0)) . z.
         result.score_name, result.feature_name = "phi_displacement_along_z", "phi(s)"
-        result.features = [plugin.phi(o[None])[0].float().cpu().numpy() for o in as_tensor]
+        result.features = [plugin.phi(o).float().cpu().numpy() for o in as_tensor]
         # z itself, or for discrete one-hots the centred, D/(D-1)-scaled direction METRA rewards.
-        directions = [plugin.reward_direction(torch.as_tensor(r.skill)[None, None]).numpy()[0, 0] for r in rollouts]
+        directions = [plugin.reward_direction(torch.as_tensor(r.skill[None])).numpy()[0] for r in rollouts]
         result.scores = [float((f[-1] - f[0]) @ d) for f, d in zip(result.features, directions)]
     elif plugin.name == "cic":
         # Skill identification from transitions: share of a rollout's transitions whose
         # contrastive logit is highest for its own skill among the K gallery skills.
         result.score_name, result.feature_name = "contrastive_accuracy", "state embedding f(s)"
         skills = torch.as_tensor(np.stack([r.skill for r in rollouts]), dtype=torch.float32, device=device)
-        result.features = [plugin.state_net(o[None])[0].float().cpu().numpy() for o in as_tensor]
+        result.features = [plugin.state_net(o).float().cpu().numpy() for o in as_tensor]
         result.scores = []
         for i, o in enumerate(as_tensor):
-            logits, _ = plugin.contrastive_logits(o[None, :-1], o[None, 1:], skills[None])  # a single seed
-            logits = logits[0]  # [K, T]
+            logits, _ = plugin.contrastive_logits(o[:-1], o[1:], skills)  # [K, T]
             result.scores.append(float((logits.argmax(0) == i).float().mean()))
 
 
