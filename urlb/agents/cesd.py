@@ -166,11 +166,14 @@ class CeSD(OneHotSkills, Plugin):
             z = F.normalize(self.cic.state_net(obs), dim=1, p=2)
         return self.protos(z)
 
-    def assign_clusters(self, next_obs: torch.Tensor) -> torch.Tensor:
-        """A cluster index per state (B,), drawn from softmax(scores / proto_T)."""
+    def cluster_probs(self, obs: torch.Tensor) -> torch.Tensor:
+        """softmax(prototype scores / proto_T) per state (B, E); normalises the prototypes."""
         self._normalised_prototypes()
-        probs = F.softmax(self._prototype_scores(next_obs) / self.proto_T, dim=1)
-        return torch.distributions.Categorical(probs).sample()
+        return F.softmax(self._prototype_scores(obs) / self.proto_T, dim=1)
+
+    def assign_clusters(self, next_obs: torch.Tensor) -> torch.Tensor:
+        """A cluster index per state (B,), drawn from ``cluster_probs``."""
+        return torch.distributions.Categorical(self.cluster_probs(next_obs)).sample()
 
     def prototype_loss(self, obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of softmax(scores(s) / T) against the Sinkhorn assignment of s'."""

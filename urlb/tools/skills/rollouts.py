@@ -171,6 +171,21 @@ def score_skills(plugin: Plugin, result: SnapshotRollouts) -> None:
         for i, o in enumerate(as_tensor):
             logits, _ = plugin.contrastive_logits(o[:-1], o[1:], skills)  # [K, T]
             result.scores.append(float((logits.argmax(0) == i).float().mean()))
+    elif plugin.name == "becl":
+        # Behaviours of one skill embed together: share of a rollout's states whose embedding is
+        # closest (cosine) to the mean embedding of its own rollout among the K rollouts.
+        result.score_name, result.feature_name = "embedding_identification", "behaviour embedding"
+        embeds = [torch.nn.functional.normalize(plugin.becl(o).float(), dim=-1) for o in as_tensor]
+        centres = torch.nn.functional.normalize(torch.stack([e.mean(0) for e in embeds]), dim=-1)
+        result.features = [e.cpu().numpy() for e in embeds]
+        result.scores = [float(((e @ centres.T).argmax(-1) == i).float().mean()) for i, e in enumerate(embeds)]
+    elif plugin.name == "cesd":
+        # The state-distribution constraint: share of a rollout's states whose most likely
+        # prototype (cluster) is its own skill's.
+        result.score_name, result.feature_name = "own_cluster_share", "state embedding f(s)"
+        result.features = [plugin.cic.state_net(o).float().cpu().numpy() for o in as_tensor]
+        probs = [plugin.cluster_probs(o) for o in as_tensor]
+        result.scores = [float((p.argmax(-1) == int(np.argmax(r.skill))).float().mean()) for p, r in zip(probs, rollouts)]
 
 
 def project_2d(features: list[np.ndarray]) -> tuple[list[np.ndarray], str]:
