@@ -171,9 +171,13 @@ class CeSD(OneHotSkills, Plugin):
         self._normalised_prototypes()
         return F.softmax(self._prototype_scores(obs) / self.proto_T, dim=1)
 
-    def assign_clusters(self, next_obs: torch.Tensor) -> torch.Tensor:
-        """A cluster index per state (B,), drawn from ``cluster_probs``."""
-        return torch.distributions.Categorical(self.cluster_probs(next_obs)).sample()
+    def assign_clusters(self, next_obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A cluster index per state (B,), drawn from ``cluster_probs`` (with torch's global
+        generator as the public code, or ``generator``)."""
+        probs = self.cluster_probs(next_obs)
+        if generator is None:
+            return torch.distributions.Categorical(probs).sample()
+        return torch.multinomial(probs, 1, replacement=True, generator=generator)[:, 0]
 
     def prototype_loss(self, obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of softmax(scores(s) / T) against the Sinkhorn assignment of s'."""
@@ -240,6 +244,9 @@ class CeSD(OneHotSkills, Plugin):
 
     @torch.no_grad()
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:
-        """A fresh cluster draw, the running variance left as it is (it normalises, not updated)."""
-        cluster = self.assign_clusters(batch.next_obs)
+        """The reward of a cluster draw from a generator seeded 0 afresh (the same figures on
+        every call, torch's global random state untouched); the running variance normalises but
+        is not updated."""
+        generator = torch.Generator(batch.next_obs.device).manual_seed(0)
+        cluster = self.assign_clusters(batch.next_obs, generator)
         return self.cluster_reward(batch.next_obs, batch.skill, cluster, update_stats=False)[0]
