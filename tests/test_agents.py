@@ -201,8 +201,10 @@ def test_agent_configs_build_plugins(name):
     if name == "ddpg":
         assert plugin is None
         return
-    # URLB's own key names: APS sizes its task by sf_dim, SMM its skill by z_dim, CeSD by ensemble_size.
-    size_key = next((k for k in ("skill_dim", "sf_dim", "z_dim", "ensemble_size") if k in kwargs), None)
+    # URLB's own key names: APS sizes its task by sf_dim, SMM its skill by z_dim; CeSD has a skill
+    # per critic member (Disagreement's ensemble_size counts forward models, not skills).
+    keys = ("skill_dim", "sf_dim", "z_dim") + (("ensemble_size",) if name == "cesd" else ())
+    size_key = next((k for k in keys if k in kwargs), None)
     assert plugin.skill_dim == kwargs.get(size_key, 0)
     period_key = next((k for k in ("update_skill_every_step", "update_task_every_step") if k in kwargs), None)
     if plugin.skill_dim and period_key:
