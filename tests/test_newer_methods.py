@@ -171,7 +171,9 @@ def test_cesd_prototype_loss_closed_form():
         q *= (1 / q.shape[0]) / q.sum(1, keepdims=True)
         q *= (1 / q.shape[1]) / q.sum(0, keepdims=True)
     q = (q / q.sum(0, keepdims=True)).T
-    np.testing.assert_allclose(p.prototype_loss(batch.obs, batch.next_obs).item(), -(q * log_p).sum(1).mean(), rtol=1e-5)
+    np.testing.assert_allclose(
+        p.prototype_loss(batch.obs, batch.next_obs).item(), -(q * log_p).sum(1).mean(), rtol=1e-5
+    )
     np.testing.assert_allclose(np.linalg.norm(np_(p.protos.weight), axis=1), 1.0, rtol=1e-6)
 
 
@@ -181,7 +183,9 @@ def test_cesd_cluster_reward_closed_form():
     cluster order), clipped at 5e-4, log(1 + mean), plus constrain_factor / (1 + states of the
     cluster collected by other skills). Smaller clusters: 0; every cluster's member learns."""
     p = cesd_plugin(constrain_factor={"walker": 0.7})
-    cluster = torch.tensor([0] * 30 + [1] * 10 + [2] * 20)[torch.randperm(60, generator=torch.Generator().manual_seed(3))]
+    cluster = torch.tensor([0] * 30 + [1] * 10 + [2] * 20)[
+        torch.randperm(60, generator=torch.Generator().manual_seed(3))
+    ]
     labels = np.random.default_rng(4).integers(3, size=60)
     batch = make_batch(one_hots(labels, 3), seed=5)
     reward, mask = p.cluster_reward(batch.next_obs, batch.skill, cluster)
@@ -202,7 +206,9 @@ def test_cesd_cluster_reward_closed_form():
     np.testing.assert_allclose(np_(reward)[:, 0], expected, rtol=1e-4, atol=1e-6)
     assert (expected[cluster.numpy() == 1] == 0).all()
     np.testing.assert_allclose(p.distance_var.item(), var, rtol=1e-5)
-    np.testing.assert_array_equal(mask[:, :, 0].numpy(), (cluster.numpy()[None] == np.arange(3)[:, None]).astype(np.float32))
+    np.testing.assert_array_equal(
+        mask[:, :, 0].numpy(), (cluster.numpy()[None] == np.arange(3)[:, None]).astype(np.float32)
+    )
 
 
 def test_cesd_clusters_follow_the_prototype_softmax():
@@ -248,7 +254,9 @@ def test_cesd_ensemble_critic_and_actor_losses_through_the_backbone():
     h = np_forward(before.critic.trunk, np.concatenate([obs, np_(batch.action)], 1))[None]
     loss = sum(((np_forward(q, h) * mask - target * mask) ** 2).mean() for q in (before.critic.q1, before.critic.q2))
     np.testing.assert_allclose(metrics["critic_loss"], loss, rtol=1e-4)
-    action = clamp(np.tanh(np_forward(before.actor.policy, np_forward(before.actor.trunk, np.concatenate([obs, skill], 1)))))
+    action = clamp(
+        np.tanh(np_forward(before.actor.policy, np_forward(before.actor.trunk, np.concatenate([obs, skill], 1))))
+    )
     value = ensemble_q(agent.critic, obs, action)  # the critic after its step, as the actor sees it
     np.testing.assert_allclose(metrics["actor_loss"], -(skill.T[..., None] * value).mean(), rtol=1e-4)
     assert mask.shape == (3, 24, 1) and (mask.sum(0) == 1).all()
@@ -295,12 +303,29 @@ def test_ensemble_linear_initialised_as_vectorized_linear():
 # --------------------------------------------------------------------------- defaults (the public yaml files)
 
 PUBLIC_DEFAULTS = {
-    "becl": {"skill_dim": 16, "update_skill_every_step": 50, "contrastive_update_rate": 3, "temperature": 0.5,
-             "finetune_skill": -1, "hidden_dim": 1024, "lr": 1e-4},
-    "cesd": {"ensemble_size": 16, "update_skill_every_step": 50, "project_skill": True, "update_rep": True, "temp": 0.5,
-             "proto_T": 0.1, "knn_k": 16, "knn_clip": 0.0005, "hidden_dim": 1024, "lr": 1e-4,
-             "proto_num_iters": {"walker": 6, "quadruped": 5, "jaco": 4},
-             "constrain_factor": {"walker": 1.0, "quadruped": 1.0, "jaco": 0.1}},
+    "becl": {
+        "skill_dim": 16,
+        "update_skill_every_step": 50,
+        "contrastive_update_rate": 3,
+        "temperature": 0.5,
+        "finetune_skill": -1,
+        "hidden_dim": 1024,
+        "lr": 1e-4,
+    },
+    "cesd": {
+        "ensemble_size": 16,
+        "update_skill_every_step": 50,
+        "project_skill": True,
+        "update_rep": True,
+        "temp": 0.5,
+        "proto_T": 0.1,
+        "knn_k": 16,
+        "knn_clip": 0.0005,
+        "hidden_dim": 1024,
+        "lr": 1e-4,
+        "proto_num_iters": {"walker": 6, "quadruped": 5, "jaco": 4},
+        "constrain_factor": {"walker": 1.0, "quadruped": 1.0, "jaco": 0.1},
+    },
 }
 
 
@@ -341,7 +366,9 @@ def test_becl_backbone_learns_from_the_last_of_its_batches():
     last = parts[-1]
     obs_in = np.concatenate([np_(last.obs), np_(last.skill)], 1)
     next_in = np.concatenate([np_(last.next_obs), np_(last.skill)], 1)
-    next_action = np.clip(np.tanh(np_forward(before.actor.policy, np_forward(before.actor.trunk, next_in))), -1 + 1e-6, 1 - 1e-6)
+    next_action = np.clip(
+        np.tanh(np_forward(before.actor.policy, np_forward(before.actor.trunk, next_in))), -1 + 1e-6, 1 - 1e-6
+    )
     target = np_(seen["out"][0]) + np_(last.discount) * ensemble_q(before.critic_target, next_in, next_action)[0]
     h = np_forward(before.critic.trunk, np.concatenate([obs_in, np_(last.action)], 1))
     loss = sum(((np_forward(q, h) - target) ** 2).mean() for q in (before.critic.q1, before.critic.q2))

@@ -92,9 +92,10 @@ class CeSD(OneHotSkills, Plugin):
 
     As ``agent/cesd.py``: the CIC contrastive loss trains the state embedding that clusters and
     entropies use; prototypes learn to predict the Sinkhorn assignment of s' from s; clusters of
-    at most 16 states get reward 0 (their member still learns from them); the distance normaliser is the running variance. The backbone
-    takes the member mask through ``critic_mask`` and the actor maximises the
-    member of each sample's skill through ``actor_value``. Fine-tuning holds one random skill."""
+    at most 16 states get reward 0 (their member still learns from them); the distance
+    normaliser is the running variance. The backbone takes the member mask through
+    ``critic_mask`` and the actor maximises each sample's own skill member through
+    ``actor_value``. Fine-tuning holds one random skill."""
 
     name = "cesd"
     obs_types = ("states",)  # the public ensemble critic has no pixel path

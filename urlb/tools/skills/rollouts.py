@@ -185,7 +185,9 @@ def score_skills(plugin: Plugin, result: SnapshotRollouts) -> None:
         result.score_name, result.feature_name = "own_cluster_share", "state embedding f(s)"
         result.features = [plugin.cic.state_net(o).float().cpu().numpy() for o in as_tensor]
         probs = [plugin.cluster_probs(o) for o in as_tensor]
-        result.scores = [float((p.argmax(-1) == int(np.argmax(r.skill))).float().mean()) for p, r in zip(probs, rollouts)]
+        result.scores = [
+            float((p.argmax(-1) == int(np.argmax(r.skill))).float().mean()) for p, r in zip(probs, rollouts)
+        ]
 
 
 def project_2d(features: list[np.ndarray]) -> tuple[list[np.ndarray], str]:
