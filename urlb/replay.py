@@ -23,8 +23,7 @@ import torch
 
 
 class Batch(NamedTuple):
-    """A sampled batch of n-step transitions; every tensor has leading dimension B (a replay's
-    sample) or (S, B) (seeds stacked for an agent, see :func:`stack_batches`)."""
+    """A sampled batch of n-step transitions; every tensor has leading dimension B."""
 
     obs: torch.Tensor  # (B, *obs_shape)
     action: torch.Tensor  # (B, action_dim), the action taken at obs
@@ -33,11 +32,6 @@ class Batch(NamedTuple):
     next_obs: torch.Tensor  # (B, *obs_shape), observation m steps after obs
     next_obs_1step: torch.Tensor  # (B, *obs_shape), observation one step after obs
     skill: torch.Tensor | None  # (B, skill_dim) or None for methods without skills
-
-
-def stack_batches(batches: list[Batch]) -> Batch:
-    """Per-seed batches (B, ...) -> one batch (S, B, ...) with the seed dimension first."""
-    return Batch(*(None if parts[0] is None else torch.stack(parts) for parts in zip(*batches)))
 
 
 class ReplayBuffer:

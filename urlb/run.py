@@ -69,7 +69,28 @@ def check_before_work(cfg: DictConfig, run_dir: Path, overrides: list[str], anno
     check_writable(Path(cfg.snapshot_dir), "snapshot_dir")
     for _, one, directory in runs:
         check_snapshot_exists(one, directory, overrides)
+    if cfg.phase == "pretrain":
+        check_method(cfg)
     return None
+
+
+_CHECKED: set[str] = set()  # methods this process has checked (precheck and the job are one process)
+
+
+def check_method(cfg: DictConfig) -> None:
+    """The plugin contract at tiny sizes (urlb.agents.contract) before pre-training starts, so a
+    broken method stops in seconds instead of after hours; the first broken rule is the error."""
+    from urlb.agents.contract import Checker
+
+    key = f"{cfg.obs_type}:{OmegaConf.to_yaml(cfg.agent, resolve=True)}"
+    if cfg.agent.name == "ddpg" or key in _CHECKED:
+        return
+    with torch.random.fork_rng(devices=[]):
+        problems = Checker(cfg.agent).guard(cfg.obs_type)
+    if problems:
+        spec = cfg.agent.get("target") or cfg.agent.name
+        raise ConfigError(f"agent={spec} breaks the plugin contract ({problems[0]}); urlb-check-agent {spec} checks every rule")
+    _CHECKED.add(key)
 
 
 def run_phase(cfg: DictConfig) -> None:

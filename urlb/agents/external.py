@@ -72,7 +72,10 @@ def agent_config(target: str) -> dict[str, Any]:
 
 def register_external_agents(argv: list[str]) -> None:
     """Make every ``agent=module:Class`` of a command line a Hydra option of the ``agent`` group
-    (called by the entry points before Hydra composes the config)."""
+    (called by the entry points before Hydra composes the config); one line and exit code 2 when
+    the class or its config cannot be had."""
+    import sys
+
     from hydra.core.config_store import ConfigStore
 
     for arg in argv:
@@ -80,5 +83,32 @@ def register_external_agents(argv: list[str]) -> None:
         if key.lstrip("+~") != "agent":
             continue
         for target in value.split(","):  # a multirun may sweep several
-            if is_target(target):
+            if not is_target(target):
+                continue
+            try:
                 ConfigStore.instance().store(group="agent", name=target, node=agent_config(target))
+            except ConfigError as exc:
+                print(f"error: {exc}", file=sys.stderr, flush=True)
+                sys.exit(2)
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "agent"
+
+
+def load_agent_config(agent: str) -> dict[str, Any]:
+    """The agent config as Hydra composes it (the backbone's keys under the method's), for a
+    built-in name (``configs/agent/<name>.yaml``) or a dotted path ``module:Class``."""
+    if is_target(agent):
+        node = agent_config(agent)
+    else:
+        path = CONFIG_DIR / f"{agent}.yaml"
+        if not path.exists():
+            from urlb.agents import agent_names
+
+            raise ConfigError(f"agent={agent!r} is not valid; choose one of: {', '.join(agent_names())}, or module:Class")
+        node = OmegaConf.to_container(OmegaConf.load(path))
+    merged: dict[str, Any] = {}
+    for part in node.pop("defaults", []):
+        if part != "_self_":
+            merged.update(load_agent_config(part))
+    return {**merged, **node}
