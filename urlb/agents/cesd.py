@@ -167,17 +167,24 @@ class CeSD(OneHotSkills, Plugin):
             z = F.normalize(self.cic.state_net(obs), dim=1, p=2)
         return self.protos(z)
 
-    def cluster_probs(self, obs: torch.Tensor) -> torch.Tensor:
-        """softmax(prototype scores / proto_T) per state (B, E); normalises the prototypes."""
-        self._normalised_prototypes()
-        return F.softmax(self._prototype_scores(obs) / self.proto_T, dim=1)
+    def cluster_probs(self, obs: torch.Tensor, analysis: bool = False) -> torch.Tensor:
+        """softmax(prototype scores / proto_T) per state (B, E). Training normalises the
+        prototypes in place first, as the public code; ``analysis`` scores with a normalised
+        copy and changes nothing."""
+        if not analysis:
+            self._normalised_prototypes()
+            return F.softmax(self._prototype_scores(obs) / self.proto_T, dim=1)
+        with torch.no_grad():
+            z = F.normalize(self.cic.state_net(obs), dim=1, p=2)
+            scores = z @ F.normalize(self.protos.weight, dim=1, p=2).T
+        return F.softmax(scores / self.proto_T, dim=1)
 
     def assign_clusters(self, next_obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """A cluster index per state (B,), drawn from ``cluster_probs`` (with torch's global
-        generator as the public code, or ``generator``)."""
-        probs = self.cluster_probs(next_obs)
+        """A cluster index per state (B,), drawn from ``cluster_probs``: in training with torch's
+        global generator, as the public code; with ``generator``, for analysis."""
         if generator is None:
-            return torch.distributions.Categorical(probs).sample()
+            return torch.distributions.Categorical(self.cluster_probs(next_obs)).sample()
+        probs = self.cluster_probs(next_obs, analysis=True)
         return torch.multinomial(probs, 1, replacement=True, generator=generator)[:, 0]
 
     def prototype_loss(self, obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,8 @@ class Problem(Exception):
 
 def tiny_config(agent_cfg: DictConfig | dict, obs_type: str, seed: int = 0) -> DictConfig:
     agent = OmegaConf.to_container(agent_cfg, resolve=True) if isinstance(agent_cfg, DictConfig) else dict(agent_cfg)
-    return OmegaConf.create({"agent": {**agent, **TINY}, "obs_type": obs_type, "seed": seed})
+    # walker's sizes (OBS_DIM, ACTION_DIM), so a key set per domain (``${domain}``) resolves
+    return OmegaConf.create({"agent": {**agent, **TINY}, "obs_type": obs_type, "seed": seed, "domain": "walker"})
 
 
 def random_batch(plugin, obs_shape: tuple[int, ...], rng: np.random.Generator, batch: int = BATCH) -> Batch:
@@ -119,7 +120,9 @@ class Checker:
             return
         pixels = obs_type == "pixels"
         size = PIXEL_BATCH if pixels else BATCH
-        batch = random_batch(plugin, PIXELS if pixels else (OBS_DIM,), np.random.default_rng(0), size)
+        # a plugin trained on several batches per update gets them as one; it rewards the last
+        rows = agent.batch_rows(size)
+        batch = random_batch(plugin, PIXELS if pixels else (OBS_DIM,), np.random.default_rng(0), rows)
         before = {k: v.detach().clone() for k, v in plugin.state_dict().items()}
         with torch.no_grad():
             features = agent._encode(batch.obs), agent._encode(batch.next_obs), agent._encode(batch.next_obs_1step)
@@ -170,7 +173,7 @@ class Checker:
             reward = agent.plugin.intrinsic_reward(batch)
         except Exception as exc:  # noqa: BLE001
             raise Problem(f"intrinsic_reward: raised {type(exc).__name__}: {_first_line(exc)} -> fix intrinsic_reward") from None
-        _check_reward(reward, "intrinsic_reward", BATCH)
+        _check_reward(reward, "intrinsic_reward", len(batch.obs))
         changed = [k for k, v in agent.plugin.state_dict().items() if not torch.equal(before[k], v)]
         if changed:
             raise Problem(f"intrinsic_reward: changed {changed[0]} -> analysis must not train or update statistics")
@@ -234,7 +237,8 @@ class Checker:
         together = build_seed_agents(cfg, (OBS_DIM,), ACTION_DIM, "cpu", True, [1, 2])
         if together.plugin is None:
             return
-        batches = [random_batch(together.plugin, (OBS_DIM,), np.random.default_rng(4 + i)) for i in range(2)]
+        rows = together[0].batch_rows(BATCH)
+        batches = [random_batch(together.plugin, (OBS_DIM,), np.random.default_rng(4 + i), rows) for i in range(2)]
         together.update(lambda index: batches[index], 1000)
         alone = self.build(seed=2)
         alone.update(batches[1], 1000)

@@ -184,7 +184,7 @@ def score_skills(plugin: Plugin, result: SnapshotRollouts) -> None:
         # prototype (cluster) is its own skill's.
         result.score_name, result.feature_name = "own_cluster_share", "state embedding f(s)"
         result.features = [plugin.cic.state_net(o).float().cpu().numpy() for o in as_tensor]
-        probs = [plugin.cluster_probs(o) for o in as_tensor]
+        probs = [plugin.cluster_probs(o, analysis=True) for o in as_tensor]
         result.scores = [
             float((p.argmax(-1) == int(np.argmax(r.skill))).float().mean()) for p, r in zip(probs, rollouts)
         ]
