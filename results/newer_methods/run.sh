@@ -7,8 +7,10 @@ cd "$(dirname "$0")/../.."
 export MUJOCO_GL=egl OMP_NUM_THREADS=1
 out=${OUT:-/work/scratch/i23}
 common="preset=quick device=cpu threads=1 seed=1 run_root=$out/runs snapshot_dir=$out/models"
-for agent in ${AGENTS:-becl cesd}; do
+for agent in becl cesd; do
   nice -n 10 python pretrain.py $common agent=$agent domain=walker
+done
+for agent in becl cesd; do
   nice -n 10 python finetune.py $common agent=$agent task=walker_stand
 done
 # Each method's own objective at the start and end of pre-training, and the fine-tuning table.
