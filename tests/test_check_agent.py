@@ -18,7 +18,7 @@ from urlb.agents.external import load_agent_config
 from urlb.tools.check_agent import main as check_agent
 
 # An ICM-sized method: a forward model's error is the reward. Each variant below breaks one rule.
-METHOD = '''
+METHOD = """
 import numpy as np
 import torch
 
@@ -87,7 +87,7 @@ class MutatesBatch(Good):
 class NumpyNoise(Good):  # draws from numpy's global generator, which no seed controls here
     def loss(self, batch):
         return self.error(batch).mean() * (1.0 + 0.1 * float(np.random.standard_normal()))
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +159,15 @@ def run_script(script: str, args: list[str], cwd: Path) -> subprocess.CompletedP
 
 @pytest.mark.pipeline
 def test_a_method_of_ones_own_package_pretrains_and_finetunes(package, tmp_path):
-    common = [*TINY, "agent=my_pkg.curiosity:Good", "num_seed_frames=500", "num_train_frames=1000",
-              "eval_every_frames=1000", f"run_root={tmp_path / 'runs'}", f"snapshot_dir={tmp_path / 'models'}"]
+    common = [
+        *TINY,
+        "agent=my_pkg.curiosity:Good",
+        "num_seed_frames=500",
+        "num_train_frames=1000",
+        "eval_every_frames=1000",
+        f"run_root={tmp_path / 'runs'}",
+        f"snapshot_dir={tmp_path / 'models'}",
+    ]
     pre = run_script("pretrain.py", [*common, "domain=walker", "snapshots=[1000]"], package)
     assert pre.returncode == 0, pre.stderr[-2000:]
     assert (tmp_path / "models/states/walker/good/1/snapshot_1000.pt").exists()
@@ -171,8 +178,16 @@ def test_a_method_of_ones_own_package_pretrains_and_finetunes(package, tmp_path)
 
 @pytest.mark.pipeline
 def test_pretrain_refuses_a_broken_method_before_training(package, tmp_path):
-    args = [*TINY, "agent=my_pkg.curiosity:FlatReward", "domain=walker", "num_train_frames=1000", "num_seed_frames=500",
-            "snapshots=[1000]", f"run_root={tmp_path / 'runs'}", f"snapshot_dir={tmp_path / 'models'}"]
+    args = [
+        *TINY,
+        "agent=my_pkg.curiosity:FlatReward",
+        "domain=walker",
+        "num_train_frames=1000",
+        "num_seed_frames=500",
+        "snapshots=[1000]",
+        f"run_root={tmp_path / 'runs'}",
+        f"snapshot_dir={tmp_path / 'models'}",
+    ]
     run = run_script("pretrain.py", args, package)
     assert run.returncode == 2
     assert "breaks the plugin contract (update (states): reward shape (32,)" in run.stderr

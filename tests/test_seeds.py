@@ -12,6 +12,7 @@ import torch
 from omegaconf import OmegaConf
 
 from urlb.agents import agent_names, build_agent, build_seed_agents
+from urlb.agents.contract import random_batch as contract_batch
 from urlb.ddpg import NonFiniteError
 from urlb.replay import Batch
 
@@ -41,24 +42,7 @@ def agent_config(name: str, obs_type: str = "states"):
 
 def random_batch(plugin, obs_type: str, rng: np.random.Generator, batch: int = BATCH) -> Batch:
     """A batch of plausible transitions (skills drawn from the method's prior)."""
-
-    def obs():
-        if obs_type == "pixels":
-            return torch.as_tensor(rng.integers(0, 256, (batch, *PIXELS)), dtype=torch.uint8)
-        return torch.as_tensor(rng.standard_normal((batch, OBS_DIM)), dtype=torch.float32)
-
-    skill = None
-    if plugin is not None and plugin.skill_dim:
-        skill = torch.as_tensor(np.stack([plugin.sample_skill(rng) for _ in range(batch)]), dtype=torch.float32)
-    return Batch(
-        obs=obs(),
-        action=torch.as_tensor(rng.uniform(-1, 1, (batch, ACTION_DIM)), dtype=torch.float32),
-        reward=torch.as_tensor(rng.standard_normal((batch, 1)), dtype=torch.float32),
-        discount=torch.full((batch, 1), 0.99**3),
-        next_obs=obs(),
-        next_obs_1step=obs(),
-        skill=skill,
-    )
+    return contract_batch(plugin, PIXELS if obs_type == "pixels" else (OBS_DIM,), rng, batch)
 
 
 def trajectory(name: str, obs_type: str, steps: int, batch: int):
@@ -68,8 +52,12 @@ def trajectory(name: str, obs_type: str, steps: int, batch: int):
     shape = PIXELS if obs_type == "pixels" else (OBS_DIM,)
     out = []
     for _ in SEEDS:
-        obs = [rng.integers(0, 256, shape).astype(np.uint8) if obs_type == "pixels" else
-               rng.standard_normal(shape).astype(np.float32) for _ in range(steps)]
+        obs = [
+            rng.integers(0, 256, shape).astype(np.uint8)
+            if obs_type == "pixels"
+            else rng.standard_normal(shape).astype(np.float32)
+            for _ in range(steps)
+        ]
         skills = [None if plugin is None or not plugin.skill_dim else plugin.sample_skill(rng) for _ in range(steps)]
         rows = batch * (plugin.batches_per_update if plugin is not None else 1)  # BeCL: several batches
         out.append((obs, skills, [random_batch(plugin, obs_type, rng, rows) for _ in range(steps)]))

@@ -66,7 +66,9 @@ def evaluate_policy(
     video_path: Path | None = None,
 ) -> dict[str, float]:
     """:func:`evaluate_policies` for a single-seed agent."""
-    return evaluate_policies(SeedAgents([agent], [0]), [env], episodes, step, action_repeat, [skill_for_episode], [video_path])[0]
+    return evaluate_policies(
+        SeedAgents([agent], [0]), [env], episodes, step, action_repeat, [skill_for_episode], [video_path]
+    )[0]
 
 
 def _recorder(path: Path | None):

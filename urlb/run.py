@@ -89,7 +89,9 @@ def check_method(cfg: DictConfig) -> None:
         problems = Checker(cfg.agent).guard(cfg.obs_type)
     if problems:
         spec = cfg.agent.get("target") or cfg.agent.name
-        raise ConfigError(f"agent={spec} breaks the plugin contract ({problems[0]}); urlb-check-agent {spec} checks every rule")
+        raise ConfigError(
+            f"agent={spec} breaks the plugin contract ({problems[0]}); urlb-check-agent {spec} checks every rule"
+        )
     _CHECKED.add(key)
 
 

@@ -27,6 +27,10 @@ class Problem(Exception):
     """One broken rule (the message is the line shown)."""
 
 
+class Skipped(Exception):
+    """A rule that cannot run because one it builds on broke."""
+
+
 def tiny_config(agent_cfg: DictConfig | dict, obs_type: str, seed: int = 0) -> DictConfig:
     agent = OmegaConf.to_container(agent_cfg, resolve=True) if isinstance(agent_cfg, DictConfig) else dict(agent_cfg)
     # walker's sizes (OBS_DIM, ACTION_DIM), so a key set per domain (``${domain}``) resolves
@@ -75,7 +79,11 @@ class Checker:
     def config_keys(self) -> None:
         from urlb.agents import RUNTIME_ARGS, plugin_class, split_agent_config
 
-        cfg = dict(OmegaConf.to_container(self.agent_cfg, resolve=True)) if isinstance(self.agent_cfg, DictConfig) else dict(self.agent_cfg)
+        cfg = (
+            dict(OmegaConf.to_container(self.agent_cfg, resolve=True))
+            if isinstance(self.agent_cfg, DictConfig)
+            else dict(self.agent_cfg)
+        )
         try:
             _, plugin_keys = split_agent_config(cfg)
         except ConfigError as exc:
@@ -83,8 +91,12 @@ class Checker:
         cls = plugin_class(cfg["name"], cfg.get("target"))
         params = inspect.signature(cls.__init__).parameters
         unset = [
-            p for p, v in params.items() if p not in RUNTIME_ARGS and v.default is inspect.Parameter.empty
-            and v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD) and p not in plugin_keys
+            p
+            for p, v in params.items()
+            if p not in RUNTIME_ARGS
+            and v.default is inspect.Parameter.empty
+            and v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD)
+            and p not in plugin_keys
         ]
         if unset:
             raise Problem(
@@ -104,12 +116,16 @@ class Checker:
             return
         if plugin.finetune_skill_selection not in SKILL_SELECTIONS:
             raise Problem(
-                f"skills: finetune_skill_selection={plugin.finetune_skill_selection!r} -> use one of {', '.join(SKILL_SELECTIONS)}"
+                f"skills: finetune_skill_selection={plugin.finetune_skill_selection!r} -> use one of "
+                f"{', '.join(SKILL_SELECTIONS)}"
             )
         rng = np.random.default_rng(0)
         for what, skill in (("sample_skill", plugin.sample_skill(rng)), ("default_skill", plugin.default_skill())):
             if skill is None or np.shape(skill) != (plugin.skill_dim,):
-                raise Problem(f"skills: {what}() gave shape {np.shape(skill)} -> return an array of shape (skill_dim,) = ({plugin.skill_dim},)")
+                raise Problem(
+                    f"skills: {what}() gave shape {np.shape(skill)} -> return an array of shape "
+                    f"(skill_dim,) = ({plugin.skill_dim},)"
+                )
 
     def update(self, obs_type: str) -> None:
         """One plugin update: reward (B, 1) detached and finite, metrics numbers, batch untouched,
@@ -132,7 +148,9 @@ class Checker:
         try:
             out = plugin.update(plugin_batch, 1000)
         except Exception as exc:  # noqa: BLE001 - any failure of the method's code is the finding
-            raise Problem(f"{where}: raised {type(exc).__name__}: {_first_line(exc)} -> fix the method's update") from None
+            raise Problem(
+                f"{where}: raised {type(exc).__name__}: {_first_line(exc)} -> fix the method's update"
+            ) from None
         if not (isinstance(out, tuple) and len(out) == 2):
             raise Problem(f"{where}: returned {type(out).__name__} -> return (reward, metrics)")
         reward, metrics = out
@@ -142,17 +160,23 @@ class Checker:
         _check_reward(reward, where, size)
         for name, (old, new) in zip(Batch._fields, zip(kept, plugin_batch)):
             if old is not None and not torch.equal(old, new):
-                raise Problem(f"{where}: changed batch.{name} in place -> work on a copy (x = x.clone()) or out of place")
+                raise Problem(
+                    f"{where}: changed batch.{name} in place -> work on a copy (x = x.clone()) or out of place"
+                )
         bad = [n for n, p in plugin.named_parameters() if not bool(torch.isfinite(p).all())]
         if bad:
             raise Problem(f"{where}: parameter {bad[0]} is not finite after one update (a NaN loss?) -> check the loss")
         declared = {id(p) for opt in plugin.optimizers().values() for g in opt.param_groups for p in g["params"]}
         moved = [
-            n for n, p in plugin.named_parameters()
+            n
+            for n, p in plugin.named_parameters()
             if p.requires_grad and not torch.equal(before[n], p.detach()) and id(p) not in declared
         ]
         if moved:
-            raise Problem(f"{where}: {moved[0]} is trained by an optimiser the plugin did not declare -> self.add_optimizer(name, optimizer)")
+            raise Problem(
+                f"{where}: {moved[0]} is trained by an optimiser the plugin did not declare -> "
+                "self.add_optimizer(name, optimizer)"
+            )
         try:
             agent.update(batch, 1000)
         except Exception as exc:  # noqa: BLE001
@@ -161,7 +185,12 @@ class Checker:
     def trained(self):
         """(agent, batch, reward, metrics) of one plugin update on states (see ``_trained``)."""
         if self._trained is None:
-            self.update("states")
+            try:
+                self.update("states")
+            except Problem:
+                raise Skipped("needs update (states)") from None
+        if self._trained is None:  # the update raised before returning
+            raise Skipped("needs update (states)")
         return self._trained
 
     def intrinsic_reward(self) -> None:
@@ -172,14 +201,18 @@ class Checker:
         try:
             reward = agent.plugin.intrinsic_reward(batch)
         except Exception as exc:  # noqa: BLE001
-            raise Problem(f"intrinsic_reward: raised {type(exc).__name__}: {_first_line(exc)} -> fix intrinsic_reward") from None
+            raise Problem(
+                f"intrinsic_reward: raised {type(exc).__name__}: {_first_line(exc)} -> fix intrinsic_reward"
+            ) from None
         _check_reward(reward, "intrinsic_reward", len(batch.obs))
         changed = [k for k, v in agent.plugin.state_dict().items() if not torch.equal(before[k], v)]
         if changed:
             raise Problem(f"intrinsic_reward: changed {changed[0]} -> analysis must not train or update statistics")
         if not torch.equal(reward, agent.plugin.intrinsic_reward(batch)):
-            raise Problem("intrinsic_reward: two calls on the same batch differ -> draw its random numbers from a "
-                          "generator seeded afresh on each call (torch.Generator().manual_seed(0)), as SMM does")
+            raise Problem(
+                "intrinsic_reward: two calls on the same batch differ -> draw its random numbers from a "
+                "generator seeded afresh on each call (torch.Generator().manual_seed(0)), as SMM does"
+            )
 
     def snapshot_round_trip(self) -> None:
         """Save a trained agent's state, load it into a fresh one: the same state and reward."""
@@ -197,11 +230,16 @@ class Checker:
             raise Problem(f"snapshot: loading a saved state raised {type(exc).__name__}: {_first_line(exc)}") from None
         for key, value in agent.plugin.state_dict().items():
             if not torch.equal(fresh.plugin.state_dict()[key], value):
-                raise Problem(f"snapshot: plugin.{key} differs after a save/load round trip -> keep state in parameters or buffers")
+                raise Problem(
+                    f"snapshot: plugin.{key} differs after a save/load round trip -> keep state in parameters "
+                    "or buffers"
+                )
         ours, theirs = agent.plugin.intrinsic_reward(batch), fresh.plugin.intrinsic_reward(batch)
         if not torch.equal(ours, theirs):
-            raise Problem("snapshot: the reward differs after a save/load round trip -> keep every state the reward "
-                          "needs in parameters or persistent buffers (register_buffer)")
+            raise Problem(
+                "snapshot: the reward differs after a save/load round trip -> keep every state the reward "
+                "needs in parameters or persistent buffers (register_buffer)"
+            )
 
     def finetune_copy(self) -> None:
         """What fine-tuning copies: actor, the critic's trunk (or all of it), and the plugin."""
@@ -214,7 +252,9 @@ class Checker:
         whole = pre.plugin.finetune_critic_copy == "all"
         copied, target = (pre.critic, fine.critic) if whole else (pre.critic.trunk, fine.critic.trunk)
         if not (same(pre.actor, fine.actor) and same(copied, target) and same(pre.plugin, fine.plugin)):
-            raise Problem("fine-tuning: the snapshot's actor, critic and plugin were not all copied -> check finetune_critic_copy")
+            raise Problem(
+                "fine-tuning: the snapshot's actor, critic and plugin were not all copied -> check finetune_critic_copy"
+            )
 
     def determinism(self) -> None:
         """The same seed and batch give the same reward and metrics."""
@@ -226,8 +266,10 @@ class Checker:
         reward_again, metrics_again = again.plugin.update(batch, 1000)
         numbers = lambda m: {k: float(v) for k, v in m.items()}  # noqa: E731
         if not torch.equal(reward, reward_again) or numbers(metrics) != numbers(metrics_again):
-            raise Problem("determinism: the same seed gave different rewards -> draw random numbers from torch's "
-                          "global generator (torch.randn...), not numpy, random or a generator of your own")
+            raise Problem(
+                "determinism: the same seed gave different rewards -> draw random numbers from torch's "
+                "global generator (torch.randn...), not numpy, random or a generator of your own"
+            )
 
     def seeds(self) -> None:
         """A seed trained beside another in one process computes what it computes alone."""
@@ -244,8 +286,10 @@ class Checker:
         alone.update(batches[1], 1000)
         for key, value in alone.plugin.state_dict().items():
             if not torch.equal(together[1].plugin.state_dict()[key], value):
-                raise Problem(f"seeds: seed 2 beside seed 1 differs from seed 2 alone in {key} -> keep no state outside "
-                              "the module (class attributes, globals) and draw random numbers with torch")
+                raise Problem(
+                    f"seeds: seed 2 beside seed 1 differs from seed 2 alone in {key} -> keep no state outside "
+                    "the module (class attributes, globals) and draw random numbers with torch"
+                )
 
     def rules(self, obs_types: tuple[str, ...] | None = None) -> list[tuple[str, Callable[[], None]]]:
         agent_obs = self._obs_types() if obs_types is None else obs_types
@@ -277,17 +321,25 @@ class Checker:
     def run(
         self, obs_types: tuple[str, ...] | None = None, stop_early: bool = False, only: set[str] | None = None
     ) -> list[tuple[str, str | None]]:
-        """(rule, None if it holds else the problem line) for every rule; the config rule first
-        (nothing else can run when the method cannot be built from its config)."""
+        """(rule, None if it holds else the problem line) for every rule run; the config rule first
+        (nothing else can run when the method cannot be built from its config). Rules that build
+        on a broken one are not run (``self.skipped``)."""
         results: list[tuple[str, str | None]] = []
+        self.skipped: list[tuple[str, str]] = []  # rules not run: (rule, why)
         for name, check in self.rules(obs_types):
             if only is not None and name not in only:
+                continue
+            if dict(results).get("update (states)") is not None:  # the later rules train that agent
+                self.skipped.append((name, "needs update (states)"))
                 continue
             try:
                 check()
                 results.append((name, None))
             except Problem as exc:
                 results.append((name, str(exc)))
+            except Skipped as exc:
+                self.skipped.append((name, str(exc)))
+                continue
             except Exception as exc:  # noqa: BLE001 - e.g. the constructor itself fails
                 results.append((name, f"{name}: raised {type(exc).__name__}: {_first_line(exc)} -> fix the method"))
             if results[-1][1] is not None and (stop_early or name == "config keys"):
@@ -299,8 +351,10 @@ def _check_reward(reward, where: str, size: int) -> None:
     if not isinstance(reward, torch.Tensor):
         raise Problem(f"{where}: the reward is a {type(reward).__name__} -> return a tensor of shape (B, 1)")
     if tuple(reward.shape) != (size, 1):
-        raise Problem(f"{where}: reward shape {tuple(reward.shape)} for a batch of {size} -> return one reward per "
-                      f"transition, shape (B, 1) = ({size}, 1)")
+        raise Problem(
+            f"{where}: reward shape {tuple(reward.shape)} for a batch of {size} -> return one reward per "
+            f"transition, shape (B, 1) = ({size}, 1)"
+        )
     if reward.requires_grad:
         raise Problem(f"{where}: the reward carries gradients -> return it detached (torch.no_grad() or .detach())")
     if not bool(torch.isfinite(reward).all()):
@@ -321,4 +375,3 @@ def _check_metrics(metrics, where: str) -> None:
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [""])[0][:200]
-

@@ -42,7 +42,9 @@ def import_target(target: str) -> type:
         ) from None
     cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, Plugin)):
-        raise ConfigError(f"agent={target!r}: {module_name} has no subclass of urlb.agents.base.Plugin named {class_name}")
+        raise ConfigError(
+            f"agent={target!r}: {module_name} has no subclass of urlb.agents.base.Plugin named {class_name}"
+        )
     return cls
 
 
@@ -105,7 +107,9 @@ def load_agent_config(agent: str) -> dict[str, Any]:
         if not path.exists():
             from urlb.agents import agent_names
 
-            raise ConfigError(f"agent={agent!r} is not valid; choose one of: {', '.join(agent_names())}, or module:Class")
+            raise ConfigError(
+                f"agent={agent!r} is not valid; choose one of: {', '.join(agent_names())}, or module:Class"
+            )
         node = OmegaConf.to_container(OmegaConf.load(path))
     merged: dict[str, Any] = {}
     for part in node.pop("defaults", []):

@@ -10,12 +10,12 @@ has native bf16 (see urlb.hardware) and measures replay sampling and replay byte
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import sys
 import time
 from collections import defaultdict
-import contextlib
 from contextlib import contextmanager
 
 import numpy as np

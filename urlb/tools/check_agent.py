@@ -21,7 +21,9 @@ from urlb.errors import ConfigError
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="urlb-check-agent", description=__doc__.splitlines()[0])
     parser.add_argument("agent", help="module.path:ClassName of your method, or a built-in agent name")
-    parser.add_argument("--obs-types", default=None, help="comma-separated: states,pixels (default: what the method declares)")
+    parser.add_argument(
+        "--obs-types", default=None, help="comma-separated: states,pixels (default: what the method declares)"
+    )
     args = parser.parse_args(argv)
     try:
         cfg = load_agent_config(args.agent)
@@ -30,9 +32,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     obs_types = tuple(args.obs_types.split(",")) if args.obs_types else None
     start = time.perf_counter()
-    results = Checker(cfg).run(obs_types)
+    checker = Checker(cfg)
+    results = checker.run(obs_types)
     for rule, problem in results:
         print(f"ok    {rule}" if problem is None else f"FAIL  {problem}")
+    for rule, why in checker.skipped:
+        print(f"skip  {rule} ({why})")
     broken = [p for _, p in results if p is not None]
     seconds = time.perf_counter() - start
     if broken:
