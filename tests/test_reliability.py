@@ -489,7 +489,7 @@ def test_nan_intrinsic_reward_raises_non_finite_error_keeping_checkpoint(tmp_pat
     assert checkpoint["metadata"]["frame"] == 750
     monkeypatch.setattr(RND, "update", original)
     resumed = Trainer(cfg, run_dir)
-    assert resumed.resumed_at == 750 and parameters_finite(resumed.agent)
+    assert resumed.resumed_at == 750 and parameters_finite(resumed.agents[0])
     resumed.runs[0].logger.close()  # the (only) seed's logs
 
     # The logs written so far are readable CSV.

@@ -69,7 +69,7 @@ def check_before_work(cfg: DictConfig, run_dir: Path, overrides: list[str], anno
     check_writable(Path(cfg.snapshot_dir), "snapshot_dir")
     for _, one, directory in runs:
         check_snapshot_exists(one, directory, overrides)
-    if cfg.phase == "pretrain":
+    if cfg.get("phase") == "pretrain":
         check_method(cfg)
     return None
 

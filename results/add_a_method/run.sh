@@ -17,4 +17,4 @@ rm -rf $W; mkdir -p $W; cd $W
 python $R/pretrain.py agent=my_package.my_method:MyAgent domain=walker $O num_train_frames=2000 eval_every_frames=1000 snapshots=[2000] > $OUT/pretrain.txt 2>&1
 python $R/finetune.py agent=my_package.my_method:MyAgent task=walker_stand $O num_train_frames=2000 eval_every_frames=1000 snapshot_ts=2000 > $OUT/finetune.txt 2>&1
 python $R/pretrain.py agent=my_package.broken:FlatReward domain=walker $O num_train_frames=2000 snapshots=[2000] > $OUT/pretrain_broken.txt 2>&1; echo "exit code $?" >> $OUT/pretrain_broken.txt
-mkdir -p $OUT/runs && cp -r $W/runs/* $OUT/runs/ && find $OUT/runs -name "*.pt" -delete && find $OUT/runs -type d -name tb -exec rm -rf {} +
+mkdir -p $OUT/runs && cp -r $W/runs/* $OUT/runs/ && rm -rf $(find $OUT/runs -name .hydra) && find $OUT/runs -type f ! -name eval.csv ! -name train.csv ! -name config.yaml -delete && find $OUT/runs -type d -empty -delete

@@ -60,7 +60,7 @@ def compare(agent: str, size: str, seeds: int, seconds: float, device: torch.dev
     print(f"  {agent} {size}: 1 seed in this process ({threads} threads) ...", file=sys.stderr, flush=True)
     single = bench_agent(agent, size, device, "fp32", seconds, fill_steps=fill_steps)
     print(f"  {agent} {size}: {seeds} seeds in this process ...", file=sys.stderr, flush=True)
-    stacked = bench_agent(agent, size, device, "fp32", seconds, fill_steps=fill_steps, seeds=seeds)
+    one_process = bench_agent(agent, size, device, "fp32", seconds, fill_steps=fill_steps, seeds=seeds)
     ways = {"one after the other": single["frames_per_s"]}
     processes = min(seeds, cores)
     if processes > 1 and device.type == "cpu":
@@ -76,18 +76,24 @@ def compare(agent: str, size: str, seeds: int, seconds: float, device: torch.dev
         "seeds": seeds,
         "cores": cores,
         "single_frames_per_s": single["frames_per_s"],
-        "stacked_frames_per_s": stacked["frames_per_s"],
+        "one_process_frames_per_s": one_process["frames_per_s"],
         "separate_frames_per_s": ways,
         "best_separate": best_way,
-        "vs_single": stacked["frames_per_s"] / single["frames_per_s"],
-        "vs_best_separate": stacked["frames_per_s"] / ways[best_way],
-        "update_ms": {"single": single["ms_per_update"]["update"], "stacked": stacked["ms_per_update"]["update"]},
+        "vs_single": one_process["frames_per_s"] / single["frames_per_s"],
+        "vs_best_separate": one_process["frames_per_s"] / ways[best_way],
+        "update_ms": {
+            "single": single["ms_per_update"]["update"],
+            "one_process": one_process["ms_per_update"]["update"],
+        },
         # the update's floating-point rate: near the machine's matrix-product rate, an update is
-        # bound by arithmetic (stacking seeds cannot help); far below it, by per-operation overhead
-        "update_gflops_per_s": {"single": single["update_gflops_per_s"], "stacked": stacked["update_gflops_per_s"]},
+        # bound by arithmetic; far below it, by per-operation overhead
+        "update_gflops_per_s": {
+            "single": single["update_gflops_per_s"],
+            "one_process": one_process["update_gflops_per_s"],
+        },
         "ops_per_update": {
             "single": ops_per_update(agent, size, 1, device),
-            "stacked": ops_per_update(agent, size, seeds, device),
+            "one_process": ops_per_update(agent, size, seeds, device),
         },
     }
 
@@ -128,11 +134,11 @@ def format_rows(rows: list[dict]) -> str:
         best = r["separate_frames_per_s"][r["best_separate"]]
         lines.append(
             f"{r['agent']} | {r['size']} | {r['seeds']} | {r['single_frames_per_s']:.1f} | "
-            f"{r['stacked_frames_per_s']:.1f} | {best:.1f} ({r['best_separate']}) | "
+            f"{r['one_process_frames_per_s']:.1f} | {best:.1f} ({r['best_separate']}) | "
             f"{r['vs_single']:.2f} | {r['vs_best_separate']:.2f} | "
-            f"{r['update_ms']['single']:.1f}, {r['update_ms']['stacked']:.1f} | "
-            f"{r['update_gflops_per_s']['single']:.0f}, {r['update_gflops_per_s']['stacked']:.0f} | "
-            f"{r['ops_per_update']['single']}, {r['ops_per_update']['stacked']}"
+            f"{r['update_ms']['single']:.1f}, {r['update_ms']['one_process']:.1f} | "
+            f"{r['update_gflops_per_s']['single']:.0f}, {r['update_gflops_per_s']['one_process']:.0f} | "
+            f"{r['ops_per_update']['single']}, {r['ops_per_update']['one_process']}"
         )
     return "\n".join(lines)
 
