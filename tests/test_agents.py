@@ -36,9 +36,12 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "proto": ("proto", {"pred_dim": 16, "proj_dim": 32, "num_protos": 8, "queue_size": 16}),
     "smm": ("smm", {}),
     "aps": ("aps", {"knn_k": 8}),
+    # one contrastive batch per update: these tests hand every plugin a single batch
+    "becl": ("becl", {"contrastive_update_rate": 1}),
+    "cesd": ("cesd", {"ensemble_size": 4, "knn_k": 8}),
 }
 VARIANT_IDS = list(VARIANTS)
-SKILL_VARIANTS = [v for v in VARIANT_IDS if VARIANTS[v][0] in ("diayn", "cic", "metra", "smm", "aps")]
+SKILL_VARIANTS = [v for v in VARIANT_IDS if VARIANTS[v][0] in ("diayn", "cic", "metra", "smm", "aps", "becl", "cesd")]
 EXPLORATION_VARIANTS = [v for v in VARIANT_IDS if VARIANTS[v][0] in ("rnd", "apt", "icm", "disagreement", "proto")]
 
 
@@ -198,8 +201,10 @@ def test_agent_configs_build_plugins(name):
     if name == "ddpg":
         assert plugin is None
         return
-    # URLB's own key names: APS sizes its task by sf_dim, SMM its skill by z_dim.
-    size_key = next((k for k in ("skill_dim", "sf_dim", "z_dim") if k in kwargs), None)
+    # URLB's own key names: APS sizes its task by sf_dim, SMM its skill by z_dim; CeSD has a skill
+    # per critic member (Disagreement's ensemble_size counts forward models, not skills).
+    keys = ("skill_dim", "sf_dim", "z_dim") + (("ensemble_size",) if name == "cesd" else ())
+    size_key = next((k for k in keys if k in kwargs), None)
     assert plugin.skill_dim == kwargs.get(size_key, 0)
     period_key = next((k for k in ("update_skill_every_step", "update_task_every_step") if k in kwargs), None)
     if plugin.skill_dim and period_key:

@@ -469,7 +469,7 @@ def sweep_params(proc) -> dict[str, list[str]]:
 
 def test_finetune_sweep_preset_lists_the_protocol(composed):
     params = sweep_params(composed["ray"])  # finetune.py sweep=urlb_finetune
-    assert sorted(params["agent"]) == sorted(set(agent_names()) - {"ddpg"}) and len(params["agent"]) == 10
+    assert sorted(params["agent"]) == sorted(set(agent_names()) - {"ddpg"}) and len(params["agent"]) == 12
     assert params["task"] == list(ALL_TASKS) and len(params["task"]) == 12
     assert params["seed"] == ["1", "2", "3"]
     # The snapshots to fine-tune from are exactly those the paper pre-training writes.

@@ -29,6 +29,7 @@ SMALL = {
     "aps": {"knn_k": 4},
     "proto": {"pred_dim": 16, "proj_dim": 32, "num_protos": 8, "queue_size": 32, "topk": 3},
     "smm": {"vae_code_dim": 8, "vae_hidden_dim": 16},
+    "cesd": {"ensemble_size": 4, "knn_k": 4},
 }
 
 
@@ -58,7 +59,8 @@ def trajectory(name: str, obs_type: str, steps: int, batch: int):
             for _ in range(steps)
         ]
         skills = [None if plugin is None or not plugin.skill_dim else plugin.sample_skill(rng) for _ in range(steps)]
-        out.append((obs, skills, [random_batch(plugin, obs_type, rng, batch) for _ in range(steps)]))
+        rows = batch * (plugin.batches_per_update if plugin is not None else 1)  # BeCL: several batches
+        out.append((obs, skills, [random_batch(plugin, obs_type, rng, rows) for _ in range(steps)]))
     return out
 
 

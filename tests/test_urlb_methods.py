@@ -451,7 +451,7 @@ def _run(script: str, work: Path, *overrides: str) -> subprocess.CompletedProces
 
 @pytest.mark.pipeline
 @pytest.mark.slow  # every agent end to end, like test_pipeline.py's: run with -m slow
-@pytest.mark.parametrize("agent", ["icm", "disagreement", "proto", "smm", "aps"])
+@pytest.mark.parametrize("agent", ["icm", "disagreement", "proto", "smm", "aps", "becl", "cesd"])
 def test_method_pretrains_snapshots_and_finetunes(tmp_path, agent):
     pre = _run("pretrain.py", tmp_path, f"agent={agent}", "domain=jaco", "snapshots=[500]")
     assert pre.returncode == 0, pre.stdout[-2000:] + pre.stderr[-2000:]

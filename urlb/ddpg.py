@@ -163,6 +163,12 @@ class DDPGAgent(nn.Module):
         return mean[0].cpu().numpy().astype(np.float32)
 
     # --- learning ---
+    def batch_rows(self, batch_size: int) -> int:
+        """Replay rows one update takes: ``batch_size`` for each batch a reward-free plugin
+        trains on (``Plugin.batches_per_update``)."""
+        plugin = self.plugin if self.reward_free else None
+        return batch_size * (plugin.batches_per_update if plugin is not None else 1)
+
     def _encode(self, obs: torch.Tensor) -> torch.Tensor:
         """Augmented encoder features for pixels; states pass through unchanged."""
         if self.obs_type != "pixels":
@@ -175,7 +181,7 @@ class DDPGAgent(nn.Module):
         obs = self._encode(batch.obs)
         with torch.no_grad():
             next_obs = self._encode(batch.next_obs)
-        reward = batch.reward
+        reward, mask = batch.reward, None
         if self.reward_free:
             if self.plugin is None:
                 raise ValueError("reward-free training needs a plugin that defines the intrinsic reward")
@@ -186,18 +192,22 @@ class DDPGAgent(nn.Module):
                 plugin_batch = batch._replace(obs=obs.detach(), next_obs=next_obs, next_obs_1step=one_step)
             with self._autocast():
                 reward, plugin_metrics = self.plugin.update(plugin_batch, step)
-            reward = reward.detach().float()
+            reward, mask = reward.detach().float(), self.plugin.critic_mask()
+            if self.plugin.batches_per_update > 1:  # the critic and actor learn from the last batch
+                rows = len(reward)
+                batch = Batch(*(None if t is None else t[-rows:] for t in batch))
+                obs, next_obs = obs[-rows:], next_obs[-rows:]
             metrics.update({k: float(v) for k, v in plugin_metrics.items()})  # floats or 0-d tensors
             check_finite("intrinsic reward", reward, step)
             metrics["intrinsic_reward"] = reward.mean().item()
         metrics["batch_reward"] = reward.mean().item()
         skill = batch.skill
-        metrics.update(self._update_critic(obs, batch.action, reward, batch.discount, next_obs, skill, step))
+        metrics.update(self._update_critic(obs, batch.action, reward, batch.discount, next_obs, skill, step, mask))
         metrics.update(self._update_actor(obs.detach(), skill, step))
         self._soft_update_target()
         return metrics
 
-    def _update_critic(self, obs, action, reward, discount, next_obs, skill, step: int) -> dict[str, float]:
+    def _update_critic(self, obs, action, reward, discount, next_obs, skill, step: int, mask=None) -> dict[str, float]:
         std = schedule(self.stddev_schedule, step)
         with torch.no_grad(), self._autocast():
             next_in = self._policy_input(next_obs, skill)
@@ -206,14 +216,17 @@ class DDPGAgent(nn.Module):
             target_q = reward + discount * torch.min(target_q1, target_q2).float()
         with self._autocast():
             q1, q2 = self.critic(self._policy_input(obs, skill), action)
-        loss = F.mse_loss(q1.float(), target_q) + F.mse_loss(q2.float(), target_q)
+        q1, q2 = q1.float(), q2.float()
+        if mask is not None:  # a method's ensemble members learn from their own samples (CeSD)
+            q1, q2, target_q = q1 * mask, q2 * mask, target_q * mask
+        loss = F.mse_loss(q1, target_q) + F.mse_loss(q2, target_q)
         check_finite("critic loss", loss, step)
         self.critic_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.critic_opt.step()
         return {
             "critic_loss": loss.item(),
-            "critic_q1": q1.float().mean().item(),
+            "critic_q1": q1.mean().item(),
             "critic_target_q": target_q.mean().item(),
         }
 
@@ -226,7 +239,8 @@ class DDPGAgent(nn.Module):
                 policy_in = self._policy_input(obs, skill)
                 action = noisy_action(self.actor(policy_in).float(), std, self.stddev_clip)
                 q1, q2 = self.critic(policy_in, action)
-            loss = -torch.min(q1, q2).float().mean()
+            value = torch.min(q1, q2).float()
+            loss = -(value if self.plugin is None else self.plugin.actor_value(value, skill)).mean()
             check_finite("actor loss", loss, step)
             self.actor_opt.zero_grad(set_to_none=True)
             loss.backward()

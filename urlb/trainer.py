@@ -265,7 +265,8 @@ class Trainer:
 
     def _update(self) -> None:
         # Each seed samples its own replay inside its own random state, as a single-seed run does.
-        sample = lambda index: self.runs[index].replay.sample(self.cfg.batch_size)  # noqa: E731
+        rows = self.agents[0].batch_rows(self.cfg.batch_size)  # BeCL: several batches per update
+        sample = lambda index: self.runs[index].replay.sample(rows)  # noqa: E731
         for run, metrics in zip(self.runs, self.agents.update(sample, self.global_step)):
             run.logger.log_update(metrics)
 

@@ -36,6 +36,8 @@ REGISTRY: dict[str, str | None] = {
     "proto": "urlb.agents.proto:Proto",
     "smm": "urlb.agents.smm:SMM",
     "aps": "urlb.agents.aps:APS",
+    "becl": "urlb.agents.becl:BeCL",
+    "cesd": "urlb.agents.cesd:CeSD",
 }
 # Agent-config keys the training loop reads (everything else is the backbone's or the plugin's).
 LOOP_KEYS = ("name", "update_every_steps", "target")

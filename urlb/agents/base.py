@@ -48,6 +48,10 @@ class Plugin(nn.Module):
     finetune_critic_copy: str = "trunk"
     # Observation types the method trains on (pixels: on the backbone's encoder features).
     obs_types: tuple[str, ...] = ("states", "pixels")
+    # Replay batches a reward-free update hands the plugin, one after another in one batch (BeCL
+    # trains on several per update); the critic and actor learn from the last, which the reward
+    # returned by ``update`` covers.
+    batches_per_update: int = 1
 
     def __init__(self, obs_dim: int, action_dim: int) -> None:
         super().__init__()
@@ -93,6 +97,20 @@ class Plugin(nn.Module):
         """Reward (B, 1) with the current networks, for analysis: no training and no change to
         running statistics."""
         raise NotImplementedError
+
+    # --- what the backbone's critic and actor losses take from the method ---
+    # A method may also replace the critic: ``make_critic(obs_type, in_dim, action_dim,
+    # feature_dim, hidden_dim)`` returns a module with the backbone critic's inputs (features
+    # and skill, action) whose two Q outputs may carry a leading ensemble dimension (E, B, 1).
+    def critic_mask(self) -> torch.Tensor | None:
+        """0/1 mask of the Q entries that learn from the batch of the latest reward-free
+        ``update`` (the critic loss is then mse(Q * mask, target * mask)); None: all of them."""
+        return None
+
+    def actor_value(self, q: torch.Tensor, skill: torch.Tensor | None) -> torch.Tensor:
+        """What the actor maximises (its loss is minus the mean) given min(Q1, Q2) of its own
+        actions: by default that value itself."""
+        return q
 
 
 class OneHotSkills:

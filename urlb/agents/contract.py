@@ -15,47 +15,23 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from urlb.agents.contract_parts import (  # noqa: F401  (random_batch and tiny_config are used by tests and tools)
+    ACTION_DIM,
+    BATCH,
+    OBS_DIM,
+    PIXEL_BATCH,
+    PIXELS,
+    TINY,
+    Problem,
+    Skipped,
+    _check_metrics,
+    _check_reward,
+    _first_line,
+    random_batch,
+    tiny_config,
+)
 from urlb.errors import ConfigError
 from urlb.replay import Batch
-
-OBS_DIM, ACTION_DIM, BATCH = 24, 6, 32
-PIXELS, PIXEL_BATCH = (9, 84, 84), 8  # convolutions on 84x84 frames: a smaller batch keeps the check quick
-TINY = {"hidden_dim": 32, "feature_dim": 16}  # backbone sizes; the method's own keep their config
-
-
-class Problem(Exception):
-    """One broken rule (the message is the line shown)."""
-
-
-class Skipped(Exception):
-    """A rule that cannot run because one it builds on broke."""
-
-
-def tiny_config(agent_cfg: DictConfig | dict, obs_type: str, seed: int = 0) -> DictConfig:
-    agent = OmegaConf.to_container(agent_cfg, resolve=True) if isinstance(agent_cfg, DictConfig) else dict(agent_cfg)
-    return OmegaConf.create({"agent": {**agent, **TINY}, "obs_type": obs_type, "seed": seed})
-
-
-def random_batch(plugin, obs_shape: tuple[int, ...], rng: np.random.Generator, batch: int = BATCH) -> Batch:
-    """Plausible transitions: observations, actions in [-1, 1], skills from the method's prior."""
-
-    def obs():
-        if len(obs_shape) == 3:
-            return torch.as_tensor(rng.integers(0, 256, (batch, *obs_shape)), dtype=torch.uint8)
-        return torch.as_tensor(rng.standard_normal((batch, *obs_shape)), dtype=torch.float32)
-
-    skill = None
-    if plugin is not None and plugin.skill_dim:
-        skill = torch.as_tensor(np.stack([plugin.sample_skill(rng) for _ in range(batch)]), dtype=torch.float32)
-    return Batch(
-        obs=obs(),
-        action=torch.as_tensor(rng.uniform(-1, 1, (batch, ACTION_DIM)), dtype=torch.float32),
-        reward=torch.as_tensor(rng.standard_normal((batch, 1)), dtype=torch.float32),
-        discount=torch.full((batch, 1), 0.99**3),
-        next_obs=obs(),
-        next_obs_1step=obs(),
-        skill=skill,
-    )
 
 
 class Checker:
@@ -135,7 +111,9 @@ class Checker:
             return
         pixels = obs_type == "pixels"
         size = PIXEL_BATCH if pixels else BATCH
-        batch = random_batch(plugin, PIXELS if pixels else (OBS_DIM,), np.random.default_rng(0), size)
+        # a plugin trained on several batches per update gets them as one; it rewards the last
+        rows = agent.batch_rows(size)
+        batch = random_batch(plugin, PIXELS if pixels else (OBS_DIM,), np.random.default_rng(0), rows)
         before = {k: v.detach().clone() for k, v in plugin.state_dict().items()}
         with torch.no_grad():
             features = agent._encode(batch.obs), agent._encode(batch.next_obs), agent._encode(batch.next_obs_1step)
@@ -201,7 +179,7 @@ class Checker:
             raise Problem(
                 f"intrinsic_reward: raised {type(exc).__name__}: {_first_line(exc)} -> fix intrinsic_reward"
             ) from None
-        _check_reward(reward, "intrinsic_reward", BATCH)
+        _check_reward(reward, "intrinsic_reward", len(batch.obs))
         changed = [k for k, v in agent.plugin.state_dict().items() if not torch.equal(before[k], v)]
         if changed:
             raise Problem(f"intrinsic_reward: changed {changed[0]} -> analysis must not train or update statistics")
@@ -276,7 +254,8 @@ class Checker:
         together = build_seed_agents(cfg, (OBS_DIM,), ACTION_DIM, "cpu", True, [1, 2])
         if together.plugin is None:
             return
-        batches = [random_batch(together.plugin, (OBS_DIM,), np.random.default_rng(4 + i)) for i in range(2)]
+        rows = together[0].batch_rows(BATCH)
+        batches = [random_batch(together.plugin, (OBS_DIM,), np.random.default_rng(4 + i), rows) for i in range(2)]
         together.update(lambda index: batches[index], 1000)
         alone = self.build(seed=2)
         alone.update(batches[1], 1000)
@@ -341,33 +320,3 @@ class Checker:
             if results[-1][1] is not None and (stop_early or name == "config keys"):
                 break
         return results
-
-
-def _check_reward(reward, where: str, size: int) -> None:
-    if not isinstance(reward, torch.Tensor):
-        raise Problem(f"{where}: the reward is a {type(reward).__name__} -> return a tensor of shape (B, 1)")
-    if tuple(reward.shape) != (size, 1):
-        raise Problem(
-            f"{where}: reward shape {tuple(reward.shape)} for a batch of {size} -> return one reward per "
-            f"transition, shape (B, 1) = ({size}, 1)"
-        )
-    if reward.requires_grad:
-        raise Problem(f"{where}: the reward carries gradients -> return it detached (torch.no_grad() or .detach())")
-    if not bool(torch.isfinite(reward).all()):
-        raise Problem(f"{where}: the reward has NaN or infinite entries -> check the reward's formula and its loss")
-
-
-def _check_metrics(metrics, where: str) -> None:
-    if not isinstance(metrics, dict):
-        raise Problem(f"{where}: metrics are a {type(metrics).__name__} -> return a dict of name -> number")
-    for key, value in metrics.items():
-        number = isinstance(value, (int, float)) or (isinstance(value, torch.Tensor) and value.dim() == 0)
-        if not isinstance(key, str) or not number:
-            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-            raise Problem(f"{where}: metric {key!r} is {shape} -> metrics are floats or 0-d tensors (loss.item())")
-        if not np.isfinite(float(value)):
-            raise Problem(f"{where}: metric {key!r} is {float(value)} -> a NaN or infinite loss: check the loss")
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [""])[0][:200]

@@ -94,6 +94,8 @@ def _fits(value: Any, types: set[str]) -> bool:
         return "float" in types and math.isfinite(value)
     if isinstance(value, str):
         return "str" in types
+    if isinstance(value, dict):  # e.g. CeSD's per-domain tables ({walker: 6, ...})
+        return "dict" in types
     return "list" in types or "tuple" in types
 
 

@@ -49,10 +49,12 @@ OBJECTIVE_COLUMNS: dict[str, tuple[str, ...]] = {
     "proto": ("proto_loss", "intrinsic_reward"),
     "smm": ("smm_vae_loss", "smm_pred_loss", "smm_pred_accuracy", "intrinsic_reward"),
     "aps": ("aps_loss", "aps_entropy_reward", "aps_sf_reward"),
+    "becl": ("becl_contrastive_loss", "becl_contrastive_reward"),
+    "cesd": ("cesd_cic_loss", "cesd_proto_loss", "cesd_rewarded_clusters", "intrinsic_reward"),
 }
 
 # Methods whose final reward model scores the pre-trained policy's transitions against a random policy's.
-REWARD_CHECK = ("icm", "disagreement", "proto", "smm", "aps")
+REWARD_CHECK = ("icm", "disagreement", "proto", "smm", "aps", "becl", "cesd")
 
 
 def metric_series(run_dir: Path, column: str) -> list[float]:

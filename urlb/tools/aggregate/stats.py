@@ -59,6 +59,8 @@ METHOD_NAMES: dict[str, str] = {
     "aps": "APS",
     "cic": "CIC",
     "metra": "METRA",
+    "becl": "BeCL",
+    "cesd": "CeSD",
     "ddpg": "DDPG",
 }
 

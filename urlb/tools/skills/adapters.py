@@ -6,6 +6,7 @@ skills, and returns a MethodView: the picture the method's paper draws and a per
 - METRA: phi(s_t) - phi(s_0) per rollout beside z (the paper's learned-space figure);
 - DIAYN, SMM, APS: the K x K confusion matrix of the skill inferred from each visited state;
 - CIC: transition embeddings beside the skills' embeddings (the two sides of its contrastive loss);
+- BeCL: state embeddings beside each skill's mean embedding; CeSD: the confusion matrix of prototypes;
 - methods without such a network (RND, APT, ...): None, the gallery draws state-visitation maps.
 """
 
@@ -96,9 +97,7 @@ def aps_view(plugin, obs: list[torch.Tensor], skills: list) -> MethodView:
 def metra_view(plugin, obs: list[torch.Tensor], skills: list) -> MethodView:
     phi = [_net(plugin.phi, o).cpu().numpy() for o in obs]
     # z itself, or for one-hot skills the centred, D/(D-1)-scaled direction METRA rewards.
-    directions = np.stack(
-        [plugin.reward_direction(torch.as_tensor(z)[None]).float().cpu().numpy()[0] for z in skills]
-    )
+    directions = np.stack([plugin.reward_direction(torch.as_tensor(z)[None]).float().cpu().numpy()[0] for z in skills])
     paths = [p - p[0] for p in phi]
     scores = [float(p[-1] @ d) for p, d in zip(paths, directions)]  # (phi(s_T) - phi(s_0)) . z
     return MethodView(
@@ -130,12 +129,38 @@ def cic_view(plugin, obs: list[torch.Tensor], skills: list) -> MethodView:
     )
 
 
+def becl_view(plugin, obs: list[torch.Tensor], skills: list) -> MethodView:
+    # BeCL pulls states of one skill's behaviour together: each rollout's state embeddings beside
+    # its mean; score = share of its states closest (cosine) to its own rollout's mean.
+    embeds = [F.normalize(_net(plugin.becl, o), dim=-1) for o in obs]
+    centres = F.normalize(torch.stack([e.mean(0) for e in embeds]), dim=-1)
+    scores = [float(((e @ centres.T).argmax(-1) == i).float().mean()) for i, e in enumerate(embeds)]
+    return MethodView(
+        "embedding",
+        "BeCL: state embeddings (dots) and each skill's mean embedding (stars)",
+        "embedding_identification",
+        scores,
+        paths=[e.cpu().numpy() for e in embeds],
+        arrows=centres.cpu().numpy(),
+    )
+
+
+def cesd_view(plugin, obs: list[torch.Tensor], skills: list) -> MethodView:
+    # CeSD constrains each skill to its own prototype's cluster of states: the confusion matrix of
+    # the most likely prototype of each visited state, over the skills rolled out.
+    idx = _gallery_indices(skills)
+    probs = [plugin.cluster_probs(o, analysis=True).float()[:, idx] for o in obs]
+    return _confusion_view("CeSD", probs, "most likely prototype (skill cluster) of each visited state")
+
+
 ADAPTERS: dict[str, Callable[..., MethodView]] = {
     "diayn": diayn_view,
     "smm": smm_view,
     "aps": aps_view,
     "metra": metra_view,
     "cic": cic_view,
+    "becl": becl_view,
+    "cesd": cesd_view,
 }
 
 
