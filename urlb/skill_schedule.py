@@ -256,3 +256,24 @@ def finetune_schedule(
     skill = plugin.sample_skill(rng) if mode == "random" else plugin.default_skill()
     say(f"fine-tuning with skill ({mode}): {np.round(skill, 3)}")
     return FixedSkill(skill)
+
+
+def run_skill_schedule(plugin: Plugin | None, run, pretrain: bool, seed_steps: int, regress) -> SkillSchedule:
+    """The schedule of one seed's run (:class:`urlb.runs.seed_run.SeedRun`): prior samples while
+    pre-training a skill method, the configured selection while fine-tuning, none otherwise."""
+    cfg = run.cfg
+    if pretrain:
+        return PriorSkills(plugin, run.rng) if plugin is not None and plugin.skill_dim else SkillSchedule()
+    return finetune_schedule(
+        plugin,
+        cfg.skill_selection,
+        cfg.skill_selection_candidates,
+        from_snapshot=cfg.snapshot_ts > 0,
+        seed_steps=seed_steps,
+        rng=run.rng,
+        say=run.logger.message,
+        resumed_skill=run.resumed_skill,
+        replay=run.replay,
+        action_repeat=int(cfg.action_repeat),
+        regress=regress,
+    )

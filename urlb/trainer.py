@@ -21,18 +21,16 @@ from omegaconf import DictConfig, OmegaConf
 from urlb.agents import build_seed_agents
 from urlb.ddpg import NonFiniteError
 from urlb.evaluation import evaluate_policies
-from urlb.runs.checkpoints import save_checkpoints
+from urlb.runs.checkpoints import CheckpointCadence, resume_runs
 from urlb.runs.config import resolve_device
 from urlb.runs.seed_list import seed_runs
 from urlb.runs.seed_run import SeedRun
-from urlb.runs.snapshots import SnapshotError, check_networks_fit, load_snapshot, save_snapshot
 from urlb.seed_agents import SeedAgents
-from urlb.skill_schedule import PriorSkills, SkillSchedule, finetune_schedule
+from urlb.skill_schedule import SkillSchedule, run_skill_schedule
 
 # SIGUSR2: what SLURM sends before a time limit or pre-emption (submitit's requeue signal);
 # after the checkpoint, urlb.runs.launch hands it on to submitit's own handler, which requeues the job.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
-SNAPSHOT_NETWORKS = ("encoder", "actor", "critic", "plugin")  # what fine-tuning reads from a snapshot
 
 
 class RunInterrupted(Exception):
@@ -82,11 +80,15 @@ class Trainer:
         self.skill_dim = self.agents.skill_dim
         for run in self.runs:
             run.make_replay(self.skill_dim, self.device)
-        self.global_step = 0
-        self.resumed_at = self._maybe_resume()
+        resumed_step = resume_runs(self.runs, self.agents)
+        self.global_step = resumed_step or 0
+        self.resumed_at = None if resumed_step is None else self.global_frame
+        self.checkpoints = CheckpointCadence(
+            cfg.checkpoint_every_frames, cfg.checkpoint_every_minutes, self.global_frame
+        )
         if not self.pretrain and self.resumed_at is None:
             for run in self.runs:
-                self._init_from_snapshot(run)
+                run.init_from_snapshot(self.agents[run.index])
         if self.pretrain and self.resumed_at is None:
             for run in self.runs:
                 run.refuse_existing_snapshots()
@@ -101,22 +103,8 @@ class Trainer:
 
     # --- construction ---
     def _skill_schedule(self, run: SeedRun) -> SkillSchedule:
-        plugin = self.agents[run.index].plugin
-        if self.pretrain:
-            return PriorSkills(plugin, run.rng) if self.skill_dim else SkillSchedule()
-        return finetune_schedule(
-            plugin,
-            self.cfg.skill_selection,
-            self.cfg.skill_selection_candidates,
-            from_snapshot=self.cfg.snapshot_ts > 0,
-            seed_steps=self._seed_steps,
-            rng=run.rng,
-            say=run.logger.message,
-            resumed_skill=run.resumed_skill,
-            replay=run.replay,
-            action_repeat=self.action_repeat,
-            regress=self._regress_for(run.index),
-        )
+        regress = self._regress_for(run.index)
+        return run_skill_schedule(self.agents[run.index].plugin, run, self.pretrain, self._seed_steps, regress)
 
     def _regress_for(self, index: int):
         """APS's skill regression for seed ``index``: a batch of its own replay, drawn and encoded
@@ -134,26 +122,6 @@ class Trainer:
     @property
     def _seed_steps(self) -> int:
         return self.cfg.num_seed_frames // self.action_repeat
-
-    def _init_from_snapshot(self, run: SeedRun) -> None:
-        cfg = run.cfg
-        if cfg.snapshot_ts == 0:
-            return
-        if cfg.agent.name == "ddpg":
-            raise SnapshotError("agent=ddpg has no pre-training; fine-tune it from scratch with snapshot_ts=0")
-        agent = self.agents[run.index]
-        expected = {k: v for k, v in run.metadata(agent.plugin).items() if k != "plugin"}
-        data = load_snapshot(
-            cfg.snapshot_dir, cfg.obs_type, cfg.domain, cfg.agent.name, cfg.snapshot_seed, cfg.snapshot_ts, expected
-        )
-        # URLB's init_from: encoder, actor and the critic's trunk (heads, target, optimisers fresh);
-        # the plugin too, since skill methods need it to choose or score skills.
-        own = agent.networks_state()
-        check_networks_fit(
-            run.snapshot_file(cfg.snapshot_ts), data["state"], {k: own[k] for k in SNAPSHOT_NETWORKS if k in own}
-        )
-        agent.init_from(data["state"])
-        print(f"loaded snapshot {run.snapshot_file(cfg.snapshot_ts)} ({data['metadata']['frames']} frames)")
 
     # --- evaluation ---
     def evaluate(self) -> None:
@@ -291,57 +259,14 @@ class Trainer:
                     self._write_snapshot(run, frames)
 
     def _write_snapshot(self, run: SeedRun, frames: int) -> None:
-        # Optimiser state is not part of a snapshot: fine-tuning starts fresh optimisers (URLB).
         agent = self.agents[run.index]
-        state = agent.networks_state()
-        payload = {k: v for k, v in state.items() if not k.endswith("_opt")}
-        meta = {**run.metadata(agent.plugin), "frames": self.global_frame, "run_dir": str(run.run_dir.absolute())}
-        path = save_snapshot(run.snapshot_file(frames), payload, meta)
-        run.snapshots_written.add(frames)
-        run.logger.message(f"snapshot at {self.global_frame} frames -> {path}")
+        run.write_snapshot(agent, frames, self.global_frame)
         if run.logger.tb is not None:
             for hook in self.snapshot_hooks:
                 with self.agents.seed_rng(run.index):
                     hook(run.logger.tb, agent, run.cfg, frames, run.logger.message)
 
-    def _checkpoint_due(self) -> bool:
-        """At an episode end: after ``checkpoint_every_frames`` frames, after a snapshot, or after
-        ``checkpoint_every_minutes`` (at least 20x the last write's time, so writing costs at
-        most 5% of the run) since the last checkpoint."""
-        last_frame = getattr(self, "_last_checkpoint_frame", self.resumed_at or 0)
-        if self.global_frame - last_frame >= self.cfg.checkpoint_every_frames:
-            return True
-        if any(max(run.snapshots_written, default=0) > last_frame for run in self.runs):
-            return True
-        interval = max(60.0 * self.cfg.checkpoint_every_minutes, 20.0 * getattr(self, "_checkpoint_seconds", 0.0))
-        return time.time() - getattr(self, "_last_checkpoint_time", self._start_time) >= interval
-
     def _maybe_checkpoint(self, force: bool = False) -> None:
-        if not force and not self._checkpoint_due():
-            return
-        started = time.time()
-        self._last_checkpoint_frame = self.global_frame
-        items = []
-        for run in self.runs:
-            meta, state = run.checkpoint_payload(self.agents, self.global_step, self.global_frame, self.total_time(run))
-            items.append((run.checkpoint_path(), meta, state))
-        save_checkpoints(items)
-        self._last_checkpoint_time = time.time()
-        self._checkpoint_seconds = self._last_checkpoint_time - started
-
-    def _maybe_resume(self) -> int | None:
-        found = {run.seed: run.read_checkpoint(self.agents) for run in self.runs}
-        if all(v is None for v in found.values()):
-            return None
-        frames = {seed: (None if v is None else v[0]) for seed, v in found.items()}
-        if len(set(frames.values())) != 1:
-            raise SnapshotError(
-                f"the seeds' checkpoints are at different frames ({frames}; None: no checkpoint), so they "
-                "cannot continue side by side; resume each seed in its own process (seed=N), or "
-                "resume=false to start them again"
-            )
-        for run in self.runs:
-            frame, state = found[run.seed]
-            run.restore(self.agents, state, frame)
-        self.global_step = self.runs[0].global_step
-        return self.global_frame
+        if force or self.checkpoints.due(self.global_frame, self.runs):
+            elapsed = [self.total_time(run) for run in self.runs]
+            self.checkpoints.save(self.runs, self.agents, self.global_step, self.global_frame, elapsed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +125,52 @@ def load_checkpoint(path: Path, expected: dict[str, Any]) -> tuple[dict[str, Any
     if bad:
         raise SnapshotError(f"checkpoint {path} does not fit this run ({bad}); remove it or use another run dir")
     return meta, data["state"]
+
+
+class CheckpointCadence:
+    """When a run writes its checkpoint (at an episode end): after ``every_frames`` frames, after a
+    snapshot, or after ``every_minutes`` since the last one, stretched to at least 20x the last
+    write's time so that writing costs at most 5% of the run."""
+
+    def __init__(self, every_frames: int, every_minutes: float, start_frame: int) -> None:
+        self.every_frames, self.every_minutes = every_frames, every_minutes
+        self.last_frame, self.last_time, self.write_seconds = start_frame, time.time(), 0.0
+
+    def due(self, frame: int, runs) -> bool:
+        if frame - self.last_frame >= self.every_frames:
+            return True
+        if any(max(run.snapshots_written, default=0) > self.last_frame for run in runs):
+            return True
+        interval = max(60.0 * self.every_minutes, 20.0 * self.write_seconds)
+        return time.time() - self.last_time >= interval
+
+    def save(self, runs, agents, step: int, frame: int, elapsed: list[float]) -> None:
+        """Every seed's checkpoint, staged and then renamed together (:func:`save_checkpoints`)."""
+        started = time.time()
+        self.last_frame = frame
+        items = []
+        for run, seconds in zip(runs, elapsed):
+            meta, state = run.checkpoint_payload(agents, step, frame, seconds)
+            items.append((run.checkpoint_path(), meta, state))
+        save_checkpoints(items)
+        self.last_time = time.time()
+        self.write_seconds = self.last_time - started
+
+
+def resume_runs(runs, agents) -> int | None:
+    """Restore every seed from its checkpoint; the global step resumed at, or None when no seed has
+    one. Seeds side by side must resume from the same frame."""
+    found = {run.seed: run.read_checkpoint(agents) for run in runs}
+    if all(v is None for v in found.values()):
+        return None
+    frames = {seed: (None if v is None else v[0]) for seed, v in found.items()}
+    if len(set(frames.values())) != 1:
+        raise SnapshotError(
+            f"the seeds' checkpoints are at different frames ({frames}; None: no checkpoint), so they "
+            "cannot continue side by side; resume each seed in its own process (seed=N), or "
+            "resume=false to start them again"
+        )
+    for run in runs:
+        frame, state = found[run.seed]
+        run.restore(agents, state, frame)
+    return runs[0].global_step

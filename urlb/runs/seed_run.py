@@ -16,8 +16,18 @@ from urlb.logger import Logger
 from urlb.replay import ReplayBuffer
 from urlb.runs.checkpoints import CHECKPOINT_NAME, capture_seed_run, load_checkpoint, restore_seed_run
 from urlb.runs.files import atomic_write_text
-from urlb.runs.snapshots import refuse_overwrite, run_metadata, snapshot_path
+from urlb.runs.snapshots import (
+    SnapshotError,
+    check_networks_fit,
+    load_snapshot,
+    refuse_overwrite,
+    run_metadata,
+    save_snapshot,
+    snapshot_path,
+)
 from urlb.tasks import PRIMAL_TASKS
+
+SNAPSHOT_NETWORKS = ("encoder", "actor", "critic", "plugin")  # what fine-tuning reads from a snapshot
 
 
 class SeedRun:
@@ -65,6 +75,35 @@ class SeedRun:
         c = self.cfg
         seed = c.seed if self.pretrain else c.snapshot_seed
         return snapshot_path(c.snapshot_dir, c.obs_type, c.domain, c.agent.name, seed, frames)
+
+    def write_snapshot(self, agent, frames: int, global_frame: int) -> Path:
+        """Snapshot ``frames`` of this seed's agent: networks and metadata, no optimiser state
+        (fine-tuning starts fresh optimisers, as URLB)."""
+        payload = {k: v for k, v in agent.networks_state().items() if not k.endswith("_opt")}
+        meta = {**self.metadata(agent.plugin), "frames": global_frame, "run_dir": str(self.run_dir.absolute())}
+        path = save_snapshot(self.snapshot_file(frames), payload, meta)
+        self.snapshots_written.add(frames)
+        self.logger.message(f"snapshot at {global_frame} frames -> {path}")
+        return path
+
+    def init_from_snapshot(self, agent) -> None:
+        """Fine-tuning's start: URLB's ``init_from`` of the snapshot ``cfg.snapshot_ts`` (encoder,
+        actor and the critic's trunk; heads, target and optimisers fresh), and the plugin, since
+        skill methods choose or score skills with it. Nothing to load from scratch (0)."""
+        cfg = self.cfg
+        if cfg.snapshot_ts == 0:
+            return
+        if cfg.agent.name == "ddpg":
+            raise SnapshotError("agent=ddpg has no pre-training; fine-tune it from scratch with snapshot_ts=0")
+        expected = {k: v for k, v in self.metadata(agent.plugin).items() if k != "plugin"}
+        data = load_snapshot(
+            cfg.snapshot_dir, cfg.obs_type, cfg.domain, cfg.agent.name, cfg.snapshot_seed, cfg.snapshot_ts, expected
+        )
+        own = agent.networks_state()
+        fitting = {k: own[k] for k in SNAPSHOT_NETWORKS if k in own}
+        check_networks_fit(self.snapshot_file(cfg.snapshot_ts), data["state"], fitting)
+        agent.init_from(data["state"])
+        print(f"loaded snapshot {self.snapshot_file(cfg.snapshot_ts)} ({data['metadata']['frames']} frames)")
 
     def refuse_existing_snapshots(self) -> None:
         if not self.cfg.overwrite_snapshots:
