@@ -766,3 +766,17 @@ def test_other_seed_gives_different_eval_csv(same_and_other_seed):
     a, c = (same_and_other_seed[k] / "eval.csv" for k in ("a", "other_seed"))
     assert frames_of(read_rows(c)) == [0, 500, 1000, 1500]
     assert a.read_bytes() != c.read_bytes()
+
+
+@pytest.mark.parametrize("override", ["threads=2", "threads=auto", "device=cpu"])
+def test_words_or_numbers_pass_the_declared_type_check(override):
+    """threads and device are declared with a word as default but take a number too (threads=N,
+    as the docs say); the declared-type check leaves them to validate()."""
+    from hydra import compose, initialize_config_dir
+
+    import urlb.runs.config  # noqa: F401  (registers the resolvers)
+    from urlb.runs.config_checks import check_declared_types
+
+    with initialize_config_dir(str(REPO / "configs"), version_base="1.3", job_name="pretrain"):
+        cfg = compose(config_name="pretrain", overrides=["preset=quick", override])
+    check_declared_types(cfg)  # raises ConfigError when refused

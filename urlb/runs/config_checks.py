@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from urlb.errors import ConfigError
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"  # the repository root: urlb/runs/ -> ../..
 # Top-level config files and groups whose keys are the run's keys (agent keys live under agent.).
 TRIAL_SIZES = {"hidden_dim": 16, "feature_dim": 8}  # the backbone's widths in the trial build
 _KEY_SOURCES = ("common.yaml", "{phase}.yaml", "preset/*.yaml", "sweep/*.yaml")
@@ -57,6 +57,9 @@ def check_known_keys(cfg: DictConfig) -> None:
         raise ConfigError(f"{key} is not a config key (added with +?); no config declares it{hint}")
 
 
+TEXT_OR_NUMBER = ("threads", "device")
+
+
 def check_declared_types(cfg: DictConfig) -> None:
     """Keys declared true/false take only true/false; keys declared as text take only text."""
     for key, default in declared_keys(str(cfg.phase)).items():
@@ -65,7 +68,8 @@ def check_declared_types(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, str(key))
         if isinstance(default, bool) and not isinstance(value, bool):
             raise ConfigError(f"{key}={value!r} must be true or false")
-        if isinstance(default, str) and not isinstance(value, str):
+        # threads and device take a word or a number (threads=2, device=auto); validate() checks them.
+        if isinstance(default, str) and not isinstance(value, str) and key not in TEXT_OR_NUMBER:
             raise ConfigError(f"{key}={value!r} must be text (default: {default})")
 
 
