@@ -248,7 +248,9 @@ class Trainer:
 
     def _update(self) -> None:
         generators = self.agent.streams.generators
-        batch = stack_batches([run.replay.sample(self.cfg.batch_size, g) for run, g in zip(self.runs, generators)])
+        batch = stack_batches(
+            [run.replay.sample_for_update(self.cfg.batch_size, g) for run, g in zip(self.runs, generators)]
+        )
         metrics = self.agent.update(batch, self.global_step)
         names = list(metrics)
         values = torch.stack([metrics[k].float() for k in names], 1).tolist() if names else [[]] * len(self.runs)
@@ -265,10 +267,17 @@ class Trainer:
             obs = np.stack([run.time_step.observation for run in self.runs])
             skill = None if skills[0] is None else np.stack(skills)
             acted = self.agent.act_seeds(obs, skill, step, eval_mode=False)
-        return [
-            acted[i] if policy[i] else run.rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32)
-            for i, run in enumerate(self.runs)
-        ]
+        return [acted[i] if policy[i] else self._seed_frame_action(run) for i, run in enumerate(self.runs)]
+
+    def _seed_frame_action(self, run: SeedRun) -> np.ndarray:
+        """A uniform action in [-1, 1] drawn as URLB draws it: its ``act`` samples the noisy
+        policy action (a normal draw of shape (1, A)) and overwrites it with ``uniform_``, both
+        from the torch stream, so the stream stays in step with URLB's through the seed frames."""
+        generator = self.agent.streams.generators[run.index]
+        device = generator.device
+        torch.randn((1, self.action_dim), generator=generator, device=device)
+        action = torch.empty((1, self.action_dim), device=device).uniform_(-1.0, 1.0, generator=generator)
+        return action[0].cpu().numpy()
 
     # --- snapshots and checkpoints ---
     def _maybe_snapshot(self) -> None:
