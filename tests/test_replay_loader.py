@@ -5,6 +5,8 @@ full window drawn uniformly, and the schedule surviving a checkpoint."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -116,3 +118,16 @@ def test_loader_schedule_survives_a_checkpoint():
         for name, x, y in zip(Batch._fields, a, b):
             assert x is None and y is None or torch.equal(x, y), name
         state = state_after
+
+
+@pytest.mark.parametrize("value", ["-1", "two"])
+def test_bad_replay_loader_workers_is_one_clear_error(value):
+    from hydra import compose, initialize_config_dir
+
+    import urlb.config as config
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
+        cfg = compose(config_name="finetune", overrides=["device=cpu", f"replay_loader_workers={value}"])
+    with pytest.raises(config.ConfigError, match="replay_loader_workers"):
+        config.validate(cfg)

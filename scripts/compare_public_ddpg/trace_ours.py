@@ -39,6 +39,7 @@ DEFAULTS = [
 
 def main(out: str, overrides: list[str]) -> None:
     sys.path.insert(0, str(ROOT))
+    import torch
     from hydra import compose, initialize_config_dir
 
     import urlb.config  # noqa: F401  (config resolvers)
@@ -82,6 +83,24 @@ def main(out: str, overrides: list[str]) -> None:
         return actions
 
     trainer._explore_actions = traced_explore
+
+    seed_frame_action = trainer._seed_frame_action
+
+    def traced_seed_frame_action(run):
+        # Counts the normal draw this makes outside the agent's streams (the torch stream URLB's act uses).
+        randn = torch.randn
+
+        def counted(*args, **kwargs):
+            trace.normal_draw(args[0])
+            return randn(*args, **kwargs)
+
+        torch.randn = counted
+        try:
+            return seed_frame_action(run)
+        finally:
+            torch.randn = randn
+
+    trainer._seed_frame_action = traced_seed_frame_action
 
     randn = agent.streams.randn
 
