@@ -23,7 +23,12 @@ def returns(path: Path) -> dict[int, float]:
 
 
 def welch_t(a: list[float], b: list[float]) -> float:
-    return (st.mean(a) - st.mean(b)) / math.sqrt(st.variance(a) / len(a) + st.variance(b) / len(b))
+    scale = math.sqrt(st.variance(a) / len(a) + st.variance(b) / len(b))
+    return (st.mean(a) - st.mean(b)) / scale if scale > 0 else math.nan
+
+
+def spread(values: list[float]) -> str:
+    return f"{st.mean(values):.1f} ± {st.stdev(values):.1f}"
 
 
 def group(root: Path, name: str) -> dict[int, dict[int, float]]:
@@ -41,16 +46,16 @@ def compare(root: Path, workers: str) -> None:
     frames = sorted(set.intersection(*(set(ours[s]) & set(pub[s]) for s in seeds)))
     for frame in frames:
         a, b = [ours[s][frame] for s in seeds], [pub[s][frame] for s in seeds]
-        print(f"| {frame:,} | {st.mean(a):.1f} ± {st.stdev(a):.1f} | {st.mean(b):.1f} ± {st.stdev(b):.1f} | {welch_t(a, b):+.2f} |")
+        print(f"| {frame:,} | {spread(a)} | {spread(b)} | {welch_t(a, b):+.2f} |")
     late = [f for f in frames if f >= 5000]
     a = [st.mean(ours[s][f] for f in late) for s in seeds]
     b = [st.mean(pub[s][f] for f in late) for s in seeds]
-    print(
-        f"| mean over {late[0]:,}-{late[-1]:,} | {st.mean(a):.1f} ± {st.stdev(a):.1f} | {st.mean(b):.1f} ± {st.stdev(b):.1f}"
-        f" | {welch_t(a, b):+.2f} |"
-    )
+    print(f"| mean over {late[0]:,}-{late[-1]:,} | {spread(a)} | {spread(b)} | {welch_t(a, b):+.2f} |")
     print(f"\nRatio ours / public over {late[0]:,}-{late[-1]:,}: {st.mean(a) / st.mean(b):.3f}")
-    print("\nPer seed, mean over those frames (ours / public): " + ", ".join(f"{s}: {x:.0f}/{y:.0f}" for s, x, y in zip(seeds, a, b)))
+    print(
+        "\nPer seed, mean over those frames (ours / public): "
+        + ", ".join(f"{s}: {x:.0f}/{y:.0f}" for s, x, y in zip(seeds, a, b))
+    )
     zero = [s for s in seeds if ours[s].get(0) == pub[s].get(0)]
     print(f"\nSeeds whose frame-0 evaluation is identical on both sides: {len(zero)} of {len(seeds)}")
 

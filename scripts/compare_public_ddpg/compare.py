@@ -39,7 +39,9 @@ def model_check(arrays: dict, workers: int | None) -> dict:
     """Samples outside the episodes the loader model allows, and the model's own fallbacks."""
     if workers is None:
         finished = arrays["finished_at"]
-        outside = sum(int((b[:, 0] >= (finished < s).sum()).sum()) for s, b in zip(arrays["batch_steps"], arrays["batches"]))
+        outside = sum(
+            int((b[:, 0] >= (finished < s).sum()).sum()) for s, b in zip(arrays["batch_steps"], arrays["batches"])
+        )
         return {"model": "every finished episode at once", "samples_outside": outside}
     loader = URLBLoader(int(workers))
     outside = fallbacks = 0

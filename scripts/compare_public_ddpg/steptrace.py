@@ -115,7 +115,11 @@ class Trace:
         )
         start_of = {start: i for i, start in enumerate(self.train_starts)}
         evals = [
-            {"step": e["step"], "episodes": e["episodes"], "same_start_as_train_episode": [start_of.get(s) for s in e["starts"]]}
+            {
+                "step": e["step"],
+                "episodes": e["episodes"],
+                "same_start_as_train_episode": [start_of.get(s) for s in e["starts"]],
+            }
             for e in self.evals
         ]
         summary = {
@@ -123,7 +127,9 @@ class Trace:
             "train_actions": len(train),
             "first_policy_action_step": next((s for s, a in train if s >= seed_steps), None),
             "seed_action_range": [float(seed_actions.min()), float(seed_actions.max())] if len(seed_actions) else None,
-            "seed_action_mean_sd": [float(seed_actions.mean()), float(seed_actions.std())] if len(seed_actions) else None,
+            "seed_action_mean_sd": [float(seed_actions.mean()), float(seed_actions.std())]
+            if len(seed_actions)
+            else None,
             "noise_draws": dict(self.noise),
             "uniform_draws": self.uniform_draws,
             "target_updates": len(self.target_updates),
@@ -132,3 +138,27 @@ class Trace:
             "evals": evals,
         }
         path.with_suffix(".json").write_text(json.dumps(summary, indent=1))
+
+
+def trace_calls(trace: Trace, owner, name: str, before) -> None:
+    """Replace ``owner.name`` by a wrapper that calls ``before(trace)`` and then the original."""
+    original = getattr(owner, name)
+
+    def traced(*args, **kwargs):
+        before(trace)
+        return original(*args, **kwargs)
+
+    setattr(owner, name, traced)
+
+
+def trace_evaluations(trace: Trace, owner, name: str, env, step_now) -> None:
+    """Record each call of the loop's evaluation ``owner.name`` and each reset of its ``env``."""
+    trace_calls(trace, owner, name, lambda t: (step_now(), t.eval_started()))
+    reset = env.reset
+
+    def traced_reset():
+        time_step = reset()
+        trace.eval_reset(time_step.observation)
+        return time_step
+
+    env.reset = traced_reset

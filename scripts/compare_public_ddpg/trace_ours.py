@@ -16,7 +16,7 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-from steptrace import Trace  # noqa: E402  (this directory)
+from steptrace import Trace, trace_calls, trace_evaluations  # noqa: E402  (this directory)
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULTS = [
@@ -116,34 +116,15 @@ def main(out: str, overrides: list[str]) -> None:
         step_now()
         trace.phase = "update"
         batch = sample(batch_size, generator)
-        trace.batch(batch.obs.numpy(), batch.action.numpy(), batch.reward.numpy(), None, batch.next_obs.numpy(), cfg.discount)
+        trace.batch(
+            batch.obs.numpy(), batch.action.numpy(), batch.reward.numpy(), None, batch.next_obs.numpy(), cfg.discount
+        )
         return batch
 
     run.replay.sample_for_update = traced_sample
 
-    soft_update = agent._soft_update_target
-
-    def traced_soft_update():
-        trace.target_update()
-        soft_update()
-
-    agent._soft_update_target = traced_soft_update
-
-    evaluate = trainer.evaluate
-    eval_reset = run.eval_env.reset
-
-    def traced_evaluate():
-        step_now()
-        trace.eval_started()
-        evaluate()
-
-    def traced_eval_reset():
-        time_step = eval_reset()
-        trace.eval_reset(time_step.observation)
-        return time_step
-
-    trainer.evaluate = traced_evaluate
-    run.eval_env.reset = traced_eval_reset
+    trace_calls(trace, agent, "_soft_update_target", Trace.target_update)
+    trace_evaluations(trace, trainer, "evaluate", run.eval_env, step_now)
     trainer.train()
     trace.save(Path(out))
     print(f"trace written: {out}.npz, {out}.json")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-from steptrace import Trace  # noqa: E402  (this directory)
+from steptrace import Trace, trace_calls, trace_evaluations  # noqa: E402  (this directory)
 
 DEFAULTS = [
     "agent=ddpg",
@@ -39,10 +39,10 @@ DEFAULTS = [
 def main(public_dir: str, out: str, overrides: list[str]) -> None:
     out = str(Path(out).resolve())
     sys.path.insert(0, public_dir)
+    import utils
     from hydra import compose, initialize_config_dir
 
     import finetune
-    import utils
 
     with initialize_config_dir(config_dir=str(Path(public_dir).resolve()), version_base=None):
         cfg = compose(config_name="finetune", overrides=DEFAULTS + overrides)
@@ -91,13 +91,7 @@ def main(public_dir: str, out: str, overrides: list[str]) -> None:
 
     utils._standard_normal = traced_normal
 
-    soft_update = utils.soft_update_params
-
-    def traced_soft_update(net, target, tau):
-        trace.target_update()
-        soft_update(net, target, tau)
-
-    utils.soft_update_params = traced_soft_update
+    trace_calls(trace, utils, "soft_update_params", Trace.target_update)
 
     update = ws.agent.update
 
@@ -118,21 +112,7 @@ def main(public_dir: str, out: str, overrides: list[str]) -> None:
 
     ws.agent.update = traced_update
 
-    evaluate = ws.eval
-    eval_reset = ws.eval_env.reset
-
-    def traced_eval():
-        step_now()
-        trace.eval_started()
-        evaluate()
-
-    def traced_eval_reset():
-        time_step = eval_reset()
-        trace.eval_reset(time_step.observation)
-        return time_step
-
-    ws.eval = traced_eval
-    ws.eval_env.reset = traced_eval_reset
+    trace_evaluations(trace, ws, "eval", ws.eval_env, step_now)
     ws.train()
     trace.save(Path(out))
     print(f"trace written: {out}.npz, {out}.json")
