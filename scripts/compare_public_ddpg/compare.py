@@ -57,10 +57,11 @@ def model_check(arrays: dict, workers: int | None) -> dict:
     return {"model": f"URLB loader, {workers} workers", "samples_outside": outside, "samples_in_fallback": fallbacks}
 
 
-def describe(meta: dict, arrays: dict) -> dict:
+def describe(meta: dict, arrays: dict, partitions: int) -> dict:
+    """One side's behaviour; ``partitions``: the public side's worker count, whose episode
+    partitions (index modulo the count) a batch is checked against."""
     batches, steps = arrays["batches"], arrays["batch_steps"]
     workers = meta["workers"]
-    partitions = max(1, int(workers)) if workers is not None else 1
     residues = [len({int(e) % partitions for e in b[:, 0]}) for b in batches]
     return {
         "updates": len(steps),
@@ -78,7 +79,7 @@ def describe(meta: dict, arrays: dict) -> dict:
             float(np.mean([len(set(b[:, 0])) for b in batches])),
             int(max(len(set(b[:, 0])) for b in batches)),
         ],
-        f"batches mixing episodes of several of {partitions} partitions": int(sum(r > 1 for r in residues)),
+        "batches mixing episodes of several of the public loader's partitions": int(sum(r > 1 for r in residues)),
         "steps from an episode's end to its first batch": first_appearance(arrays),
         "evaluations (step, episodes, train episode with the same start)": [
             (e["step"], e["episodes"], e["same_start_as_train_episode"]) for e in meta["evals"]
@@ -99,7 +100,8 @@ def main(public: str, ours: str) -> None:
     print(f"public: {public} (workers {pm['workers']}); ours: {ours} (replay_loader_workers {om['workers']})")
     print(f"seed frames: {seed_steps} steps; seed-frame actions identical: {same_actions}")
     print(f"stored observations identical up to index {first_diff} of {m} (episode resets included)")
-    rows = describe(pm, pa), describe(om, oa)
+    partitions = max(1, int(pm["workers"]))
+    rows = describe(pm, pa, partitions), describe(om, oa, partitions)
     for key in rows[0]:
         print(f"- {key}:\n    public: {rows[0][key]}\n    ours:   {rows[1][key]}")
 
