@@ -4,6 +4,8 @@ Every ``bash`` block in those pages is preceded by a marker comment saying what 
 - ``<!-- commands: checked -->``: short enough to run here; tests run their tiny variants;
 - ``<!-- commands: needs-gpu -->`` / ``<!-- commands: needs-cluster -->``: paper-scale or cluster
   commands that no CPU test runs; their page says so;
+- ``<!-- commands: needs-public-code -->``: runs the public URLB code beside ours (a checkout
+  outside the project, see docs/ddpg-public.md);
 - ``<!-- commands: ci -->``: run as written by ``.ci/run`` (the test command, the docs build).
 Whatever the marker, each ``python pretrain.py`` / ``python finetune.py`` line is composed by
 Hydra and passes the configuration checks a run makes before any work (an unknown agent, task,
@@ -22,7 +24,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, child_env
 
-MARKER = re.compile(r"<!-- commands: (checked|needs-gpu|needs-cluster|ci) -->\s*\n```bash\n(.*?)```", re.S)
+MARKER = re.compile(r"<!-- commands: (checked|needs-gpu|needs-cluster|needs-public-code|ci) -->\s*\n```bash\n(.*?)```", re.S)
 BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 # Tools a documented command may call, and how to ask each for its flags.
@@ -50,7 +52,7 @@ def documented_commands() -> list[tuple[str, str]]:
 def test_every_bash_block_is_marked(page: Path) -> None:
     text = page.read_text()
     assert len(MARKER.findall(text)) == len(BLOCK.findall(text)), (
-        f"{page.name}: a ```bash block without a '<!-- commands: checked|needs-gpu|needs-cluster|ci -->' line above it"
+        f"{page.name}: a ```bash block without a '<!-- commands: KIND -->' line above it (see this file's docstring)"
     )
 
 

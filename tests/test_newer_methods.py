@@ -21,7 +21,7 @@ from urlb.agents import make_plugin, plugin_class
 from urlb.agents.cesd import EnsembleLinear
 from urlb.ddpg import DDPGAgent
 from urlb.replay import Batch
-from urlb.skills import selection_mode
+from urlb.skill_schedule import selection_mode
 
 OBS, ACT, HID = 5, 2, 16
 

@@ -116,7 +116,10 @@ def run_precheck(script: str, *argv: str) -> tuple[int | None, str, str]:
     [
         (
             "agent=cicc",
-            ["agent='cicc' is not valid", "aps, apt, becl, cesd, cic, ddpg, diayn, disagreement, icm, metra, proto, rnd, smm"],
+            [
+                "agent='cicc' is not valid",
+                "aps, apt, becl, cesd, cic, ddpg, diayn, disagreement, icm, metra, proto, rnd, smm",
+            ],
         ),
         ("preset=fast", ["preset='fast' is not valid", "paper, quick"]),
         ("hydra/launcher=foo", ["hydra/launcher='foo' is not valid", "local", "slurm", "ray"]),

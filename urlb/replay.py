@@ -12,6 +12,10 @@ have finished (URLB stores an episode when its last step arrives) and only full 
 running episode is sampled too and windows near an episode's end are shortened to the steps
 that exist. Either way the n-step target never crosses an episode boundary, and a time-limit end
 still bootstraps (the suite reports discount 1.0).
+
+The trainer samples through :meth:`ReplayBuffer.sample_for_update`, which with
+``loader_workers`` set also follows when URLB's replay loader makes a finished episode
+sampleable and which episodes one batch can come from (:mod:`urlb.replay_loader`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+
+from urlb.replay_loader import URLBLoader
 
 
 class Batch(NamedTuple):
@@ -48,6 +54,7 @@ class ReplayBuffer:
         discount: float = 0.99,
         device: str | torch.device = "cpu",
         urlb_sampling: bool = True,
+        loader_workers: int | None = None,
     ) -> None:
         if capacity <= 0 or nstep <= 0:
             raise ValueError(f"capacity and nstep must be positive, got {capacity} and {nstep}")
@@ -78,6 +85,11 @@ class ReplayBuffer:
         self._episode_step = 0
         self._episode_finished = False  # whether the newest episode has stored its last step
         self._gammas = discount ** torch.arange(nstep + 1, dtype=torch.float32, device=dev)
+        # First slot and number of transitions of every episode, for URLB's per-episode draw.
+        self._episode_starts: list[int] = []
+        self._episode_lengths: list[int] = []
+        self._episode_table: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.loader = None if loader_workers is None else URLBLoader(loader_workers)
 
     def __len__(self) -> int:
         return self._size
@@ -94,6 +106,9 @@ class ReplayBuffer:
             self._episode += 1
             self._episode_step = 0
             self._episode_finished = False
+            self._episode_starts.append(i)
+            self._episode_lengths.append(0)  # set when its last step arrives
+            self._episode_table = None
         obs = np.asarray(time_step.observation)
         if self.pixels:
             obs = obs[-self.frames.shape[1] :]  # newest frame only
@@ -108,6 +123,9 @@ class ReplayBuffer:
         self._episode_step += 1
         if time_step.last():
             self._episode_finished = True
+            if self._episode_lengths:
+                self._episode_lengths[-1] = self._episode_step - 1  # transitions: steps after the first
+                self._episode_table = None
         self._next = (i + 1) % self.capacity
         self._size = min(self._size + 1, self.capacity)
 
@@ -165,9 +183,68 @@ class ReplayBuffer:
         idx[bad] = valid[pick]
         return idx
 
+    @property
+    def finished_episodes(self) -> int:
+        """Episodes whose last step is stored (they finish in order: 0, 1, ...)."""
+        return self._episode + 1 if self._episode_finished else max(self._episode, 0)
+
+    def sample_for_update(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
+        """A training batch: with ``loader_workers`` set, drawn as URLB's replay loader draws
+        it (see :mod:`urlb.replay_loader`); otherwise :meth:`sample`."""
+        if self.loader is None:
+            return self.sample(batch_size, generator)
+        worker, segments = self.loader.plan(batch_size, self.finished_episodes)
+        starts = []
+        for count, visible in segments:
+            episodes = self._intact_episodes(self.loader.episodes(worker, visible, self.device))
+            if episodes.numel() == 0:  # this worker holds no episode yet (URLB would fail here)
+                starts.append(self._sample_starts(count, generator))
+            else:
+                starts.append(self._starts_in(episodes, count, generator))
+        return self._batch_at(torch.cat(starts))
+
+    def _rebuild_episode_index(self) -> None:
+        """Every episode's first slot and length from the stored steps (an episode whose first
+        step is gone gets length 0: it is never drawn)."""
+        n = self._size
+        ids, steps = self.episode_id[:n], self.step_in_episode[:n]
+        count = self._episode + 1
+        self._episode_starts, self._episode_lengths = [0] * count, [0] * count
+        for slot in torch.nonzero(steps == 0).flatten().tolist():
+            episode = int(ids[slot])
+            if 0 <= episode < count:
+                self._episode_starts[episode] = slot
+                self._episode_lengths[episode] = int((ids == episode).sum()) - 1
+        if count and not self._episode_finished:
+            self._episode_lengths[-1] = 0
+
+    def _intact_episodes(self, episodes: torch.Tensor) -> torch.Tensor:
+        """The given episodes that still hold a full n-step window (none overwritten)."""
+        if self._episode_table is None:
+            self._episode_table = (
+                torch.tensor(self._episode_starts, dtype=torch.int64, device=self.device),
+                torch.tensor(self._episode_lengths, dtype=torch.int64, device=self.device),
+            )
+        first, length = self._episode_table
+        if episodes.numel() == 0:
+            return episodes
+        ok = (self.episode_id[first[episodes]] == episodes) & (length[episodes] >= self.nstep)
+        return episodes[ok]
+
+    def _starts_in(self, episodes: torch.Tensor, count: int, generator: torch.Generator | None) -> torch.Tensor:
+        """URLB's draw: an episode uniformly, then a full n-step window in it uniformly."""
+        first, length = self._episode_table
+        pick = episodes[torch.randint(episodes.numel(), (count,), device=self.device, generator=generator)]
+        windows = length[pick] - self.nstep + 1
+        offset = (torch.rand(count, device=self.device, generator=generator) * windows).long()
+        return (first[pick] + torch.minimum(offset, windows - 1)) % self.capacity
+
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
         """Sample ``batch_size`` n-step transitions uniformly over stored transitions."""
-        start = self._sample_starts(batch_size, generator)
+        return self._batch_at(self._sample_starts(batch_size, generator))
+
+    def _batch_at(self, start: torch.Tensor) -> Batch:
+        """The n-step transitions starting at slots ``start``."""
         ks = torch.arange(1, self.nstep + 1, device=self.device)
         steps = (start[:, None] + ks[None, :]) % self.capacity  # (B, n)
         in_episode = (self.episode_id[steps] == self.episode_id[start][:, None]) & (
@@ -204,6 +281,9 @@ class ReplayBuffer:
             "episode": self._episode,
             "episode_step": self._episode_step,
             "episode_finished": self._episode_finished,
+            "episode_starts": list(self._episode_starts),
+            "episode_lengths": list(self._episode_lengths),
+            "loader": None if self.loader is None else self.loader.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -216,3 +296,10 @@ class ReplayBuffer:
         self._episode, self._episode_step = state["episode"], state["episode_step"]
         # Checkpoints written before this flag existed: the newest episode counts as running.
         self._episode_finished = bool(state.get("episode_finished", False))
+        if "episode_starts" in state:
+            self._episode_starts, self._episode_lengths = list(state["episode_starts"]), list(state["episode_lengths"])
+        else:  # older checkpoints: found from the stored steps
+            self._rebuild_episode_index()
+        self._episode_table = None
+        if self.loader is not None and state.get("loader") is not None:
+            self.loader.load_state_dict(state["loader"])

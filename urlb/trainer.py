@@ -232,9 +232,10 @@ class Trainer:
         self._maybe_checkpoint(force=True)
 
     def _update(self) -> None:
-        # Each seed samples its own replay inside its own random state, as a single-seed run does.
+        # Each seed samples its own replay inside its own random state, as a single-seed run does,
+        # and as URLB's replay loader hands batches out (replay_loader_workers).
         rows = self.agents[0].batch_rows(self.cfg.batch_size)  # BeCL: several batches per update
-        sample = lambda index: self.runs[index].replay.sample(rows)  # noqa: E731
+        sample = lambda index: self.runs[index].replay.sample_for_update(rows)  # noqa: E731
         for run, metrics in zip(self.runs, self.agents.update(sample, self.global_step)):
             run.logger.log_update(metrics)
 
@@ -244,12 +245,19 @@ class Trainer:
         step = self.global_step
         actions = []
         for index, (run, skill) in enumerate(zip(self.runs, skills)):
-            if step >= self._seed_steps or run.schedule.acts_in_seed_frames(step):
-                with self.agents.seed_rng(index):
+            with self.agents.seed_rng(index):
+                if step >= self._seed_steps or run.schedule.acts_in_seed_frames(step):
                     actions.append(self.agents[index].act(run.time_step.observation, skill, step, eval_mode=False))
-            else:
-                actions.append(run.rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32))
+                else:
+                    actions.append(self._seed_frame_action())
         return actions
+
+    def _seed_frame_action(self) -> np.ndarray:
+        """A uniform action in [-1, 1] drawn as URLB draws it: its ``act`` samples the noisy policy
+        action (a normal draw of shape (1, A)) and overwrites it with ``uniform_``, both from torch's
+        random stream (the seed's own here), so the stream stays in step with URLB's."""
+        torch.randn((1, self.action_dim), device=self.device)
+        return torch.empty((1, self.action_dim), device=self.device).uniform_(-1.0, 1.0)[0].cpu().numpy()
 
     # --- snapshots and checkpoints ---
     def _maybe_snapshot(self) -> None:

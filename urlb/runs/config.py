@@ -144,6 +144,8 @@ def validate(cfg: DictConfig) -> None:
         _whole_number(cfg, key, minimum=1)
     for key in ("num_seed_frames", "seed"):
         _whole_number(cfg, key, minimum=0)
+    if OmegaConf.select(cfg, "replay_loader_workers", default=None) is not None:
+        _whole_number(cfg, "replay_loader_workers", minimum=0)
     seed_list(cfg)  # seeds=[...]: distinct whole numbers
     if cfg.num_seed_frames > cfg.num_train_frames:
         raise ConfigError(

@@ -39,7 +39,9 @@ class SeedRun:
         self.rng = np.random.default_rng(self.seed)
         task = PRIMAL_TASKS[cfg.domain] if pretrain else cfg.task
         self.train_env = envs.make(task, cfg.obs_type, cfg.frame_stack, cfg.action_repeat, self.seed)
-        self.eval_env = envs.make(task, cfg.obs_type, cfg.frame_stack, cfg.action_repeat, self.seed + 12345)
+        # Same seed as the training environment, as URLB (its own copy, so its resets follow
+        # their own sequence: the first evaluation's episodes start where training's first do).
+        self.eval_env = envs.make(task, cfg.obs_type, cfg.frame_stack, cfg.action_repeat, self.seed)
         self.obs_shape = tuple(self.train_env.observation_spec().shape)
         self.action_dim = int(self.train_env.action_spec().shape[0])
         self.global_episode = 0
@@ -55,7 +57,8 @@ class SeedRun:
     def make_replay(self, skill_dim: int, device) -> None:
         cfg = self.cfg
         sizes = (self.obs_shape, self.action_dim, cfg.replay_buffer_size, skill_dim)
-        self.replay = ReplayBuffer(*sizes, cfg.frame_stack, cfg.nstep, cfg.discount, device)
+        workers = OmegaConf.select(cfg, "replay_loader_workers", default=None)
+        self.replay = ReplayBuffer(*sizes, cfg.frame_stack, cfg.nstep, cfg.discount, device, loader_workers=workers)
         self.skill_dim = skill_dim
 
     def open_logs(self, progress: bool, label: str = "") -> None:
