@@ -142,7 +142,7 @@ def check_agent_values(agent_cfg: DictConfig) -> None:
 
     values = OmegaConf.to_container(agent_cfg, resolve=True)
     name = values["name"]
-    cls = plugin_class(name)
+    cls = plugin_class(name, values.get("target"))  # target: a method of the user's own package
     for owner in (DDPGAgent, cls):
         if owner is None:
             continue
