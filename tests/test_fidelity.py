@@ -1,4 +1,4 @@
-"""Each method and the backbone pinned to the public code's formulas (issue 14).
+"""Each method and the backbone pinned to the public code's formulas.
 
 Expected values are computed here in float64 numpy from the networks' weights and the
 formulas of rll-research/url_benchmark (URLB), rll-research/cic and seohongpark/METRA, never

@@ -27,7 +27,7 @@ def test_flags_are_read_from_x86_and_arm_cpuinfo():
 @pytest.mark.parametrize(
     "flags,capability,env,native",
     [
-        ({"avx2", "fma"}, "AVX2", {}, False),  # the AVX2-only EPYC of issue 12
+        ({"avx2", "fma"}, "AVX2", {}, False),  # an AVX2-only AMD EPYC
         ({"avx512f", "avx512_bf16", "amx_bf16"}, "AVX512", {}, True),
         ({"avx512f", "amx_bf16"}, "AVX512", {}, True),
         ({"avx512f", "avx512_bf16"}, "AVX2", {}, False),  # ATEN_CPU_CAPABILITY=avx2

@@ -1,4 +1,4 @@
-"""Closed-form tests of ICM, Disagreement, ProtoRL, SMM and APS (issue 15).
+"""Closed-form tests of ICM, Disagreement, ProtoRL, SMM and APS.
 
 Every expected value is computed here in numpy from the formulas of the public URLB code
 (rll-research/url_benchmark, agent/{icm,disagreement,proto,smm,aps}.py), reading the plugin's

@@ -23,7 +23,7 @@ OBS_TYPES: tuple[str, ...] = ("states", "pixels")
 
 
 def _load_expert_scores() -> dict[str, float]:
-    # Source: the URLB authors' answer in the URLB issue tracker (issue 1); see README.
+    # Source: the URLB authors' answer in URLB's issue tracker; see docs/aggregation.md.
     text = resources.files("urlb.data").joinpath("expert_scores.csv").read_text()
     return {row["task"]: float(row["expert_return"]) for row in csv.DictReader(text.splitlines())}
 
