@@ -280,6 +280,7 @@ def test_stop_signal_mid_episode_writes_the_cut_episode_row_and_resume_loses_no_
 # --------------------------------------------------------------------------- write failures
 
 
+@pytest.mark.slow  # the same failure path in one process: test_atomic_save_turns_a_zip_writer_failure_...
 def test_write_failure_inside_torch_save_is_one_line_exit_2_keeping_earlier_outputs(tmp_path, kill_wrapper):
     args = settings(tmp_path)
     proc = subprocess.run(
