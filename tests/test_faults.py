@@ -3,7 +3,8 @@ mid-episode, write failures (a small full file system where the machine allows m
 and failures injected inside torch.save).
 
 The kills inside a checkpoint write and right after a snapshot, and two of the three full-disk
-levels, are marked ``slow`` (python -m pytest -m slow tests/test_faults.py).
+levels, and the whole-run torch.save failure (its path is covered in one process), are marked
+``slow`` (python -m pytest -m slow tests/test_faults.py).
 
 Kills and failures are injected by small wrappers that run pretrain.py through runpy with one
 function patched (as tests/test_reliability.py does for a full disk), so that they happen at an
