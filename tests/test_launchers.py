@@ -115,7 +115,7 @@ def run_phase_stub(monkeypatch, tmp_path):
 
     def make(signum: int):
         class StoppedTrainer:
-            def __init__(self, cfg, run_dir, snapshot_hooks=()):
+            def __init__(self, cfg, run_dir, snapshot_hooks=(), per_seed=None):
                 pass
 
             def train(self):

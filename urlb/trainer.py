@@ -57,21 +57,23 @@ class Trainer:
     """Runs one phase: ``cfg.phase`` is ``pretrain`` (reward-free) or ``finetune``; ``run_dir``
     is the (first) seed's run directory."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, snapshot_hooks: Sequence[SnapshotHook] = ()) -> None:
+    def __init__(
+        self, cfg: DictConfig, run_dir: Path, snapshot_hooks: Sequence[SnapshotHook] = (), per_seed=None
+    ) -> None:
+        """``per_seed``: (seed, config, run directory) of each seed as urlb.runs.launch listed them
+        (listed here when not given)."""
         self.snapshot_hooks = tuple(snapshot_hooks)
-        per_seed = seed_runs(cfg, Path(run_dir))
+        per_seed = per_seed or seed_runs(cfg, Path(run_dir))
         # Resolve interpolations once: OmegaConf re-parses them on every access otherwise.
-        cfg = OmegaConf.create(OmegaConf.to_container(per_seed[0][1], resolve=True))
+        resolved = [OmegaConf.create(OmegaConf.to_container(c, resolve=True)) for _, c, _ in per_seed]
+        cfg = resolved[0]
         self.cfg, self.run_dir = cfg, Path(per_seed[0][2])
         self.pretrain = cfg.phase == "pretrain"
         self.action_repeat = int(cfg.action_repeat)
         self.device = resolve_device(cfg.device)
         seeds = [seed for seed, _, _ in per_seed]
         seed_everything(seeds[0])
-        self.runs = [
-            SeedRun(OmegaConf.create(OmegaConf.to_container(c, resolve=True)), d, i, self.pretrain)
-            for i, (_, c, d) in enumerate(per_seed)
-        ]
+        self.runs = [SeedRun(c, d, i, self.pretrain) for i, (c, (_, _, d)) in enumerate(zip(resolved, per_seed))]
         first = self.runs[0]
         self.obs_shape, self.action_dim = first.obs_shape, first.action_dim
         self.agents: SeedAgents = build_seed_agents(

@@ -56,10 +56,20 @@ def check_before_work(cfg: DictConfig, run_dir: Path, overrides: list[str], anno
     """Every check that needs no environment or network: the config's values, the run
     directory's record and the snapshot to load. Returns the "already complete" message when
     there is nothing to do; raises ConfigError/SnapshotError for a refused command."""
+    return check_runs(cfg, resolve_runs(cfg, run_dir), overrides, announce)
+
+
+def resolve_runs(cfg: DictConfig, run_dir: Path) -> list[tuple[int, DictConfig, Path]]:
+    """The configuration checked, ``snapshot_dir`` made absolute, and the seeds listed once: each
+    seed's config and run directory (``seeds=[...]``), as the trainer takes them."""
     validate(cfg)
     with open_dict(cfg):
         cfg.snapshot_dir = to_absolute_path(cfg.snapshot_dir)
-    runs = seed_runs(cfg, run_dir)  # seeds=[...]: each seed's config and run directory
+    return seed_runs(cfg, run_dir)
+
+
+def check_runs(cfg: DictConfig, runs, overrides: list[str], announce: bool = True) -> str | None:
+    """:func:`check_before_work` on seeds already listed by :func:`resolve_runs`."""
     done = {seed: check_run_record(one, directory, announce) for seed, one, directory in runs}
     finished = [seed for seed, message in done.items() if message is not None]
     if finished and len(finished) == len(runs):
@@ -105,17 +115,17 @@ def run_phase(cfg: DictConfig, snapshot_hooks: Sequence[SnapshotHook] = ()) -> N
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         overrides = getattr(getattr(hydra_cfg, "overrides", None), "task", None) or []
-        done = check_before_work(cfg, run_dir, list(overrides))
+        runs = resolve_runs(cfg, run_dir)
+        done = check_runs(cfg, runs, list(overrides))
         if done is not None:
             print(done, flush=True)
             return
-        runs = seed_runs(cfg, run_dir)
         run_dirs = [directory for _, _, directory in runs]
         run_lock.acquire_all(run_dirs)  # held already when precheck took it (a single run)
         write_hydra_record(run_dir, cfg)
         finish_interrupted_writes(run_dirs, own_snapshot_files(runs))
         set_threads(cfg.threads)
-        Trainer(cfg, run_dir, snapshot_hooks).train()
+        Trainer(cfg, run_dir, snapshot_hooks, runs).train()
     except (ConfigError, SnapshotError) as exc:
         run_lock.release_all()
         remove_unused_run_dir(run_dir, cfg)
