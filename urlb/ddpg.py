@@ -69,6 +69,12 @@ def check_finite(name: str, value: torch.Tensor, step: int) -> None:
         raise NonFiniteError(f"non-finite {name} at update step {step}; the run stops here")
 
 
+# Where the pixel encoder learns. urlb: as URLB's agents (plain DDPG through the critic; a
+# method through its own loss, or not at all, with detached features for the critic and a frozen
+# encoder when fine-tuning). critic: through the critic in every agent and phase, the method
+# seeing detached features (DrQ-v2's choice).
+ENCODER_UPDATES = ("urlb", "critic")
+
 # inductor generates fused kernels (needs a C++ compiler on CPU); aot_eager traces forward and
 # backward without code generation, a cheap check that the networks compile.
 COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
@@ -93,6 +99,7 @@ class DDPGAgent(nn.Module):
         reward_free: bool = False,
         precision: str = "fp32",
         compile_backend: str | None = None,
+        encoder_update: str = "urlb",
     ) -> None:
         super().__init__()
         self.obs_type, self.action_dim = obs_type, action_dim
@@ -102,6 +109,9 @@ class DDPGAgent(nn.Module):
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"unknown precision {precision!r}; valid: bf16, fp32")
         self.bf16 = precision == "bf16"
+        if encoder_update not in ENCODER_UPDATES:
+            raise ValueError(f"unknown encoder_update {encoder_update!r}; valid: {', '.join(ENCODER_UPDATES)}")
+        self.encoder_update = encoder_update
         if obs_type == "pixels":
             self.encoder: nn.Module = Encoder(obs_shape)
             self.aug: nn.Module = RandomShiftsAug(pad=4)
@@ -122,9 +132,14 @@ class DDPGAgent(nn.Module):
         self.critic_target.requires_grad_(False)
         self.to(self.device)
         self.actor_opt = adam(self.actor.parameters(), lr=lr)
-        # The encoder learns through the critic loss only (DrQ-v2/URLB).
-        critic_params = list(self.critic.parameters()) + list(self.encoder.parameters())
-        self.critic_opt = adam(critic_params, lr=lr)
+        self.critic_opt = adam(self.critic.parameters(), lr=lr)
+        # Pixels: the encoder has its own optimiser (URLB's encoder_opt). Plain DDPG, and every
+        # agent with encoder_update=critic, steps it with the critic; a method agent with
+        # encoder_update=urlb hands it to the method, whose loss alone trains the encoder.
+        self.encoder_opt = adam(self.encoder.parameters(), lr=lr) if obs_type == "pixels" else None
+        self.critic_trains_encoder = obs_type == "pixels" and (plugin is None or encoder_update == "critic")
+        if obs_type == "pixels" and not self.critic_trains_encoder:
+            plugin.use_encoder(self.encoder, self.aug, self.encoder_opt)
         if compile_backend is not None:
             self.compile_networks(compile_backend)
         self.train()
@@ -175,31 +190,59 @@ class DDPGAgent(nn.Module):
             return obs
         return self.encoder(self.aug(obs.float()))
 
+    def _critic_inputs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features of obs (with gradient into the encoder when the critic trains it) and of
+        next_obs (without)."""
+        with torch.set_grad_enabled(self.critic_trains_encoder):
+            obs = self._encode(batch.obs)
+        with torch.no_grad():
+            next_obs = self._encode(batch.next_obs)
+        return obs, next_obs
+
+    def _update_plugin(self, batch: Batch, step: int):
+        """The method's own update on what it sees (see ``Plugin.pixel_input``); returns its
+        reward, metrics and the critic's features of obs and next_obs."""
+        plugin = self.plugin
+        if self.obs_type != "pixels":
+            return (*plugin.update(batch, step), batch.obs, batch.next_obs)
+        if self.critic_trains_encoder:  # the method sees detached features
+            obs, next_obs = self._critic_inputs(batch)
+            with torch.no_grad():
+                one_step = self._encode(batch.next_obs_1step)
+            seen = batch._replace(obs=obs.detach(), next_obs=next_obs, next_obs_1step=one_step)
+            return (*plugin.update(seen, step), obs, next_obs)
+        if plugin.pixel_input == "frames":  # the method encodes; the critic's features come after
+            reward, metrics = plugin.update(batch, step)
+            with torch.no_grad():
+                obs, next_obs = plugin.critic_features(batch)
+            return reward, metrics, obs, next_obs
+        features = {}
+        for key in ("obs", "next_obs", "next_obs_1step"):
+            with torch.set_grad_enabled(key in plugin.encoder_grad):
+                features[key] = self._encode(getattr(batch, key))
+        reward, metrics = plugin.update(batch._replace(**features), step)
+        return reward, metrics, features["obs"].detach(), features["next_obs"].detach()
+
     def update(self, batch: Batch, step: int) -> dict[str, float]:
         """One backbone update (plugin, critic, actor, target) on a sampled batch."""
         metrics: dict[str, float] = {}
-        obs = self._encode(batch.obs)
-        with torch.no_grad():
-            next_obs = self._encode(batch.next_obs)
-        reward, mask = batch.reward, None
+        mask = None
         if self.reward_free:
             if self.plugin is None:
                 raise ValueError("reward-free training needs a plugin that defines the intrinsic reward")
-            plugin_batch = batch
-            if self.obs_type == "pixels":  # plugins work on (detached) encoder features
-                with torch.no_grad():
-                    one_step = self._encode(batch.next_obs_1step)
-                plugin_batch = batch._replace(obs=obs.detach(), next_obs=next_obs, next_obs_1step=one_step)
             with self._autocast():
-                reward, plugin_metrics = self.plugin.update(plugin_batch, step)
+                reward, plugin_metrics, obs, next_obs = self._update_plugin(batch, step)
             reward, mask = reward.detach().float(), self.plugin.critic_mask()
-            if self.plugin.batches_per_update > 1:  # the critic and actor learn from the last batch
-                rows = len(reward)
+            rows = len(reward)
+            if len(batch.action) > rows:  # several batches per update: the critic and actor learn from the last
                 batch = Batch(*(None if t is None else t[-rows:] for t in batch))
                 obs, next_obs = obs[-rows:], next_obs[-rows:]
             metrics.update({k: float(v) for k, v in plugin_metrics.items()})  # floats or 0-d tensors
             check_finite("intrinsic reward", reward, step)
             metrics["intrinsic_reward"] = reward.mean().item()
+        else:
+            obs, next_obs = self._critic_inputs(batch)
+            reward = batch.reward
         metrics["batch_reward"] = reward.mean().item()
         skill = batch.skill
         metrics.update(self._update_critic(obs, batch.action, reward, batch.discount, next_obs, skill, step, mask))
@@ -221,9 +264,14 @@ class DDPGAgent(nn.Module):
             q1, q2, target_q = q1 * mask, q2 * mask, target_q * mask
         loss = F.mse_loss(q1, target_q) + F.mse_loss(q2, target_q)
         check_finite("critic loss", loss, step)
+        encoder_opt = self.encoder_opt if self.critic_trains_encoder else None
         self.critic_opt.zero_grad(set_to_none=True)
+        if encoder_opt is not None:
+            encoder_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.critic_opt.step()
+        if encoder_opt is not None:
+            encoder_opt.step()
         return {
             "critic_loss": loss.item(),
             "critic_q1": q1.mean().item(),
@@ -266,6 +314,8 @@ class DDPGAgent(nn.Module):
             "actor_opt": self.actor_opt.state_dict(),
             "critic_opt": self.critic_opt.state_dict(),
         }
+        if self.encoder_opt is not None:
+            state["encoder_opt"] = self.encoder_opt.state_dict()
         if self.plugin is not None:
             state["plugin"] = self.plugin.state_dict()
             state["plugin_opt"] = {k: opt.state_dict() for k, opt in self.plugin.optimizers().items()}

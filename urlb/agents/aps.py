@@ -64,6 +64,7 @@ class APS(Plugin):
 
     name = "aps"
     finetune_skill_selection = "regress"
+    encoder_grad = ("next_obs",)  # pixels: the encoder learns through phi(s') (URLB)
 
     def __init__(
         self,
@@ -130,7 +131,7 @@ class APS(Plugin):
     def update(self, batch: Batch, step: int) -> tuple[torch.Tensor, Metrics]:
         task = batch.skill.float()
         loss = -(task * self.features(batch.next_obs)).sum(dim=1).mean()
-        self.step(self.optimizer, loss)
+        self.step(self.optimizer, loss, with_encoder=True)
         with torch.no_grad():  # reward after the step, as URLB: entropy of the unnormalised phi(s')
             rep = self.features(batch.next_obs, normalize=False)
             ent = self.entropy(rep)

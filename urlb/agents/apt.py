@@ -84,7 +84,7 @@ class APT(Plugin):
         if self.icm is not None:
             next_obs = batch.next_obs if self.icm_next == "nstep" else batch.next_obs_1step
             forward_error, inverse_error = self.icm.loss(batch.obs, batch.action, next_obs)
-            self.step(self.optimizer, forward_error + inverse_error)
+            self.step(self.optimizer, forward_error + inverse_error, with_encoder=True)
             metrics = {"icm_forward_error": forward_error.item(), "icm_inverse_error": inverse_error.item()}
         with torch.no_grad():  # after the ICM step, as URLB
             reward = self.scale * self.entropy(self.represent(self._reward_input(batch)))

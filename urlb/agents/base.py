@@ -52,11 +52,45 @@ class Plugin(nn.Module):
     # trains on several per update); the critic and actor learn from the last, which the reward
     # returned by ``update`` covers.
     batches_per_update: int = 1
+    # Pixels with ``encoder_update=urlb`` (URLB's method agents): what ``update`` receives.
+    # "features": the backbone's augmented encoder features, those named in ``encoder_grad``
+    # computed with gradient into the shared encoder (the method steps it with
+    # ``self.step(..., with_encoder=True)``, where URLB steps its ``encoder_opt``);
+    # "frames": the raw stacked frames (the method augments and encodes itself: RND);
+    # "augmented_frames": the frames after the backbone's random shift (ProtoRL).
+    pixel_input: str = "features"
+    encoder_grad: tuple[str, ...] = ("obs",)
 
     def __init__(self, obs_dim: int, action_dim: int) -> None:
         super().__init__()
         self.obs_dim, self.action_dim = obs_dim, action_dim
         self._optimizers: dict[str, torch.optim.Optimizer] = {}
+        # The backbone's pixel encoder, augmentation and encoder optimiser (``use_encoder``), in a
+        # list so that they are not registered as the plugin's modules: the backbone saves them.
+        self._shared_encoder: list = [None, None, None]
+
+    # --- pixels ---
+    def use_encoder(self, encoder: nn.Module, aug: nn.Module, encoder_opt: torch.optim.Optimizer) -> None:
+        """Pixels with ``encoder_update=urlb``: the backbone shares its encoder with the method,
+        as URLB's method agents own theirs. Not called otherwise (the encoder is then None)."""
+        self._shared_encoder = [encoder, aug, encoder_opt]
+
+    def critic_features(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """``pixel_input="frames"``: the critic's features of obs and next_obs after the method's
+        update (no gradient); by default freshly augmented and encoded, as URLB's RND agent."""
+        return self.encoder(self.aug(batch.obs.float())), self.encoder(self.aug(batch.next_obs.float()))
+
+    @property
+    def encoder(self) -> nn.Module | None:
+        return self._shared_encoder[0]
+
+    @property
+    def aug(self) -> nn.Module | None:
+        return self._shared_encoder[1]
+
+    @property
+    def encoder_opt(self) -> torch.optim.Optimizer | None:
+        return self._shared_encoder[2]
 
     # --- skills ---
     def sample_skill(self, rng: np.random.Generator) -> np.ndarray | None:
@@ -80,12 +114,17 @@ class Plugin(nn.Module):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return dict(self._optimizers)
 
-    @staticmethod
-    def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-        """One gradient step of ``optimizer`` on ``loss``."""
+    def step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, with_encoder: bool = False) -> None:
+        """One gradient step of ``optimizer`` on ``loss``; ``with_encoder``: the shared pixel
+        encoder takes a step on the same loss too (when the backbone shares it)."""
+        encoder_opt = self.encoder_opt if with_encoder else None
         optimizer.zero_grad(set_to_none=True)
+        if encoder_opt is not None:
+            encoder_opt.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if encoder_opt is not None:
+            encoder_opt.step()
 
     # --- learning ---
     def update(self, batch: Batch, step: int) -> tuple[torch.Tensor, Metrics]:

@@ -58,6 +58,9 @@ class BeCL(OneHotSkills, Plugin):
     the one-hot of that index."""
 
     name = "becl"
+    # Pixels (BeCL's code): each of the update's batches is shifted and encoded with the shared
+    # encoder as it stands then, and the encoder steps with every contrastive step.
+    pixel_input = "frames"
 
     def __init__(
         self,
@@ -93,14 +96,28 @@ class BeCL(OneHotSkills, Plugin):
         """``batch`` holds ``batches_per_update`` batches one after another; the reward (B, 1)
         is that of the last."""
         for part in batch_parts(batch, self.batches_per_update):
+            if self.encoder is not None:
+                part = self._encode(part)
             loss = self.contrastive_loss(part.next_obs, part.skill).mean()
-            self.step(self.optimizer, loss)
+            self.step(self.optimizer, loss, with_encoder=True)
+        self._last_features = (part.obs.detach(), part.next_obs.detach())
         with torch.no_grad():
             reward = torch.exp(-self.contrastive_loss(part.next_obs, part.skill))
         return reward, {"becl_contrastive_loss": loss.detach(), "becl_contrastive_reward": reward.mean()}
 
+    def _encode(self, part: Batch) -> Batch:
+        with torch.no_grad():
+            obs = self.encoder(self.aug(part.obs.float()))
+        return part._replace(obs=obs, next_obs=self.encoder(self.aug(part.next_obs.float())))
+
+    def critic_features(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last batch's features, encoded before the last step (BeCL's code)."""
+        return self._last_features
+
     @torch.no_grad()
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:
+        if self.encoder is not None:
+            batch = self._encode(batch)
         return torch.exp(-self.contrastive_loss(batch.next_obs, batch.skill))
 
 

@@ -27,6 +27,7 @@ class CIC(Plugin):
 
     name = "cic"
     finetune_skill_selection = "grid"  # the paper sweeps candidate skills during the seed frames
+    encoder_grad = ()  # pixels: CIC's code encodes without gradient, so its encoder keeps its initial weights
 
     def __init__(
         self,

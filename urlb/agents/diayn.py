@@ -23,6 +23,7 @@ class DIAYN(OneHotSkills, Plugin):
     name = "diayn"
     # URLB fine-tunes DIAYN with a random one-hot redrawn every 50 steps and at episode starts.
     finetune_skill_selection = "resample"
+    encoder_grad = ("next_obs",)  # pixels: the encoder learns through the discriminator on s'
 
     def __init__(
         self,
@@ -51,7 +52,7 @@ class DIAYN(OneHotSkills, Plugin):
         labels = batch.skill.argmax(-1)
         loss = F.cross_entropy(logits, labels)
         accuracy = (logits.argmax(-1) == labels).float().mean()  # URLB: before the step
-        self.step(self.optimizer, loss)
+        self.step(self.optimizer, loss, with_encoder=True)
         if self.reward_after_update:  # URLB: the reward uses the discriminator after its step
             with torch.no_grad():
                 logits = self.discriminator(batch.next_obs)

@@ -48,7 +48,7 @@ class Disagreement(Plugin):
         next_obs = successor(batch, self.transition).float()
         # Mean over samples and models of each model's L2 error.
         loss = (self.predictions(batch.obs, batch.action) - next_obs).norm(dim=-1).mean()
-        self.step(self.optimizer, loss)
+        self.step(self.optimizer, loss, with_encoder=True)
         reward = self.intrinsic_reward(batch)  # after the step, as URLB
         return reward, {"disagreement_loss": loss.item()}
 

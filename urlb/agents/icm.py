@@ -57,7 +57,7 @@ class ICM(Plugin):
         forward_error = self.forward_error(batch.obs, batch.action, next_obs)
         inverse_error = self.inverse_error(batch.obs, batch.action, next_obs)
         loss = forward_error.mean() + inverse_error.mean()
-        self.step(self.optimizer, loss)
+        self.step(self.optimizer, loss, with_encoder=True)
         # URLB rewards with the forward model after this step.
         reward = self.intrinsic_reward(batch)
         return reward, {

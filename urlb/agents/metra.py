@@ -32,6 +32,9 @@ class METRA(Plugin):
 
     name = "metra"
     finetune_skill_selection = "grid"
+    # Pixels (no public METRA code on this backbone): phi learns on the shared encoder's features of
+    # s and s_{t+1}, stepping the encoder with its loss, as URLB's skill methods do.
+    encoder_grad = ("obs", "next_obs_1step")
 
     def __init__(
         self,
@@ -119,7 +122,7 @@ class METRA(Plugin):
         along_z, constraint = self._terms(delta, batch.skill)
         cached = None if self.reward_after_update else self._reward(batch)
         phi_loss = -(along_z + self.dual_lambda.detach() * constraint).mean()
-        self.step(self.optimizer, phi_loss)
+        self.step(self.optimizer, phi_loss, with_encoder=True)
         # Dual step: lambda grows while the constraint is violated (constraint < 0), shrinks otherwise.
         dual_loss = (self.log_lambda * constraint.detach()).mean()
         self.step(self.dual_optimizer, dual_loss)

@@ -38,6 +38,10 @@ class Proto(Plugin):
 
     name = "proto"
     finetune_critic_copy = "all"  # URLB ProtoAgent.init_from copies the whole critic
+    # Pixels (URLB): the frames are shifted once; the online branch encodes them with the shared
+    # encoder (trained by the prototype loss), the target branch with a slowly-moving copy, and
+    # the critic takes the updated encoder's features of the same shifted frames.
+    pixel_input = "frames"
 
     def __init__(
         self,
@@ -75,6 +79,21 @@ class Proto(Plugin):
         params = [*self.predictor.parameters(), *self.projector.parameters(), *self.protos.parameters()]
         self.optimizer = self.add_optimizer("optimizer", adam(params, lr=lr))
 
+    def use_encoder(self, encoder: nn.Module, aug: nn.Module, encoder_opt: torch.optim.Optimizer) -> None:
+        super().use_encoder(encoder, aug, encoder_opt)
+        self.encoder_target = copy.deepcopy(encoder).requires_grad_(False)
+        self.optimizer.add_param_group({"params": list(encoder.parameters())})  # URLB's proto_opt holds it
+        self._shifted: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _online(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs.float() if self.encoder is None else self.encoder(obs)
+
+    def _target(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs.float() if self.encoder is None else self.encoder_target(obs)
+
+    def critic_features(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encoder(self._shifted[0]), self.encoder(self._shifted[1])
+
     @torch.no_grad()
     def normalize_protos(self) -> None:
         """Prototypes live on the unit sphere: renormalised before every use."""
@@ -82,15 +101,15 @@ class Proto(Plugin):
 
     def embed(self, obs: torch.Tensor) -> torch.Tensor:
         """Unit-norm predictor embedding (no projector): what the queue and reward use."""
-        return F.normalize(self.predictor(obs.float()), dim=1)
+        return F.normalize(self.predictor(self._online(obs)), dim=1)
 
     def loss(self, obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """Cross-entropy between the target's Sinkhorn assignment of next_obs and the online
         softmax assignment of obs (both over prototypes, temperature tau)."""
-        s = F.normalize(self.projector(self.predictor(obs.float())), dim=1)
+        s = F.normalize(self.projector(self.predictor(self._online(obs))), dim=1)
         log_p = F.log_softmax(self.protos(s) / self.tau, dim=1)
         with torch.no_grad():
-            t = F.normalize(self.predictor_target(next_obs.float()), dim=1)
+            t = F.normalize(self.predictor_target(self._target(next_obs)), dim=1)
             q = sinkhorn_knopp(self.protos(t) / self.tau, self.sinkhorn_iterations)
         return -(q * log_p).sum(dim=1).mean()
 
@@ -110,11 +129,17 @@ class Proto(Plugin):
 
     @torch.no_grad()
     def _update_target(self) -> None:
-        torch._foreach_lerp_(
-            list(self.predictor_target.parameters()), list(self.predictor.parameters()), self.target_tau
-        )
+        targets, onlines = [self.predictor_target], [self.predictor]
+        if self.encoder is not None:
+            targets, onlines = [self.encoder_target, *targets], [self.encoder, *onlines]
+        target_params = [p for m in targets for p in m.parameters()]
+        torch._foreach_lerp_(target_params, [p for m in onlines for p in m.parameters()], self.target_tau)
 
     def update(self, batch: Batch, step: int) -> tuple[torch.Tensor, Metrics]:
+        if self.encoder is not None:
+            with torch.no_grad():
+                self._shifted = (self.aug(batch.obs.float()), self.aug(batch.next_obs.float()))
+            batch = batch._replace(obs=self._shifted[0], next_obs=self._shifted[1])
         self.normalize_protos()
         loss = self.loss(batch.obs, batch.next_obs)
         self.step(self.optimizer, loss)
@@ -130,5 +155,4 @@ class Proto(Plugin):
     @torch.no_grad()
     def intrinsic_reward(self, batch: Batch) -> torch.Tensor:
         """kNN distance to the current queue, without enqueueing (analysis only)."""
-        z = F.normalize(self.predictor(batch.next_obs.float()), dim=1)
-        return self.knn_reward(z, self.queue)
+        return self.knn_reward(self.embed(batch.next_obs), self.queue)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from urlb.agents.base import Metrics, Plugin, check_option
 from urlb.agents.rewards import RunningMeanStd
@@ -26,6 +29,9 @@ class RND(Plugin):
     """
 
     name = "rnd"
+    # Pixels (URLB): RND shifts the raw frames itself, normalises them per channel, and its
+    # predictor starts with the shared encoder (trained by RND's loss), its target with a copy.
+    pixel_input = "frames"
 
     def __init__(
         self,
@@ -53,7 +59,21 @@ class RND(Plugin):
         self.target.requires_grad_(False)  # the target is random and stays frozen
         self.optimizer = self.add_optimizer("optimizer", adam(self.predictor.parameters(), lr=lr))
 
+    def use_encoder(self, encoder: nn.Module, aug: nn.Module, encoder_opt: torch.optim.Optimizer) -> None:
+        if self.obs_norm != "batch":
+            raise ValueError("RND obs_norm=running needs states or agent.encoder_update=critic; on frames URLB normalises per batch")
+        super().use_encoder(encoder, aug, encoder_opt)
+        # URLB's target copies the encoder and re-initialises it: an independent random encoder.
+        self.target_encoder = copy.deepcopy(encoder).requires_grad_(False)
+        self.target_encoder.apply(weight_init)
+        # URLB's RND optimiser holds the predictor's encoder too, so the encoder also takes a step
+        # from it besides its own optimiser's (two Adam steps on the same gradient).
+        self.optimizer.add_param_group({"params": list(encoder.parameters())})
+
     def _normalise(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.encoder is not None:  # frames: shifted, then per-channel batch statistics (BatchNorm2d)
+            obs = F.batch_norm(self.aug(obs.float()), None, None, training=True, eps=1e-5)
+            return obs.clamp(-self.clip_obs, self.clip_obs)
         obs = obs.flatten(1).float()
         if self.obs_norm == "batch":  # BatchNorm1d(affine=False) in training mode, without its buffers
             obs = F.batch_norm(obs, None, None, training=True, eps=1e-5)
@@ -65,8 +85,9 @@ class RND(Plugin):
         """Per-sample squared prediction error averaged over the output, shape (B, 1)."""
         x = self._normalise(obs)
         with torch.no_grad():
-            target = self.target(x)
-        return (self.predictor(x).float() - target.float()).pow(2).mean(-1, keepdim=True)
+            target = self.target(x if self.encoder is None else self.target_encoder(x))
+        prediction = self.predictor(x if self.encoder is None else self.encoder(x))
+        return (prediction.float() - target.float()).pow(2).mean(-1, keepdim=True)
 
     def _input(self, batch: Batch) -> torch.Tensor:
         return batch.obs if self.reward_obs == "obs" else batch.next_obs
@@ -77,7 +98,7 @@ class RND(Plugin):
             self.obs_rms.update(obs.flatten(1))
         error = self.prediction_error(obs)
         loss = error.mean()
-        self.step(self.optimizer, loss)
+        self.step(self.optimizer, loss, with_encoder=True)
         if self.reward_after_update:  # URLB: a second pass with the updated predictor
             with torch.no_grad():
                 error = self.prediction_error(obs)

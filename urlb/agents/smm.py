@@ -80,7 +80,7 @@ class SMM(OneHotSkills, Plugin):
         """(VAE loss, VAE error h(s,z) (B,1), discriminator cross-entropy h(z|s) (B,1), its logits)."""
         obs, z = batch.obs.float(), batch.skill.float()
         vae_loss, h_s_z = self.vae.losses(torch.cat([obs, z], dim=1), self.vae_beta, generator)
-        logits = self.discriminator(obs).float()
+        logits = self.discriminator(obs.detach()).float()  # URLB: the pixel encoder learns through the VAE only
         h_z_s = F.cross_entropy(logits, z.argmax(dim=1), reduction="none")[:, None]
         return vae_loss, h_s_z, h_z_s, logits
 
@@ -91,7 +91,7 @@ class SMM(OneHotSkills, Plugin):
     def update(self, batch: Batch, step: int) -> tuple[torch.Tensor, Metrics]:
         vae_loss, h_s_z, h_z_s, logits = self._terms(batch)
         pred_loss = h_z_s.mean()
-        self.step(self.vae_optimizer, vae_loss)
+        self.step(self.vae_optimizer, vae_loss, with_encoder=True)
         self.step(self.pred_optimizer, pred_loss)
         reward = self._reward(h_s_z.detach(), h_z_s.detach())
         # Cross-entropy below log(z_dim) (chance) and accuracy above 1/z_dim: q(z|s) tells skills apart.
