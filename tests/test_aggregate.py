@@ -265,7 +265,8 @@ def test_published_means_reproduce_reference_values() -> None:
     for method, value in expected.items():
         assert round(overall.loc[method, "mean"], 3) == value
         assert overall.loc[method, "n_tasks"] == 11
-    assert overall["missing_tasks"].eq("jaco_reach_top_right").all()
+    moss = overall.drop(index="BeCL")  # the MOSS table has no jaco_reach_top_right; BeCL's source has all 12
+    assert moss["missing_tasks"].eq("jaco_reach_top_right").all()
 
 
 @pytest.fixture(scope="module")

@@ -129,7 +129,11 @@ def curve_table(runs: Sequence[Run]) -> pd.DataFrame:
 
 
 def load_published() -> pd.DataFrame:
-    """Published fine-tuning returns (states, 2M pre-training frames, 100k fine-tuning)."""
+    """Published fine-tuning returns (states, 2M pre-training frames, 100k fine-tuning).
+
+    One row per method and task with the ``source`` it was taken from; ``stderr`` is
+    empty (NaN) where the source gives only the mean.
+    """
     path = resources.files("urlb.data").joinpath("published_states_2M.csv")
     with resources.as_file(path) as file:
         df = pd.read_csv(file)
@@ -333,6 +337,7 @@ def published_aggregates(published: pd.DataFrame) -> pd.DataFrame:
                 "mean": float(metrics.aggregate_mean(matrix)),
                 "median": float(metrics.aggregate_median(matrix)),
                 "note": PUBLISHED_NOTE,
+                "reference": sub["source"].iloc[0],
             }
             rows.append(row)
     return pd.DataFrame(rows)

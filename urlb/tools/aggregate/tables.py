@@ -43,7 +43,8 @@ def per_task_markdown(wide: pd.DataFrame, methods: list[str], frame_text: str) -
         parts += [f"## {title}", "", _md_table(["task", *methods], rows), ""]
     parts.append(
         f"Mean ± standard error over seeds (n = seeds); {MISSING} = no runs. "
-        "Published rows: the published mean ± standard error."
+        "Published rows: the published mean ± standard error (the mean alone where no "
+        "standard error was published)."
     )
     return "\n".join(parts) + "\n"
 
@@ -56,6 +57,13 @@ def _ci_cell(row: pd.Series, key: str) -> str:
     if low is None or pd.isna(low):
         return f"{value:.3f} (no CI)"
     return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _published_sources(agg: pd.DataFrame) -> str:
+    """'source: method, method; source: method' over the published rows of ``agg``."""
+    pub = agg[agg["source"] == "published"].drop_duplicates("agent")
+    by_source = pub.groupby("reference", sort=False)["agent"].agg(", ".join)
+    return "; ".join(f"{source}: {methods}" for source, methods in by_source.items())
 
 
 def aggregate_markdown(agg: pd.DataFrame, frame_text: str, reps: int) -> str:
@@ -82,5 +90,6 @@ def aggregate_markdown(agg: pd.DataFrame, frame_text: str, reps: int) -> str:
     ]
     if (agg["source"] == "published").any():
         notes.append(f"(published) rows: {PUBLISHED_NOTE}.")
+        notes.append(f"(published) rows come from: {_published_sources(agg)}.")
     body = _md_table(header, rows)
     return f"# Aggregate fine-tuning results ({frame_text})\n\n{body}\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
