@@ -175,3 +175,31 @@ def test_snapshot_state_round_trips_with_the_encoder_optimiser():
     for a, b in zip(fresh.parameters(), agent.parameters()):
         assert torch.equal(a, b)
     assert fresh.encoder_opt.state_dict()["state"].keys() == agent.encoder_opt.state_dict()["state"].keys()
+
+
+@pytest.mark.parametrize(
+    "name,options,shifted",
+    [
+        ("icm", {}, ["obs", "next_obs"]),  # URLB's agents shift and encode obs and next_obs only
+        ("diayn", {}, ["obs", "next_obs"]),
+        ("icm", {"transition": "1step"}, ["obs", "next_obs", "next_obs_1step"]),
+        ("metra", {}, ["obs", "next_obs", "next_obs_1step"]),  # phi learns on (s_t, s_{t+1})
+    ],
+)
+@pytest.mark.parametrize("encoder_update", ["urlb", "critic"])
+def test_a_pixel_update_shifts_and_encodes_only_the_frames_the_method_reads(name, options, shifted, encoder_update):
+    torch.manual_seed(0)
+    agent_cfg = {"name": name, "hidden_dim": 32, "feature_dim": 16, "encoder_update": encoder_update, **options}
+    agent = build_agent(OmegaConf.create({"agent": agent_cfg, "obs_type": "pixels"}), PIXELS, ACTION_DIM, "cpu", True)
+    batch = batch_for(agent)
+    fields = {key: getattr(batch, key).float() for key in ("obs", "next_obs", "next_obs_1step")}
+    calls = []
+    agent.aug.register_forward_pre_hook(
+        lambda module, args: calls.append(next(k for k, v in fields.items() if torch.equal(v, args[0].float())))
+    )
+    seen = []
+    plugin_update = agent.plugin.update
+    agent.plugin.update = lambda batch, step: (seen.append(batch.next_obs_1step), plugin_update(batch, step))[1]
+    agent.update(batch, step=100)
+    assert calls == shifted
+    assert (seen[0] is None) is ("next_obs_1step" not in shifted)

@@ -207,8 +207,10 @@ class DDPGAgent(nn.Module):
             return (*plugin.update(batch, step), batch.obs, batch.next_obs)
         if self.critic_trains_encoder:  # the method sees detached features
             obs, next_obs = self._critic_inputs(batch)
-            with torch.no_grad():
-                one_step = self._encode(batch.next_obs_1step)
+            one_step = None
+            if plugin.reads_one_step:
+                with torch.no_grad():
+                    one_step = self._encode(batch.next_obs_1step)
             seen = batch._replace(obs=obs.detach(), next_obs=next_obs, next_obs_1step=one_step)
             return (*plugin.update(seen, step), obs, next_obs)
         if plugin.pixel_input == "frames":  # the method encodes; the critic's features come after
@@ -216,8 +218,8 @@ class DDPGAgent(nn.Module):
             with torch.no_grad():
                 obs, next_obs = plugin.critic_features(batch)
             return reward, metrics, obs, next_obs
-        features = {}
-        for key in ("obs", "next_obs", "next_obs_1step"):
+        features = {"next_obs_1step": None}
+        for key in ("obs", "next_obs", "next_obs_1step") if plugin.reads_one_step else ("obs", "next_obs"):
             with torch.set_grad_enabled(key in plugin.encoder_grad):
                 features[key] = self._encode(getattr(batch, key))
         reward, metrics = plugin.update(batch._replace(**features), step)

@@ -67,6 +67,7 @@ class APT(Plugin):
         check_option("APT", "icm_next", icm_next, ICM_NEXT)
         self.rep, self.scale, self.reward_obs, self.icm_next = rep, scale, reward_obs, icm_next
         self.icm = ICM(obs_dim, action_dim, hidden_dim, rep_dim) if rep == "icm" else None
+        self.reads_one_step = self.icm is not None and icm_next == "one_step"
         if knn_rms_stat not in DISTANCE_NORMALISERS[1:]:
             raise ValueError(f"unknown APT knn_rms_stat={knn_rms_stat!r}; valid: {', '.join(DISTANCE_NORMALISERS[1:])}")
         self.entropy = ParticleEntropy(knn_k, knn_avg, knn_rms_stat if knn_rms else "none", knn_clip)

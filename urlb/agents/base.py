@@ -60,6 +60,10 @@ class Plugin(nn.Module):
     # "augmented_frames": the frames after the backbone's random shift (ProtoRL).
     pixel_input: str = "features"
     encoder_grad: tuple[str, ...] = ("obs",)
+    # Whether ``update`` reads ``batch.next_obs_1step``. On pixels the backbone shifts and encodes
+    # it only then (URLB's agents shift and encode obs and next_obs alone); otherwise the plugin
+    # gets None there.
+    reads_one_step: bool = False
 
     def __init__(self, obs_dim: int, action_dim: int) -> None:
         super().__init__()

@@ -32,6 +32,7 @@ class Disagreement(Plugin):
         if ensemble_size < 2:
             raise ValueError(f"ensemble_size={ensemble_size}: a variance needs at least 2 models")
         self.transition = transition
+        self.reads_one_step = transition == "1step"
         # URLB leaves these at PyTorch's default initialisation (no orthogonal init), so do we:
         # the models' initial spread is part of what the early reward measures.
         self.ensemble = nn.ModuleList(

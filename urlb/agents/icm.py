@@ -37,6 +37,7 @@ class ICM(Plugin):
         super().__init__(obs_dim, action_dim)
         check_option("ICM", "transition", transition, TRANSITIONS)
         self.icm_scale, self.transition = icm_scale, transition
+        self.reads_one_step = transition == "1step"
         self.forward_net = mlp(obs_dim + action_dim, hidden_dim, obs_dim, num_hidden=1)
         self.inverse_net = nn.Sequential(mlp(2 * obs_dim, hidden_dim, action_dim, num_hidden=1), nn.Tanh())
         self.apply(weight_init)

@@ -35,6 +35,7 @@ class METRA(Plugin):
     # Pixels (no public METRA code on this backbone): phi learns on the shared encoder's features of
     # s and s_{t+1}, stepping the encoder with its loss, as URLB's skill methods do.
     encoder_grad = ("obs", "next_obs_1step")
+    reads_one_step = True  # phi is trained on (s_t, s_{t+1})
 
     def __init__(
         self,
