@@ -31,6 +31,7 @@ PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 TOOLS = {
     "urlb-aggregate": [sys.executable, "-m", "urlb.tools.aggregate"],
     "urlb-bench": [sys.executable, "-m", "urlb.tools.bench"],
+    "urlb-bench-render": [sys.executable, "-m", "urlb.tools.bench_render"],
     "urlb-skills": [sys.executable, "-m", "urlb.tools.skills"],
     "urlb-check-agent": [sys.executable, "-m", "urlb.tools.check_agent"],
 }

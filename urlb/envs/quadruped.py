@@ -11,7 +11,7 @@ from dm_control.utils import rewards
 TIME_LIMIT = 20.0  # seconds; 1000 steps at the suite's 0.02 s control step
 CONTROL_TIMESTEP = 0.02
 CAMERA = 2
-FLOOR_SIZE = 25 * 0.5
+FLOOR_SIZE = TIME_LIMIT * 0.5  # as URLB: its time limit times the walk speed (the suite's walk floor)
 JUMP_HEIGHT = 1.0  # torso-subtree centre-of-mass height above which the jump term is 1
 
 

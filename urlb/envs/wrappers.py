@@ -76,12 +76,16 @@ class BenchmarkEnv:
         self._state_keys = keys  # the inner environment's order, as URLB flattens
         self._state_dim = sum(int(np.prod(inner_obs_spec[k].shape)) for k in keys)
 
-        # Actions arrive in [-1, 1] and are mapped linearly onto the inner bounds
-        # (jaco's joint-velocity actuators are not normalised).
+        # Actions arrive in [-1, 1] and are mapped linearly onto the inner bounds (jaco's and
+        # quadruped's actuators are not normalised). URLB maps onto float32 copies of the bounds
+        # and rounds the result to float32 before the physics sees it (its action_scale wrapper
+        # wraps a float32 action spec); the same arithmetic gives bit-identical trajectories.
         inner_act = env.action_spec()
         self._act_dtype = inner_act.dtype
-        self._act_low = np.broadcast_to(inner_act.minimum, inner_act.shape).astype(np.float64)
-        self._act_high = np.broadcast_to(inner_act.maximum, inner_act.shape).astype(np.float64)
+        low = np.broadcast_to(inner_act.minimum, inner_act.shape).astype(np.float32)
+        high = np.broadcast_to(inner_act.maximum, inner_act.shape).astype(np.float32)
+        self._act_low = low
+        self._act_per_unit = (high - low) / np.float64(2.0)  # float32 width, float64 ratio
         self._action_spec = specs.BoundedArray(inner_act.shape, np.float32, minimum=-1.0, maximum=1.0, name="action")
         inner_steps = round(time_limit / env.control_timestep())
         self.max_episode_steps: int = math.ceil(inner_steps / action_repeat)
@@ -111,7 +115,7 @@ class BenchmarkEnv:
         reward, discount = 0.0, 1.0
         for _ in range(self._action_repeat):
             ts = self._env.step(inner_action)
-            reward += float(ts.reward or 0.0)
+            reward += float(ts.reward or 0.0) * discount  # URLB discounts within the repeat
             discount *= 1.0 if ts.discount is None else float(ts.discount)
             if ts.last():
                 break
@@ -139,8 +143,8 @@ class BenchmarkEnv:
 
     # ----- helpers ----------------------------------------------------------------
     def _scale(self, action: np.ndarray) -> np.ndarray:
-        inner = self._act_low + (action.astype(np.float64) + 1.0) * 0.5 * (self._act_high - self._act_low)
-        return inner.astype(self._act_dtype)
+        inner = self._act_low + self._act_per_unit * (action.astype(np.float64) + 1.0)
+        return inner.astype(np.float32).astype(self._act_dtype)
 
     def _frame(self) -> np.ndarray:
         return self.render().transpose(2, 0, 1).copy()
