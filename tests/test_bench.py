@@ -126,6 +126,7 @@ def test_command_exits_0_on_success_and_labels_compiled_rows(tmp_path):
     assert [(r["agent"], r["compile"]) for r in rows] == [("ddpg", "aot_eager")]
 
 
+@pytest.mark.slow  # the benchmark tool, several processes; its other rows are tested by default
 def test_seeds_row_compares_one_process_with_separate_processes(tmp_path):
     """``--seeds 2``: the two-seed process's aggregate frames/s against one single-seed process and
     two separate processes, with ratios that follow from the figures."""

@@ -199,6 +199,7 @@ def test_aggregate_of_sweep_root_completes(sweep):
     assert all(agent in text for agent in SWEEP_AGENTS)
 
 
+@pytest.mark.slow  # a whole sweep of runs
 def test_one_failing_job_does_not_abort_the_other_jobs_of_a_sweep(sweep):
     # agent=apt has no snapshot: that job must fail with its clear message, while the rnd job
     # running next to it in the joblib pool completes; the multirun as a whole exits non-zero.
@@ -325,6 +326,7 @@ def test_sigterm_saves_checkpoint_exits_143_and_resumes(tmp_path):
     check_resumed_run(tmp_path, cmd, stopped)
 
 
+@pytest.mark.slow  # a whole sweep; one run stopped by SIGTERM is tested by default
 def test_sigterm_stops_a_whole_sequential_multirun(tmp_path):
     """Hydra's basic launcher runs a sweep's jobs one after another in one process: a stop
     signal must end that process, not only the current job (the next seed must not start)."""
@@ -334,6 +336,7 @@ def test_sigterm_stops_a_whole_sequential_multirun(tmp_path):
     assert not pretrain_dir(tmp_path / "runs", "jaco", "rnd", seed=2).exists(), explain(proc)
 
 
+@pytest.mark.slow  # tests/test_faults.py kills runs at random frames and inside checkpoint writes by default
 def test_sigkill_resumes_from_last_periodic_checkpoint(tmp_path):
     proc, cmd = start_and_interrupt(tmp_path, signal.SIGKILL, past_frame=1000)
     assert proc.returncode == -signal.SIGKILL, explain(proc)

@@ -90,6 +90,7 @@ def test_each_seed_writes_what_a_single_seed_run_writes(work, batched, single):
     assert not torch.equal(one["actor"]["trunk.0.weight"], two["actor"]["trunk.0.weight"])
 
 
+@pytest.mark.slow  # four runs; each seed writing what a single-seed run writes is tested by default
 def test_snapshots_move_between_multi_and_single_seed_runs(work, batched, single):
     assert batched.returncode == 0 and single.returncode == 0
     # A single-seed fine-tuning run loads seed 1's snapshot written by the two-seed run ...

@@ -4,8 +4,8 @@
 
 EVAL_DIR (default: eval/ next to this file) holds one folder per group (``ours1``, ``pub1``,
 ``ours4``, ``pub4``: code and replay loader workers) with one ``seed_<n>.csv`` per run, the
-run's own evaluation log (columns ``frame`` and ``episode_reward``). Groups ``oursK`` and
-``pubK`` are compared when both exist, over the seeds both have.
+run's own evaluation log (columns ``frame`` and ``episode_reward``). Compared, over the seeds
+both groups have: ours1 with pub1, ours4 with pub4, and ours4 (this project's default) with pub1.
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ def group(root: Path, name: str) -> dict[int, dict[int, float]]:
     return {int(p.stem.split("_")[1]): returns(p) for p in sorted((root / name).glob("seed_*.csv"))}
 
 
-def compare(root: Path, workers: str) -> None:
-    ours, pub = group(root, f"ours{workers}"), group(root, f"pub{workers}")
+def compare(root: Path, ours_name: str, pub_name: str) -> None:
+    ours, pub = group(root, ours_name), group(root, pub_name)
     seeds = sorted(set(ours) & set(pub))
     if len(seeds) < 2:
         return
-    print(f"\n### Replay loader workers: {workers} (seeds {', '.join(map(str, seeds))})\n")
+    print(f"\n### Ours with {ours_name[-1]} loader worker(s), URLB with {pub_name[-1]} (seeds {', '.join(map(str, seeds))})\n")
     print("| frame | ours: mean ± sd | public URLB: mean ± sd | Welch t |")
     print("|---|---|---|---|")
     frames = sorted(set.intersection(*(set(ours[s]) & set(pub[s]) for s in seeds)))
@@ -52,6 +52,12 @@ def compare(root: Path, workers: str) -> None:
     b = [st.mean(pub[s][f] for f in late) for s in seeds]
     print(f"| mean over {late[0]:,}-{late[-1]:,} | {spread(a)} | {spread(b)} | {welch_t(a, b):+.2f} |")
     print(f"\nRatio ours / public over {late[0]:,}-{late[-1]:,}: {st.mean(a) / st.mean(b):.3f}")
+    lower = sum(x < y for x, y in zip(a, b))
+    print(f"\nSeeds on which ours is lower over those frames: {lower} of {len(seeds)}")
+    # The seeds are paired (the same seed-frame data and initial weights on both sides).
+    diff = [x - y for x, y in zip(a, b)]
+    paired_t = st.mean(diff) / (st.stdev(diff) / math.sqrt(len(diff))) if st.stdev(diff) > 0 else math.nan
+    print(f"\nPaired difference ours - public over those frames: {st.mean(diff):+.1f} ± {st.stdev(diff):.1f} (paired t {paired_t:+.2f})")
     print(
         "\nPer seed, mean over those frames (ours / public): "
         + ", ".join(f"{s}: {x:.0f}/{y:.0f}" for s, x, y in zip(seeds, a, b))
@@ -62,5 +68,5 @@ def compare(root: Path, workers: str) -> None:
 
 if __name__ == "__main__":
     root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "eval"
-    for workers in ("1", "4"):
-        compare(root, workers)
+    for ours_name, pub_name in (("ours1", "pub1"), ("ours4", "pub4"), ("ours4", "pub1")):
+        compare(root, ours_name, pub_name)
