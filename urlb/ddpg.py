@@ -219,7 +219,8 @@ class DDPGAgent(nn.Module):
                 obs, next_obs = plugin.critic_features(batch)
             return reward, metrics, obs, next_obs
         features = {"next_obs_1step": None}
-        for key in ("obs", "next_obs", "next_obs_1step") if plugin.reads_one_step else ("obs", "next_obs"):
+        read = ("obs", "next_obs", "next_obs_1step") if plugin.reads_one_step else ("obs", "next_obs")
+        for key in read:
             with torch.set_grad_enabled(key in plugin.encoder_grad):
                 features[key] = self._encode(getattr(batch, key))
         reward, metrics = plugin.update(batch._replace(**features), step)

@@ -123,7 +123,7 @@ def build_agent(
 
     backbone_kwargs, plugin_kwargs = split_agent_config(cfg.agent)
     pixels = cfg.obs_type == "pixels"
-    # Pixel plugins see encoder features; a throwaway encoder gives their size.
+    # A pixel plugin's networks take encoder features; a throwaway encoder gives their size.
     feat_dim = Encoder(obs_shape).repr_dim if pixels else int(np.prod(obs_shape))
     plugin = make_plugin(cfg.agent.name, feat_dim, action_dim, cfg.agent.get("target"), **plugin_kwargs)
     return DDPGAgent(

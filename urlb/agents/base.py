@@ -46,7 +46,7 @@ class Plugin(nn.Module):
     # What URLB's ``init_from`` copies of the pre-trained critic: its trunk (every method but one) or
     # the whole critic, heads included (ProtoRL's own ``init_from``). The target critic stays fresh.
     finetune_critic_copy: str = "trunk"
-    # Observation types the method trains on (pixels: on the backbone's encoder features).
+    # Observation types the method trains on (pixels: see pixel_input below).
     obs_types: tuple[str, ...] = ("states", "pixels")
     # Replay batches a reward-free update hands the plugin, one after another in one batch (BeCL
     # trains on several per update); the critic and actor learn from the last, which the reward
@@ -56,8 +56,9 @@ class Plugin(nn.Module):
     # "features": the backbone's augmented encoder features, those named in ``encoder_grad``
     # computed with gradient into the shared encoder (the method steps it with
     # ``self.step(..., with_encoder=True)``, where URLB steps its ``encoder_opt``);
-    # "frames": the raw stacked frames (the method augments and encodes itself: RND);
-    # "augmented_frames": the frames after the backbone's random shift (ProtoRL).
+    # "frames": the raw stacked frames, which the method shifts and encodes itself with
+    # ``self.aug`` and ``self.encoder`` (RND, ProtoRL, BeCL), its ``critic_features`` giving the
+    # critic's features afterwards.
     pixel_input: str = "features"
     encoder_grad: tuple[str, ...] = ("obs",)
     # Whether ``update`` reads ``batch.next_obs_1step``. On pixels the backbone shifts and encodes
