@@ -126,6 +126,22 @@ def test_command_exits_0_on_success_and_labels_compiled_rows(tmp_path):
     assert [(r["agent"], r["compile"]) for r in rows] == [("ddpg", "aot_eager")]
 
 
+def test_pixels_rows_split_the_update_between_encoder_shift_and_the_rest(tmp_path):
+    """``--obs-type pixels``: rendered frames, action repeat 2 (two frames per step), the batch
+    override, and the profiler's shares of the update: convolutions exist only in the encoder."""
+    proc = bench_process(
+        "--agents", "ddpg", "--obs-type", "pixels", "--batch-size", "8", *TINY[:-4],
+        "--fill-steps", "40", "--replay-seconds", "0.1", "--json", str(tmp_path / "b.json"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = json.loads((tmp_path / "b.json").read_text())["agents"]
+    assert (row["obs_type"], row["batch_size"]) == ("pixels", 8)
+    assert row["frames_per_s"] * row["measured_s"] == pytest.approx(2 * row["steps"])
+    shares = row["update_op_shares"]
+    assert 0 < shares["encoder"] < 1 and 0 < shares["shift"] < 1 and shares["encoder"] + shares["shift"] < 1
+    assert "ddpg | tiny/pixels/b8 | fp32" in proc.stdout and "encoder convolutions" in proc.stdout
+
+
 @pytest.mark.slow  # the benchmark tool, several processes; its other rows are tested by default
 def test_seeds_row_compares_one_process_with_separate_processes(tmp_path):
     """``--seeds 2``: the two-seed process's aggregate frames/s against one single-seed process and

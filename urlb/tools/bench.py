@@ -58,7 +58,7 @@ def format_table(rows: list[dict], machine: dict) -> str:
             " | ".join(
                 [
                     r["agent"],
-                    r["size"],
+                    r["size"] + (f"/pixels/b{r['batch_size']}" if r.get("obs_type") == "pixels" else ""),
                     r["precision"] + (f"+{r['compile']}" if r.get("compile") else ""),
                     f"{r['frames_per_s']:.1f}",
                     f"{r['ms_per_step']['env']:.2f}",
@@ -73,6 +73,15 @@ def format_table(rows: list[dict], machine: dict) -> str:
                 ]
             )
         )
+    shares = [r for r in rows if r.get("update_op_shares")]
+    if shares:
+        lines += ["", "pixels: share of the update's operator time (torch.profiler, CPU self-time)"]
+        for r in shares:
+            s = r["update_op_shares"]
+            lines.append(
+                f"{r['agent']} {r['size']}: encoder convolutions {100 * s['encoder']:.0f}%, "
+                f"random shift {100 * s['shift']:.0f}%, the rest {100 * (1 - s['encoder'] - s['shift']):.0f}%"
+            )
     return "\n".join(lines)
 
 
@@ -97,6 +106,13 @@ def run(argv: list[str] | None = None) -> dict:
         default=4_000,
         help="environment steps put in each agent's replay before timing (the replay benchmark uses 5x)",
     )
+    parser.add_argument(
+        "--obs-type",
+        default="states",
+        choices=["states", "pixels"],
+        help="pixels: 3 stacked 84x84 frames, action repeat 2; adds the encoder's and the shift's share of the update",
+    )
+    parser.add_argument("--batch-size", type=int, default=None, help="override the size's batch size")
     parser.add_argument("--replay-seconds", type=float, default=2.0, help="measured window of replay sampling")
     parser.add_argument(
         "--seeds",
@@ -153,6 +169,8 @@ def run(argv: list[str] | None = None) -> dict:
                             args.seconds,
                             compile_backend=None if backend == "none" else backend,
                             fill_steps=args.fill_steps,
+                            obs_type=args.obs_type,
+                            batch_size=args.batch_size,
                         )
                     )
     replay = bench_replay(device, seconds=args.replay_seconds, fill_steps=5 * args.fill_steps)

@@ -93,18 +93,58 @@ def update_flops(agents: SeedAgents, replays: list[ReplayBuffer], batch_size: in
     return float(counter.get_total_flops())
 
 
-def build(agent_name: str, hidden: int, device: torch.device, precision: str, capacity: int, seeds: int = 1):
-    """Per seed an environment, a replay and an agent (stepped together: urlb.seed_agents)."""
-    env_list = [envs.make("walker_stand", "states", seed=1 + i) for i in range(seeds)]
-    obs_dim = int(env_list[0].observation_spec().shape[0])
+def build(
+    agent_name: str,
+    hidden: int,
+    device: torch.device,
+    precision: str,
+    capacity: int,
+    seeds: int = 1,
+    obs_type: str = "states",
+):
+    """Per seed an environment, a replay and an agent (stepped together: urlb.seed_agents).
+    Pixels as the protocol has them: 3 stacked 84x84 frames, action repeat 2."""
+    action_repeat, frame_stack = (2, 3) if obs_type == "pixels" else (1, 1)
+    env_list = [
+        envs.make("walker_stand", obs_type, frame_stack=3, action_repeat=action_repeat, seed=1 + i) for i in range(seeds)
+    ]
+    obs_shape = tuple(int(n) for n in env_list[0].observation_spec().shape)
     action_dim = int(env_list[0].action_spec().shape[0])
     cfg = OmegaConf.create(
-        {"agent": {"name": agent_name, "hidden_dim": hidden}, "obs_type": "states", "precision": precision}
+        {"agent": {"name": agent_name, "hidden_dim": hidden}, "obs_type": obs_type, "precision": precision}
     )
     seed_list = list(range(1, seeds + 1))
-    agents = build_seed_agents(cfg, (obs_dim,), action_dim, device, agent_name != "ddpg", seed_list)
-    replays = [ReplayBuffer((obs_dim,), action_dim, capacity, agents.skill_dim, device=device) for _ in range(seeds)]
+    agents = build_seed_agents(cfg, obs_shape, action_dim, device, agent_name != "ddpg", seed_list)
+    replays = [
+        ReplayBuffer(obs_shape, action_dim, capacity, agents.skill_dim, frame_stack=frame_stack, device=device)
+        for _ in range(seeds)
+    ]
     return env_list, agents, replays
+
+
+# Only the pixel encoder convolves, and only the random shift samples a grid: the profiler's time
+# in these operators (forward and backward) is the encoder's and the augmentation's share.
+ENCODER_OPS = ("conv",)
+SHIFT_OPS = ("grid_sampler", "replication_pad", "pad")
+
+
+def update_op_shares(agents: SeedAgents, replays: list[ReplayBuffer], batch_size: int, updates: int = 3) -> dict:
+    """Fractions of the update's operator time spent in the encoder's convolutions and in the
+    random shift, from torch.profiler over a few updates (CPU operator self-time)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(updates):
+            update_seeds(agents, replays, batch_size)
+    totals = {"encoder": 0.0, "shift": 0.0, "all": 0.0}
+    for event in prof.key_averages():
+        name = event.key.lower()
+        totals["all"] += event.self_cpu_time_total
+        if any(op in name for op in ENCODER_OPS):
+            totals["encoder"] += event.self_cpu_time_total
+        elif any(op in name for op in SHIFT_OPS):
+            totals["shift"] += event.self_cpu_time_total
+    return {part: totals[part] / max(totals["all"], 1e-9) for part in ("encoder", "shift")}
 
 
 def bench_agent(
@@ -117,16 +157,21 @@ def bench_agent(
     compile_backend: str | None = None,
     fill_steps: int = 4_000,
     seeds: int = 1,
+    obs_type: str = "states",
+    batch_size: int | None = None,
 ) -> dict:
     """The training loop's speed for ``seeds`` seeds in one process (frames/s counts every
     seed's frames; per-step and per-update times are per process step, every seed's included)."""
-    hidden, batch_size = SIZES[size]
+    hidden, size_batch = SIZES[size]
+    batch_size = batch_size or size_batch
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    env_list, agents, replays = build(agent_name, hidden, device, precision, capacity=100_000, seeds=seeds)
+    capacity = 100_000 if obs_type == "states" else fill_steps + 10_000
+    env_list, agents, replays = build(agent_name, hidden, device, precision, capacity, seeds, obs_type)
     for env, replay, agent in zip(env_list, replays, agents.agents):
         fill_replay(env, replay, agent, fill_steps, rng)
     flops = update_flops(agents, replays, batch_size)  # counted eagerly: the work is the same compiled
+    shares = update_op_shares(agents, replays, batch_size) if obs_type == "pixels" else None
     if compile_backend is not None:
         for agent in agents.agents:
             agent.compile_networks(compile_backend)
@@ -161,6 +206,7 @@ def bench_agent(
     update_time = (timer.totals["update"] - timer.totals["sample"]) / updates
     return {
         "agent": agent_name,
+        "obs_type": obs_type,
         "size": size,
         "hidden_dim": hidden,
         "batch_size": batch_size,
@@ -168,7 +214,7 @@ def bench_agent(
         "compile": compile_backend,
         "device": str(device),
         "seeds": seeds,
-        "frames_per_s": steps * seeds / elapsed,
+        "frames_per_s": steps * seeds * (2 if obs_type == "pixels" else 1) / elapsed,  # action repeat
         "measured_s": elapsed,
         "steps": steps,
         "updates": updates,
@@ -178,6 +224,7 @@ def bench_agent(
             "update": 1e3 * update_time,
             **{p: 1e3 * timer.totals[p] / updates for p in UPDATE_PARTS if p in timer.totals},
         },
+        "update_op_shares": shares,
         "update_gflop": flops / 1e9,
         "update_gflops_per_s": flops / 1e9 / update_time,
         "peak_rss_mb": peak_rss_mb(),
