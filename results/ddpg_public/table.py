@@ -1,6 +1,6 @@
 """The learning comparison's table: this project's DDPG against URLB's (same seeds, same sizes).
 
-    python results/ddpg_public/table.py [EVAL_DIR]
+    python results/ddpg_public/table.py [EVAL_DIR]   (results/pixels/ddpg_public/eval: the pixel runs)
 
 EVAL_DIR (default: eval/ next to this file) holds one folder per group (``ours1``, ``pub1``,
 ``ours4``, ``pub4``: code and replay loader workers) with one ``seed_<n>.csv`` per run, the
@@ -47,7 +47,7 @@ def compare(root: Path, ours_name: str, pub_name: str) -> None:
     for frame in frames:
         a, b = [ours[s][frame] for s in seeds], [pub[s][frame] for s in seeds]
         print(f"| {frame:,} | {spread(a)} | {spread(b)} | {welch_t(a, b):+.2f} |")
-    late = [f for f in frames if f >= 5000]
+    late = [f for f in frames if f > 0]  # every evaluation after the untrained one
     a = [st.mean(ours[s][f] for f in late) for s in seeds]
     b = [st.mean(pub[s][f] for f in late) for s in seeds]
     print(f"| mean over {late[0]:,}-{late[-1]:,} | {spread(a)} | {spread(b)} | {welch_t(a, b):+.2f} |")
