@@ -203,3 +203,17 @@ def test_a_pixel_update_shifts_and_encodes_only_the_frames_the_method_reads(name
     agent.update(batch, step=100)
     assert calls == shifted
     assert (seen[0] is None) is ("next_obs_1step" not in shifted)
+
+
+def test_a_pixel_ddpg_agent_draws_its_encoder_first_as_urlb_does():
+    """URLB's DDPG builds the encoder first from the seeded stream, so the same seed gives the same
+    initial weights on both sides; nothing of ours may draw before it (sizes are computed)."""
+    from urlb.nets import Encoder, encoder_repr_dim
+
+    agent = build("ddpg", reward_free=False, seed=3)
+    torch.manual_seed(3)
+    first = Encoder(PIXELS)
+    for key, value in first.state_dict().items():
+        assert torch.equal(agent.encoder.state_dict()[key], value), key
+    assert encoder_repr_dim(PIXELS) == first.convnet(torch.zeros(1, *PIXELS)).numel()
+    assert encoder_repr_dim((9, 84, 84)) == 32 * 35 * 35

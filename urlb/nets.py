@@ -36,6 +36,13 @@ def mlp(in_dim: int, hidden_dim: int, out_dim: int, num_hidden: int = 2) -> nn.S
     return nn.Sequential(*layers)
 
 
+def encoder_repr_dim(obs_shape: tuple[int, ...]) -> int:
+    """Size of the encoder's flat features for (C, H, W) frames, without building one: building
+    an encoder draws its initial weights from torch's random stream."""
+    height, width = (obs_shape[1] - 3) // 2 + 1 - 6, (obs_shape[2] - 3) // 2 + 1 - 6  # stride 2, then 3 x (3x3)
+    return 32 * height * width
+
+
 class Encoder(nn.Module):
     """DrQ-v2 convolutional encoder for 84x84 stacked frames -> flat 32*35*35 features."""
 
@@ -52,8 +59,7 @@ class Encoder(nn.Module):
             nn.Conv2d(32, 32, 3, stride=1),
             nn.ReLU(),
         )
-        with torch.no_grad():
-            self.repr_dim = int(self.convnet(torch.zeros(1, *obs_shape)).numel())
+        self.repr_dim = encoder_repr_dim(obs_shape)
         self.apply(weight_init)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:

@@ -119,12 +119,13 @@ def build_agent(
     ``agent``, ``obs_type`` and optionally ``precision`` and ``compile``), built from torch's
     current random state (the caller seeded it). One seed: several are :func:`build_seed_agents`."""
     from urlb.ddpg import DDPGAgent
-    from urlb.nets import Encoder
+    from urlb.nets import encoder_repr_dim
 
     backbone_kwargs, plugin_kwargs = split_agent_config(cfg.agent)
     pixels = cfg.obs_type == "pixels"
-    # A pixel plugin's networks take encoder features; a throwaway encoder gives their size.
-    feat_dim = Encoder(obs_shape).repr_dim if pixels else int(np.prod(obs_shape))
+    # A pixel plugin's networks take encoder features; their size is computed, not drawn, so a
+    # pixel DDPG agent's first random draws are its encoder's, as in URLB.
+    feat_dim = encoder_repr_dim(obs_shape) if pixels else int(np.prod(obs_shape))
     plugin = make_plugin(cfg.agent.name, feat_dim, action_dim, cfg.agent.get("target"), **plugin_kwargs)
     return DDPGAgent(
         cfg.obs_type,
