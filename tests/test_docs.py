@@ -78,8 +78,11 @@ def _check_run_command(argv: list[str]) -> None:
     validate(cfg)
 
 
-def test_documented_run_commands_pass_the_configuration_checks() -> None:
+def test_documented_run_commands_pass_the_configuration_checks(monkeypatch) -> None:
     import urlb.runs.config  # noqa: F401  (registers the config resolvers)
+
+    # Pixel commands for a GPU machine keep URLB's replay size; this machine's memory is not theirs.
+    monkeypatch.setattr("urlb.runs.config_checks.available_memory_bytes", lambda: None)
 
     checked = [(page, c) for page, c in documented_commands() if "pretrain.py" in c or "finetune.py" in c]
     assert checked, "no documented pretrain/finetune command found"

@@ -780,3 +780,31 @@ def test_words_or_numbers_pass_the_declared_type_check(override):
     with initialize_config_dir(str(REPO / "configs"), version_base="1.3", job_name="pretrain"):
         cfg = compose(config_name="pretrain", overrides=["preset=quick", override])
     check_declared_types(cfg)  # raises ConfigError when refused
+
+
+# --------------------------------------------------------------------------- replay memory
+
+
+def compose_run(*overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    import urlb.runs.config  # noqa: F401  (registers the config resolvers)
+
+    with initialize_config_dir(str(REPO / "configs"), version_base="1.3", job_name="pretrain"):
+        return compose(config_name="pretrain", overrides=list(overrides))
+
+
+def test_a_pixel_replay_larger_than_the_free_memory_is_refused_with_a_size_that_fits(monkeypatch):
+    from urlb.errors import ConfigError
+    from urlb.runs.config import validate
+
+    monkeypatch.setattr("urlb.runs.config_checks.available_memory_bytes", lambda: 16 * 10**9)
+    cfg = compose_run("obs_type=pixels", "device=cpu", "seeds=[1,2]")  # URLB's 1,000,000 steps per seed
+    with pytest.raises(ConfigError) as refused:
+        validate(cfg)
+    message = str(refused.value)
+    assert "replay_buffer_size=1000000 pixel steps need 43.4 GB" in message and "16.0 GB available" in message
+    fits = int(message.split("use replay_buffer_size=")[1].split()[0])
+    assert fits == 295000  # 0.8 x 16 GB over 2 seeds x 21,680 bytes per step, in thousands
+    validate(compose_run("obs_type=pixels", "device=cpu", "seeds=[1,2]", f"replay_buffer_size={fits}"))
+    validate(compose_run("obs_type=states", "device=cpu"))  # a state replay is small: never checked

@@ -11,7 +11,14 @@ from urlb.agents import agent_names, split_agent_config
 from urlb.ddpg import COMPILE_BACKENDS
 from urlb.errors import ConfigError
 from urlb.hardware import bf16_support
-from urlb.runs.config_checks import check_agent_values, check_declared_types, check_known_keys, check_sizes, trial_build
+from urlb.runs.config_checks import (
+    check_agent_values,
+    check_declared_types,
+    check_known_keys,
+    check_replay_memory,
+    check_sizes,
+    trial_build,
+)
 from urlb.runs.seed_list import seed_list
 from urlb.skill_schedule import SKILL_SELECTIONS
 from urlb.tasks import ALL_TASKS, DOMAINS, OBS_TYPES, TASKS, domain_of
@@ -162,9 +169,11 @@ def validate(cfg: DictConfig) -> None:
     if cfg.phase == "pretrain":
         _check_snapshot_frames(cfg)
     resolve_threads(OmegaConf.select(cfg, "threads", default="auto"), 1, 1)  # the value only; counted at start
-    _check_precision(cfg, resolve_device(cfg.device))
+    device = resolve_device(cfg.device)
+    _check_precision(cfg, device)
     check_agent_values(cfg.agent)
     check_sizes(cfg)
+    check_replay_memory(cfg, device, len(seed_list(cfg)))
     trial_build(cfg)
 
 

@@ -226,3 +226,40 @@ def check_sizes(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"agent.{key}={value} exceeds batch_size={batch}: the nearest neighbours are taken within a batch"
             )
+
+
+# --------------------------------------------------------------------------- replay memory
+
+PIXEL_FRAME_BYTES = 3 * 84 * 84  # one uint8 RGB frame per step; the stack is rebuilt when sampled
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable of /proc/meminfo (Linux); None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_replay_memory(cfg: DictConfig, device: torch.device, seeds: int) -> None:
+    """A pixel replay is allocated (and zeroed) in full when the run starts: URLB's 1,000,000 steps
+    are 21 GB of frames per seed. Refuse a CPU replay that cannot fit in the memory available now,
+    rather than let the kernel kill the run (or a neighbour) once it is under way."""
+    if cfg.obs_type != "pixels" or device.type != "cpu":
+        return
+    available = available_memory_bytes()
+    capacity = int(cfg.replay_buffer_size)
+    per_step = PIXEL_FRAME_BYTES + 512  # and at most a few hundred bytes of action, reward, ids and skill
+    needed = capacity * per_step * seeds
+    if available is None or needed <= available:
+        return
+    fits = int(0.8 * available / (per_step * seeds)) // 1000 * 1000
+    raise ConfigError(
+        f"replay_buffer_size={capacity} pixel steps need {needed / 1e9:.1f} GB of memory for the replay "
+        f"({seeds} seed(s) x {capacity * per_step / 1e9:.1f} GB), more than the {available / 1e9:.1f} GB available "
+        f"here; use replay_buffer_size={fits} or less (a run stores at most its training frames / action_repeat steps)"
+    )
