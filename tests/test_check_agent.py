@@ -114,6 +114,16 @@ def test_every_builtin_method_keeps_the_contract(name):
     assert failures(name) == []
 
 
+@pytest.mark.parametrize("name", [n for n in agent_names() if n != "ddpg"])
+def test_every_builtin_method_that_declares_pixels_updates_on_what_the_backbone_gives_it(name):
+    """Frames for a method that reads frames (RND, ProtoRL, BeCL), encoder features otherwise; a
+    method's pixel run is refused at start when this rule fails."""
+    checker = Checker(load_agent_config(name))
+    if "pixels" not in checker._obs_types():
+        pytest.skip(f"{name} runs on states only")
+    assert checker.run(("pixels",), only={"update (pixels)"}) == [("update (pixels)", None)]
+
+
 def test_the_pixel_update_of_a_method_that_declares_pixels(package):
     results = Checker(load_agent_config("my_pkg.curiosity:Good")).run(("pixels",), only={"update (pixels)"})
     assert results == [("update (pixels)", None)]

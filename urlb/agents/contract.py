@@ -115,9 +115,11 @@ class Checker:
         rows = agent.batch_rows(size)
         batch = random_batch(plugin, PIXELS if pixels else (OBS_DIM,), np.random.default_rng(0), rows)
         before = {k: v.detach().clone() for k, v in plugin.state_dict().items()}
-        with torch.no_grad():
-            features = agent._encode(batch.obs), agent._encode(batch.next_obs), agent._encode(batch.next_obs_1step)
-        plugin_batch = batch._replace(obs=features[0], next_obs=features[1], next_obs_1step=features[2])
+        plugin_batch = batch  # states, or pixels for a method that reads frames (pixel_input="frames")
+        if pixels and plugin.pixel_input != "frames":  # what the backbone gives it: encoder features
+            with torch.no_grad():
+                features = [agent._encode(frames) for frames in (batch.obs, batch.next_obs, batch.next_obs_1step)]
+            plugin_batch = batch._replace(obs=features[0], next_obs=features[1], next_obs_1step=features[2])
         kept = [None if t is None else t.clone() for t in plugin_batch]
         where = f"update ({obs_type})"
         try:
