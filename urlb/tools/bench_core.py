@@ -79,9 +79,11 @@ def update_seeds(agents: SeedAgents, replays: list[ReplayBuffer], batch_size: in
     """One update of every seed, each on a batch of its own replay (as the training loop does);
     ``timer`` times the sampling as ``sample``."""
 
+    rows = agents[0].batch_rows(batch_size)  # BeCL trains on several batches per update
+
     def sample(index: int):
         with timer.section("sample") if timer is not None else contextlib.nullcontext():
-            return replays[index].sample(batch_size)
+            return replays[index].sample(rows)
 
     agents.update(sample, step=10_000)
 
