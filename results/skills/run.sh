@@ -14,16 +14,16 @@ out=${OUT:-/work/scratch/q5}
 steps=${*:-1 2 3 4 5 6}
 walker_agents="diayn metra cic aps becl"
 quadruped_agents="diayn metra cic aps"
-runs_of() {  # runs_of DOMAIN "AGENTS": every seed's pre-training run directory
-  for a in $2; do for s in 1 2 3; do echo $out/runs/quick/pretrain/states/$1/$a/seed_$s; done; done
+runs_of() {  # runs_of DOMAIN "AGENTS" "SEEDS": the pre-training run directories
+  for a in $2; do for s in $3; do echo $out/runs/quick/pretrain/states/$1/$a/seed_$s; done; done
 }
 
 for step in $steps; do case $step in
-1)  # Pre-training, seeds 1-3 of each method on both domains (the commands were spread over two
-    # queues, one per core; each is this line).
+1)  # Pre-training: seeds 1-2 of each method on walker (DIAYN, CIC and BeCL also seed 3, for
+    # results/newer_methods/), seed 1 on quadruped; two processes at a time, one per core.
     for domain in walker quadruped; do
-      agents=$walker_agents; [ $domain = quadruped ] && agents=$quadruped_agents
-      for agent in $agents; do for seed in 1 2 3; do
+      agents=$walker_agents seeds="1 2"; [ $domain = quadruped ] && agents=$quadruped_agents seeds=1
+      for agent in $agents; do for seed in $seeds; do
         nice -n 15 python pretrain.py preset=quick device=cpu threads=1 use_tb=false seed=$seed agent=$agent domain=$domain \
           'pretrain_snapshots=[5000,10000,15000,20000]' run_root=$out/runs snapshot_dir=$out/models \
           > $out/logs/pre_${domain}_${agent}_s$seed.log 2>&1
@@ -31,9 +31,10 @@ for step in $steps; do case $step in
     done ;;
 2)  # The galleries, one call per domain: 16 skills per snapshot, one episode each, every rollout
     # from the first reset of the domain's primal task with seed 0; comparison page index.html.
-    nice -n 15 python -m urlb.tools.skills $(runs_of walker "$walker_agents") --out results/skills/gallery_walker --html \
+    # (The quadruped call wrote to $out/gallery_quadruped, copied here; its console lists those paths.)
+    nice -n 15 python -m urlb.tools.skills $(runs_of walker "$walker_agents" "1 2") --out results/skills/gallery_walker --html \
       > results/skills/walker_console.txt 2>&1
-    nice -n 15 python -m urlb.tools.skills $(runs_of quadruped "$quadruped_agents") --out results/skills/gallery_quadruped \
+    nice -n 15 python -m urlb.tools.skills $(runs_of quadruped "$quadruped_agents" 1) --out results/skills/gallery_quadruped \
       --html > results/skills/quadruped_console.txt 2>&1 ;;
 3)  # Videos of DIAYN's and METRA's 20k-frame walker snapshots: fixed camera, every 8th step, labelled tiles.
     nice -n 15 python -m urlb.tools.skills $out/runs/quick/pretrain/states/walker/{diayn,metra}/seed_1 --snapshots 20000 \
@@ -54,7 +55,7 @@ for step in $steps; do case $step in
       && echo "\$ timeout 100 python finetune.py snapshot_ts=10000" \
       && nice -n 15 timeout 100 python "$OLDPWD/finetune.py" snapshot_ts=10000) > results/skills/finetune_as_typed.txt 2>&1 || true ;;
 6)  # Run records.
-    for run in $(runs_of walker "$walker_agents") $(runs_of quadruped "$quadruped_agents"); do
+    for run in $(runs_of walker "$walker_agents" "1 2") $(runs_of quadruped "$quadruped_agents" 1); do
       rel=${run#$out/runs/quick/pretrain/states/}
       domain=${rel%%/*} agent=$(basename $(dirname $rel)) seed=${rel##*seed_}
       mkdir -p results/skills/runs/$rel
