@@ -247,7 +247,7 @@ def available_memory_bytes() -> int | None:
 
 def check_replay_memory(cfg: DictConfig, device: torch.device, seeds: int) -> None:
     """A pixel replay is allocated (and zeroed) in full when the run starts: URLB's 1,000,000 steps
-    are 21 GB of frames per seed. Refuse a CPU replay that cannot fit in the memory available now,
+    are 21.7 GB per seed. Refuse a CPU replay that cannot fit in the memory available now,
     rather than let the kernel kill the run (or a neighbour) once it is under way."""
     if cfg.obs_type != "pixels" or device.type != "cpu":
         return

@@ -27,6 +27,7 @@ SIZES = {  # name -> (hidden_dim, batch_size); update every 2 steps in both
     "tiny": (32, 32),  # for checking that the command works (tests), not for figures
 }
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+PIXEL_ACTION_REPEAT, PIXEL_FRAME_STACK = 2, 3  # the protocol's pixels (configs/common.yaml)
 UPDATE_PARTS = {  # timed part -> (object attribute path, method)
     "plugin": ("plugin", "update"),  # its own training step and the batch reward
     "critic": (None, "_update_critic"),
@@ -106,9 +107,10 @@ def build(
 ):
     """Per seed an environment, a replay and an agent (stepped together: urlb.seed_agents).
     Pixels as the protocol has them: 3 stacked 84x84 frames, action repeat 2."""
-    action_repeat, frame_stack = (2, 3) if obs_type == "pixels" else (1, 1)
+    action_repeat, frame_stack = (PIXEL_ACTION_REPEAT, PIXEL_FRAME_STACK) if obs_type == "pixels" else (1, 1)
     env_list = [
-        envs.make("walker_stand", obs_type, frame_stack=3, action_repeat=action_repeat, seed=1 + i) for i in range(seeds)
+        envs.make("walker_stand", obs_type, frame_stack=PIXEL_FRAME_STACK, action_repeat=action_repeat, seed=1 + i)
+        for i in range(seeds)
     ]
     obs_shape = tuple(int(n) for n in env_list[0].observation_spec().shape)
     action_dim = int(env_list[0].action_spec().shape[0])
@@ -127,7 +129,7 @@ def build(
 # Only the pixel encoder convolves, and only the random shift samples a grid: the profiler's time
 # in these operators (forward and backward) is the encoder's and the augmentation's share.
 ENCODER_OPS = ("conv",)
-SHIFT_OPS = ("grid_sampler", "replication_pad", "pad")
+SHIFT_OPS = ("grid_sampler", "pad")
 
 
 def update_op_shares(agents: SeedAgents, replays: list[ReplayBuffer], batch_size: int, updates: int = 3) -> dict:
@@ -216,7 +218,7 @@ def bench_agent(
         "compile": compile_backend,
         "device": str(device),
         "seeds": seeds,
-        "frames_per_s": steps * seeds * (2 if obs_type == "pixels" else 1) / elapsed,  # action repeat
+        "frames_per_s": steps * seeds * (PIXEL_ACTION_REPEAT if obs_type == "pixels" else 1) / elapsed,
         "measured_s": elapsed,
         "steps": steps,
         "updates": updates,
