@@ -95,7 +95,7 @@ def main(public: str, ours: str) -> None:
     same_actions = bool(np.array_equal(pa["seed_actions"][:n], oa["seed_actions"][:n]))
     po, oo = pa["observations"], oa["observations"]
     m = min(len(po), len(oo))
-    same = (po[:m] == oo[:m]).all(1)
+    same = (po[:m] == oo[:m]).reshape(m, -1).all(1)  # per stored observation (pixels: a whole frame stack)
     first_diff = int(np.argmin(same)) if not same.all() else None
     print(f"public: {public} (workers {pm['workers']}); ours: {ours} (replay_loader_workers {om['workers']})")
     print(f"seed frames: {seed_steps} steps; seed-frame actions identical: {same_actions}")
