@@ -109,7 +109,7 @@ def build(
     Pixels as the protocol has them: 3 stacked 84x84 frames, action repeat 2."""
     action_repeat, frame_stack = (PIXEL_ACTION_REPEAT, PIXEL_FRAME_STACK) if obs_type == "pixels" else (1, 1)
     env_list = [
-        envs.make("walker_stand", obs_type, frame_stack=PIXEL_FRAME_STACK, action_repeat=action_repeat, seed=1 + i)
+        envs.make("walker_stand", obs_type, frame_stack=frame_stack, action_repeat=action_repeat, seed=1 + i)
         for i in range(seeds)
     ]
     obs_shape = tuple(int(n) for n in env_list[0].observation_spec().shape)
