@@ -27,6 +27,19 @@ def welch_t(a: list[float], b: list[float]) -> float:
     return (st.mean(a) - st.mean(b)) / scale if scale > 0 else math.nan
 
 
+SAME = 1.0  # returns this close come from the same behaviour (a saturated policy repeats its trajectory)
+
+
+def sign_test(lower: int, higher: int) -> float:
+    """Exact two-sided sign test over the seeds that differ: how likely a split at least this
+    uneven is if either side is as likely to be the higher one."""
+    n = lower + higher
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(lower, higher) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
 def spread(values: list[float]) -> str:
     return f"{st.mean(values):.1f} ± {st.stdev(values):.1f}"
 
@@ -62,6 +75,11 @@ def compare(root: Path, ours_name: str, pub_name: str) -> None:
         "\nPer seed, mean over those frames (ours / public): "
         + ", ".join(f"{s}: {x:.0f}/{y:.0f}" for s, x, y in zip(seeds, a, b))
     )
+    print(f"\nPer evaluation, seeds on which ours is lower / higher / the same (within {SAME}) as the public run:")
+    for frame in late:
+        d = [ours[s][frame] - pub[s][frame] for s in seeds]
+        lower, higher = sum(x < -SAME for x in d), sum(x > SAME for x in d)
+        print(f"- {frame:,}: {lower} / {higher} / {len(d) - lower - higher} (two-sided sign test p {sign_test(lower, higher):.3f})")
     zero = [s for s in seeds if abs(ours[s].get(0, math.nan) - pub[s].get(0, math.nan)) < 1e-6]
     print(f"\nSeeds whose frame-0 evaluation is the same on both sides (to 1e-6): {len(zero)} of {len(seeds)}")
 
