@@ -12,7 +12,7 @@ import torch
 
 from tests.test_replay import ACTION_DIM, Recorder, check_batch
 from urlb.replay import Batch, ReplayBuffer
-from urlb.replay_loader import URLBLoader
+from urlb.replay_loader import URLBLoader, WorkerDraws
 
 
 def test_one_worker_fetches_every_1000_samples_from_what_it_saw_two_batches_earlier():
@@ -131,3 +131,37 @@ def test_bad_replay_loader_workers_is_one_clear_error(value):
         cfg = compose(config_name="finetune", overrides=["device=cpu", f"replay_loader_workers={value}"])
     with pytest.raises(config.ConfigError, match="replay_loader_workers"):
         config.validate(cfg)
+
+
+# A public URLB run's batches (walker pixels, one loader worker, 500-step episodes, n-step 3: 498
+# windows per episode), recorded by scripts/compare_public_ddpg/trace_public.py: the first eight
+# samples, and the ten from sample 9,000 on, when its worker first holds a second episode.
+PUBLIC_FIRST_STARTS = [282, 4, 273, 35, 69, 9, 180, 413]
+PUBLIC_FROM_9000 = [(0, 363), (1, 380), (0, 270), (1, 176), (1, 4), (0, 207), (0, 430), (1, 224), (0, 17), (0, 37)]
+
+
+def test_worker_draws_are_the_public_loaders_whatever_the_seed():
+    draws = WorkerDraws(0)
+    picks, starts = draws.draw([498], 8)
+    assert picks == [0] * 8 and starts == PUBLIC_FIRST_STARTS
+    draws.draw([498], 9000 - 8)
+    picks, starts = draws.draw([498, 498], 10)
+    assert list(zip(picks, starts)) == PUBLIC_FROM_9000
+    other = WorkerDraws(1)  # the next worker starts from the next seed
+    assert other.draw([498], 8)[1] != PUBLIC_FIRST_STARTS
+
+
+def test_worker_draws_survive_a_checkpoint_and_the_first_batch_takes_one_torch_draw():
+    rb = ReplayBuffer((3,), ACTION_DIM, capacity=1000, nstep=3, discount=0.9, loader_workers=2)
+    fill(rb, 4)
+    torch.manual_seed(0)
+    rb.sample_for_update(64)
+    after_first = torch.rand(1)
+    torch.manual_seed(0)
+    torch.empty((), dtype=torch.int64).random_()  # what URLB's loader iterator takes at its creation
+    assert torch.equal(torch.rand(1), after_first)
+    rb2 = ReplayBuffer((3,), ACTION_DIM, capacity=1000, nstep=3, discount=0.9, loader_workers=2)
+    rb2.load_state_dict(rb.state_dict())
+    for _ in range(3):
+        a, b = rb.sample_for_update(64), rb2.sample_for_update(64)
+        assert torch.equal(a.obs, b.obs) and torch.equal(a.next_obs, b.next_obs)

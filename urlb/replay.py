@@ -200,7 +200,7 @@ class ReplayBuffer:
             if episodes.numel() == 0:  # this worker holds no episode yet (URLB would fail here)
                 starts.append(self._sample_starts(count, generator))
             else:
-                starts.append(self._starts_in(episodes, count, generator))
+                starts.append(self._starts_in(episodes, count, generator, worker))
         return self._batch_at(torch.cat(starts))
 
     def _rebuild_episode_index(self) -> None:
@@ -231,9 +231,18 @@ class ReplayBuffer:
         ok = (self.episode_id[first[episodes]] == episodes) & (length[episodes] >= self.nstep)
         return episodes[ok]
 
-    def _starts_in(self, episodes: torch.Tensor, count: int, generator: torch.Generator | None) -> torch.Tensor:
-        """URLB's draw: an episode uniformly, then a full n-step window in it uniformly."""
+    def _starts_in(
+        self, episodes: torch.Tensor, count: int, generator: torch.Generator | None, worker: int
+    ) -> torch.Tensor:
+        """URLB's draw: an episode uniformly, then a full n-step window in it uniformly; with
+        loader workers, the very numbers that URLB's worker ``worker`` draws."""
         first, length = self._episode_table
+        if self.loader.draws:
+            windows = (length[episodes] - self.nstep + 1).tolist()
+            picks, offsets = self.loader.draws[worker].draw(windows, count)
+            pick = episodes[torch.tensor(picks, dtype=torch.int64, device=self.device)]
+            offset = torch.tensor(offsets, dtype=torch.int64, device=self.device)
+            return (first[pick] + offset) % self.capacity
         pick = episodes[torch.randint(episodes.numel(), (count,), device=self.device, generator=generator)]
         windows = length[pick] - self.nstep + 1
         offset = (torch.rand(count, device=self.device, generator=generator) * windows).long()
