@@ -100,6 +100,9 @@ def main(public: str, ours: str) -> None:
     print(f"public: {public} (workers {pm['workers']}); ours: {ours} (replay_loader_workers {om['workers']})")
     print(f"seed frames: {seed_steps} steps; seed-frame actions identical: {same_actions}")
     print(f"stored observations identical up to index {first_diff} of {m} (episode resets included)")
+    k = min(len(pa["batches"]), len(oa["batches"]))
+    same_batches = int((pa["batches"][:k] == oa["batches"][:k]).reshape(k, -1).all(1).sum())
+    print(f"batches drawing the same (episode, position) samples: {same_batches} of {k}")
     partitions = max(1, int(pm["workers"]))
     rows = describe(pm, pa, partitions), describe(om, oa, partitions)
     for key in rows[0]:
