@@ -56,11 +56,10 @@ class WorkerDraws:
     def draw(self, windows: list[int], count: int) -> tuple[list[int], list[int]]:
         """For each of ``count`` samples, in URLB's order: the position of its episode among the
         worker's episodes (whose window counts are ``windows``) and its window start."""
-        picks, starts = [], []
-        for _ in range(count):
-            pick = self.episode_draw.randrange(len(windows))  # what random.choice draws
-            picks.append(pick)
-            starts.append(int(self.window_draw.randint(0, windows[pick])))
+        # The two generators are separate, so drawing every episode first changes no number;
+        # numpy's randint over an array of bounds draws what as many scalar calls would.
+        picks = [self.episode_draw.randrange(len(windows)) for _ in range(count)]  # what random.choice draws
+        starts = self.window_draw.randint(0, np.asarray(windows, dtype=np.int64)[picks]).tolist()
         return picks, starts
 
     def state_dict(self) -> dict:
