@@ -15,7 +15,8 @@ still bootstraps (the suite reports discount 1.0).
 
 The trainer samples through :meth:`ReplayBuffer.sample_for_update`, which with
 ``loader_workers`` set also follows when URLB's replay loader makes a finished episode
-sampleable and which episodes one batch can come from (:mod:`urlb.replay_loader`).
+sampleable and which episodes one batch can come from, and draws its samples with the numbers
+URLB's loader workers draw (:mod:`urlb.replay_loader`).
 """
 
 from __future__ import annotations
